@@ -1,0 +1,19 @@
+"""ssd_zoo: a torchvision-style model zoo for SSD, the Single Shot MultiBox Detector.
+
+    >>> import ssd_zoo
+    >>> model = ssd_zoo.build("ssd300_vgg16", num_classes=21).eval()
+    >>> detections = model([image])  # image: float [3, H, W] in [0, 1]
+"""
+from .models import zoo as _zoo  # noqa: F401  (registers the built-in models)
+from .models.head import SSDHead
+from .models.ssd import SSD
+from .models.vgg import VGG16Backbone
+from .ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
+from .registry import build, list_models, register_model
+from .transform import SSDTransform
+
+__all__ = [
+    "SSD", "SSDHead", "SSDTransform", "VGG16Backbone", "DefaultBoxGenerator", "DefaultBoxSpec",
+    "build", "list_models", "register_model",
+]
+__version__ = "0.1.0"

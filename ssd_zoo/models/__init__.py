@@ -1,0 +1,1 @@
+"""SSD networks: the SSD model, its backbones and heads, and the registered variants."""

@@ -1,0 +1,136 @@
+"""Default boxes (the paper's "prior boxes", torchvision's "anchors").
+
+Each feature map of size ``H x W`` tiles the image with ``H * W`` locations; every location carries
+``2 + 2 * len(aspect_ratios)`` boxes: a square of side ``s_k``, a square of side ``sqrt(s_k * s_k+1)``,
+and for every ratio ``r`` a box ``s_k*sqrt(r) x s_k/sqrt(r)`` and its transpose (SSD paper, sec. 2.2).
+Sizes here are in pixels of the network input; the presets give the published ones.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class DefaultBoxSpec:
+    """Default boxes of an SSD, per feature level, in pixels of the ``input_size`` network input.
+
+    ``sizes`` has one more entry than there are levels: level ``k`` uses ``sizes[k]`` and
+    ``sizes[k + 1]`` (the paper's ``s_k`` and ``s_k+1``, i.e. Caffe's min_size and max_size).
+    """
+
+    input_size: int
+    sizes: tuple[float, ...]
+    aspect_ratios: tuple[tuple[int, ...], ...]
+    steps: tuple[int, ...]
+    clip: bool = True
+
+    def __post_init__(self) -> None:
+        levels = len(self.aspect_ratios)
+        if len(self.sizes) != levels + 1 or len(self.steps) != levels:
+            raise ValueError(
+                f"DefaultBoxSpec: expected {levels + 1} sizes and {levels} steps for {levels} levels, "
+                f"found {len(self.sizes)} sizes and {len(self.steps)} steps"
+            )
+
+    @property
+    def boxes_per_location(self) -> list[int]:
+        return [2 + 2 * len(ratios) for ratios in self.aspect_ratios]
+
+
+_RATIOS_300 = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
+_RATIOS_512 = ((2,), (2, 3), (2, 3), (2, 3), (2, 3), (2,), (2,))
+
+# (input size, preset) -> spec. "voc": the SSD paper / Caffe / ssd.pytorch; "coco": torchvision (scales 0.07..1.05).
+PRESETS: dict[tuple[int, str], DefaultBoxSpec] = {
+    (300, "voc"): DefaultBoxSpec(300, (30, 60, 111, 162, 213, 264, 315), _RATIOS_300, (8, 16, 32, 64, 100, 300)),
+    (300, "coco"): DefaultBoxSpec(300, (21, 45, 99, 153, 207, 261, 315), _RATIOS_300, (8, 16, 32, 64, 100, 300)),
+    (512, "voc"): DefaultBoxSpec(
+        512, (35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6), _RATIOS_512, (8, 16, 32, 64, 128, 256, 512)
+    ),
+    (512, "coco"): DefaultBoxSpec(
+        512, (20.48, 51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72), _RATIOS_512, (8, 16, 32, 64, 128, 256, 512)
+    ),
+}
+
+
+def preset(input_size: int, anchors: str) -> DefaultBoxSpec:
+    """The published default boxes for ``input_size`` (300 or 512) and ``anchors`` ("voc" or "coco").
+
+    Other input sizes (e.g. SSDLite's 320) scale the 300 preset's sizes and steps proportionally.
+    """
+    if anchors not in ("voc", "coco"):
+        raise ValueError(f"anchors: expected 'voc' or 'coco', found {anchors!r}")
+    if (input_size, anchors) in PRESETS:
+        return PRESETS[(input_size, anchors)]
+    base = PRESETS[(300, anchors)]
+    factor = input_size / 300
+    return DefaultBoxSpec(
+        input_size,
+        tuple(s * factor for s in base.sizes),
+        base.aspect_ratios,
+        tuple(round(s * factor) for s in base.steps[:-1]) + (input_size,),
+    )
+
+
+def box_shapes(spec: DefaultBoxSpec) -> list[Tensor]:
+    """Per level, the ``[boxes_per_location, 2]`` widths and heights, relative to the input size."""
+    shapes = []
+    for k, ratios in enumerate(spec.aspect_ratios):
+        s_k = spec.sizes[k] / spec.input_size
+        s_next = math.sqrt(spec.sizes[k] * spec.sizes[k + 1]) / spec.input_size
+        wh = [[s_k, s_k], [s_next, s_next]]
+        for r in ratios:
+            w, h = s_k * math.sqrt(r), s_k / math.sqrt(r)
+            wh.extend([[w, h], [h, w]])
+        shapes.append(torch.tensor(wh, dtype=torch.float32))
+    return shapes
+
+
+def default_boxes(spec: DefaultBoxSpec, grid_sizes: list[tuple[int, int]], image_size: tuple[int, int]) -> Tensor:
+    """All default boxes of an image, ``[A, 4]`` xyxy in pixels of the ``image_size = (H, W)`` input.
+
+    Ordered level by level, then row, column, box shape — the order in which the head flattens its outputs.
+    Centres sit at ``(j + 0.5) * step``; with ``spec.clip`` the relative widths and heights are clipped to
+    [0, 1] (as torchvision and ssd.pytorch do).
+    """
+    if len(grid_sizes) != len(spec.steps):
+        raise ValueError(f"default_boxes: expected {len(spec.steps)} feature maps, found {len(grid_sizes)}")
+    height, width = image_size
+    boxes = []
+    for (rows, cols), step, wh in zip(grid_sizes, spec.steps, box_shapes(spec)):
+        # Centres relative to the image: the paper's (j + 0.5) / |f_k| with |f_k| = size / step.
+        cy = (torch.arange(rows, dtype=torch.float32) + 0.5) / (height / step)
+        cx = (torch.arange(cols, dtype=torch.float32) + 0.5) / (width / step)
+        cy, cx = torch.meshgrid(cy, cx, indexing="ij")
+        centres = torch.stack([cx, cy], dim=-1).reshape(-1, 1, 2).expand(-1, len(wh), 2)  # (HW, k, 2)
+        sizes = (wh.clamp(0, 1) if spec.clip else wh).expand_as(centres)
+        boxes.append(torch.cat([centres, sizes], dim=-1).reshape(-1, 4))
+    cxcywh = torch.cat(boxes)
+    scale = torch.tensor([width, height], dtype=torch.float32)
+    return torch.cat([(cxcywh[:, :2] - 0.5 * cxcywh[:, 2:]) * scale, (cxcywh[:, :2] + 0.5 * cxcywh[:, 2:]) * scale], 1)
+
+
+class DefaultBoxGenerator(nn.Module):
+    """Default boxes for a batch, computed once per (image size, grid sizes, device, dtype) and cached."""
+
+    def __init__(self, spec: DefaultBoxSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self._cache: dict[tuple, Tensor] = {}
+
+    @property
+    def boxes_per_location(self) -> list[int]:
+        return self.spec.boxes_per_location
+
+    def forward(self, features: list[Tensor], image_size: tuple[int, int]) -> Tensor:
+        """``features``: the backbone's maps ``[B, C_k, H_k, W_k]``; returns ``[A, 4]`` xyxy pixels."""
+        grid_sizes = [tuple(f.shape[-2:]) for f in features]
+        device = features[0].device
+        key = (tuple(image_size), tuple(grid_sizes), device)
+        if key not in self._cache:
+            self._cache[key] = default_boxes(self.spec, grid_sizes, image_size).to(device)
+        return self._cache[key]

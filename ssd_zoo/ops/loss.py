@@ -1,0 +1,72 @@
+"""The SSD training objective (SSD paper, eq. 1): localisation + confidence, with hard-negative mining.
+
+``L = (L_loc + L_conf) / N``, N the batch's number of matched default boxes (at least 1):
+- ``L_loc``: smooth-L1 between the predicted and the encoded ground-truth offsets, positives only;
+- ``L_conf``: cross-entropy on the positives plus, per image, the ``neg_pos_ratio``-times-as-many
+  background boxes that the network gets most wrong (hard negatives).
+Everything runs on the whole batch: no loop over images, no host synchronisation.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import box_coder
+from .matcher import match
+
+
+def hard_negatives(cls_loss: Tensor, positive: Tensor, neg_pos_ratio: int) -> Tensor:
+    """``[B, A]`` bool: per image, the ``neg_pos_ratio * num_positive`` negatives of highest loss.
+
+    ``cls_loss`` ``[B, A]`` per-default-box cross-entropy; ``positive`` ``[B, A]`` bool.
+    """
+    num_negative = neg_pos_ratio * positive.sum(dim=1, keepdim=True)
+    negative_loss = cls_loss.detach().masked_fill(positive, -float("inf"))
+    order = negative_loss.argsort(dim=1, descending=True)
+    rank = order.argsort(dim=1)  # rank of each default box by loss, 0 = hardest
+    return rank < num_negative
+
+
+def ssd_loss(
+    cls_logits: Tensor,
+    box_regression: Tensor,
+    default_boxes: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    gt_valid: Tensor,
+    *,
+    iou_thresh: float = 0.5,
+    neg_pos_ratio: int = 3,
+) -> dict[str, Tensor]:
+    """The SSD loss for a batch.
+
+    Args:
+        cls_logits: ``[B, A, C]`` class scores, C including background (class 0).
+        box_regression: ``[B, A, 4]`` predicted offsets (see :mod:`ssd_zoo.ops.box_coder`).
+        default_boxes: ``[A, 4]`` xyxy pixels of the network input.
+        gt_boxes: ``[B, G, 4]`` xyxy pixels of the network input, padded.
+        gt_labels: ``[B, G]`` int64 in ``[1, C)``, padded.
+        gt_valid: ``[B, G]`` bool, False on padding.
+
+    Returns:
+        ``{"bbox_regression": Tensor[], "classification": Tensor[]}``, each already divided by N.
+    """
+    matches = match(gt_boxes, gt_valid, default_boxes, iou_thresh)  # (B, A)
+    positive = matches >= 0
+    index = matches.clamp(min=0)
+    matched_boxes = torch.gather(gt_boxes, 1, index[..., None].expand(-1, -1, 4))  # (B, A, 4)
+    # Background boxes are coded against themselves (target 0) so no log(0) can reach the gradient.
+    matched_boxes = torch.where(positive[..., None], matched_boxes, default_boxes)
+    targets = box_coder.encode(matched_boxes, default_boxes)
+    box_loss = F.smooth_l1_loss(box_regression, targets.to(box_regression.dtype), reduction="none").sum(-1)
+
+    labels = torch.gather(gt_labels, 1, index).masked_fill(~positive, 0)  # (B, A)
+    cls_loss = F.cross_entropy(cls_logits.flatten(0, 1), labels.flatten(), reduction="none").view_as(labels)
+    selected = positive | hard_negatives(cls_loss, positive, neg_pos_ratio)
+
+    num_positive = positive.sum().clamp(min=1)
+    return {
+        "bbox_regression": torch.where(positive, box_loss, 0.0).sum() / num_positive,
+        "classification": torch.where(selected, cls_loss, 0.0).sum() / num_positive,
+    }

@@ -1,0 +1,73 @@
+"""From network outputs to detections: softmax, decode, clip, per-class top-k, per-class NMS, best per image.
+
+The whole batch goes through one ``batched_nms`` call: every (image, class) pair is its own NMS group.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.ops import batched_nms
+
+from . import box_coder
+
+
+def postprocess(
+    cls_logits: Tensor,
+    box_regression: Tensor,
+    default_boxes: Tensor,
+    image_size: tuple[int, int],
+    *,
+    score_thresh: float = 0.01,
+    nms_thresh: float = 0.45,
+    topk_candidates: int = 400,
+    detections_per_img: int = 200,
+) -> list[dict[str, Tensor]]:
+    """Detections for a batch, in pixels of the network input.
+
+    Args:
+        cls_logits: ``[B, A, C]``, class 0 is background.
+        box_regression: ``[B, A, 4]``.
+        default_boxes: ``[A, 4]`` xyxy pixels.
+        image_size: ``(H, W)`` of the network input; boxes are clipped to it.
+        score_thresh: a detection needs a softmax score above this.
+        nms_thresh: IoU above which NMS suppresses the lower-scoring box of a class.
+        topk_candidates: per image and class, the most boxes that enter NMS.
+        detections_per_img: per image, the most detections kept (best scores first).
+
+    Returns:
+        One dict per image: ``boxes`` float ``[D, 4]`` xyxy, ``scores`` float ``[D]``, ``labels`` int64 ``[D]``
+        in ``[1, C)``, sorted by decreasing score.
+    """
+    batch, num_anchors, num_classes = cls_logits.shape
+    scores = F.softmax(cls_logits.float(), dim=-1)[..., 1:].transpose(1, 2)  # (B, C-1, A)
+    boxes = box_coder.decode(box_regression.float(), default_boxes)  # (B, A, 4)
+    height, width = image_size
+    # (B, A, 2 corners, xy) -> back to (B, A, 4) x1, y1, x2, y2
+    boxes = torch.stack([boxes[..., 0::2].clamp(0, width), boxes[..., 1::2].clamp(0, height)], dim=-1).flatten(-2)
+
+    # Per image and class, the best candidates above the threshold.
+    k = min(topk_candidates, num_anchors)
+    top_scores, top_index = scores.masked_fill(scores <= score_thresh, -1.0).topk(k, dim=-1)  # (B, C-1, k)
+    keep = top_scores > score_thresh
+    image_index = torch.arange(batch, device=scores.device)[:, None, None].expand_as(top_index)
+    labels = torch.arange(1, num_classes, device=scores.device)[None, :, None].expand_as(top_index)
+    image_index, labels, top_index, top_scores = image_index[keep], labels[keep], top_index[keep], top_scores[keep]
+    top_boxes = boxes[image_index, top_index]
+
+    groups = image_index * num_classes + labels
+    kept = batched_nms(top_boxes, top_scores, groups, nms_thresh)  # sorted by decreasing score
+
+    # Best `detections_per_img` per image: a stable sort by image keeps each image's score order.
+    kept = kept[torch.sort(image_index[kept], stable=True).indices]
+    kept_images = image_index[kept]
+    counts = torch.bincount(kept_images, minlength=batch)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(kept.numel(), device=kept.device) - starts[kept_images]
+    kept = kept[rank < detections_per_img]
+    counts = counts.clamp(max=detections_per_img).tolist()
+
+    return [
+        {"boxes": b, "scores": s, "labels": l}
+        for b, s, l in zip(top_boxes[kept].split(counts), top_scores[kept].split(counts), labels[kept].split(counts))
+    ]

@@ -1,0 +1,43 @@
+"""The model registry: named builders, listed and built by name (as timm's ``create_model``).
+
+A builder is a function ``(*, weights=None, num_classes=None, **kwargs) -> nn.Module`` registered under
+its own ``__name__``.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from typing import Any, Callable
+
+from torch import nn
+
+Builder = Callable[..., nn.Module]
+_MODELS: dict[str, Builder] = {}
+
+
+def register_model(fn: Builder) -> Builder:
+    """Decorator: register ``fn`` under ``fn.__name__``; a name registered twice raises ValueError."""
+    name = fn.__name__
+    if name in _MODELS:
+        raise ValueError(f"register_model: a model named {name!r} is already registered")
+    _MODELS[name] = fn
+    return fn
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Sorted names of the registered models that match the fnmatch ``pattern`` (e.g. ``"*mobilenet*"``)."""
+    return sorted(name for name in _MODELS if fnmatch.fnmatch(name, pattern))
+
+
+def get_builder(name: str) -> Builder:
+    """The builder registered as ``name``; an unknown name raises ValueError with close matches."""
+    if name not in _MODELS:
+        close = difflib.get_close_matches(name, _MODELS, n=5, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; registered: {', '.join(list_models())}"
+        raise ValueError(f"unknown model {name!r}{hint}")
+    return _MODELS[name]
+
+
+def build(name: str, *, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
+    """Build the registered model ``name``; keyword arguments reach its builder (and the SSD constructor)."""
+    return get_builder(name)(weights=weights, num_classes=num_classes, **kwargs)

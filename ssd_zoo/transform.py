@@ -1,0 +1,133 @@
+"""The model's input transform: check, resize to the fixed input size, normalise, batch — and map back.
+
+SSD sees every image at one fixed size (300x300 or 512x512), stretched without keeping the aspect ratio,
+as in the paper and in torchvision. Boxes follow the same stretch on the way in and the inverse on the way out.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pad_sequence
+
+# torchvision's SSD300 normalisation: RGB in [0, 1], mean of ImageNet in 0..255 steps, std 1/255 — i.e. the
+# Caffe convention (subtract the mean pixel from 0..255 values) that ssd.pytorch's weights expect too.
+CAFFE_MEAN = (0.48235, 0.45882, 0.40784)
+CAFFE_STD = (1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0)
+
+
+class Batch:
+    """What the transform hands to the network.
+
+    Attributes:
+        images: ``[B, 3, H, W]`` normalised, at the network input size.
+        original_sizes: per image, its ``(height, width)`` before resizing.
+        gt_boxes: ``[B, G, 4]`` xyxy pixels of the network input, padded (training only, else None).
+        gt_labels: ``[B, G]`` int64, padded with 0.
+        gt_valid: ``[B, G]`` bool, False on padding.
+    """
+
+    def __init__(self, images: Tensor, original_sizes: list[tuple[int, int]]) -> None:
+        self.images = images
+        self.original_sizes = original_sizes
+        self.gt_boxes: Tensor | None = None
+        self.gt_labels: Tensor | None = None
+        self.gt_valid: Tensor | None = None
+
+
+def check_images(images: list[Tensor]) -> None:
+    """Raise TypeError/ValueError naming the image index for anything but float ``[3, H, W]`` finite tensors."""
+    for i, image in enumerate(images):
+        if not isinstance(image, Tensor) or not image.is_floating_point():
+            found = image.dtype if isinstance(image, Tensor) else type(image).__name__
+            raise TypeError(f"images[{i}]: expected a float tensor with values in [0, 1], found {found}")
+        if image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(f"images[{i}]: expected shape [3, H, W] (RGB, channels first), found {list(image.shape)}")
+
+
+def check_targets(targets: list[dict[str, Tensor]], num_images: int, num_classes: int) -> None:
+    """Raise ValueError naming the image (and box) for malformed, degenerate or non-finite targets."""
+    if len(targets) != num_images:
+        raise ValueError(f"targets: expected one dict per image ({num_images}), found {len(targets)}")
+    for i, target in enumerate(targets):
+        for key in ("boxes", "labels"):
+            if key not in target:
+                raise ValueError(f"targets[{i}]: missing key {key!r} (expected 'boxes' and 'labels')")
+        boxes, labels = target["boxes"], target["labels"]
+        if boxes.dim() != 2 or boxes.shape[-1] != 4 or not boxes.is_floating_point():
+            raise ValueError(f"targets[{i}]['boxes']: expected a float tensor [N, 4], found {boxes.dtype} {list(boxes.shape)}")
+        if labels.shape != boxes.shape[:1] or labels.dtype != torch.int64:
+            raise ValueError(
+                f"targets[{i}]['labels']: expected int64 [{boxes.shape[0]}], found {labels.dtype} {list(labels.shape)}"
+            )
+        if not torch.isfinite(boxes).all():
+            raise ValueError(f"targets[{i}]['boxes']: found NaN or inf in {boxes.tolist()}")
+        degenerate = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+        if degenerate.any():
+            j = int(degenerate.nonzero()[0])
+            raise ValueError(
+                f"targets[{i}]['boxes'][{j}] = {boxes[j].tolist()}: expected xyxy with x2 > x1 and y2 > y1"
+            )
+        bad = (labels < 1) | (labels >= num_classes)
+        if bad.any():
+            j = int(bad.nonzero()[0])
+            raise ValueError(
+                f"targets[{i}]['labels'][{j}] = {int(labels[j])}: expected a class in [1, {num_classes}) (0 is background)"
+            )
+
+
+class SSDTransform(nn.Module):
+    """Resize (bilinear) to ``size x size``, normalise with ``mean``/``std`` (0..1 scale), batch.
+
+    Resizing is linear, so normalising after it gives the same values as before it, on far fewer pixels.
+    """
+
+    def __init__(self, size: int, mean: tuple[float, ...] = CAFFE_MEAN, std: tuple[float, ...] = CAFFE_STD) -> None:
+        super().__init__()
+        self.size = size
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(
+        self, images: list[Tensor] | Tensor, targets: list[dict[str, Tensor]] | None = None, num_classes: int = 0
+    ) -> Batch:
+        """``images``: list of float ``[3, H, W]`` in [0, 1] (or ``[B, 3, H, W]``); targets as torchvision's."""
+        images = list(images.unbind(0)) if isinstance(images, Tensor) and images.dim() == 4 else list(images)
+        if not images:
+            raise ValueError("images: expected at least one image, found an empty list")
+        check_images(images)
+        sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+        out_size = (self.size, self.size)
+        if len(set(sizes)) == 1:
+            resized = F.interpolate(torch.stack(images), size=out_size, mode="bilinear", align_corners=False)
+        else:
+            resized = torch.cat(
+                [F.interpolate(im[None], size=out_size, mode="bilinear", align_corners=False) for im in images]
+            )
+        if not torch.isfinite(resized).all():
+            bad = next(i for i, im in enumerate(images) if not torch.isfinite(im).all())
+            raise ValueError(f"images[{bad}]: found NaN or inf values")
+        batch = Batch((resized - self.mean) / self.std, sizes)
+        if targets is not None:
+            check_targets(targets, len(images), num_classes)
+            self._resize_targets(batch, targets)
+        return batch
+
+    def _resize_targets(self, batch: Batch, targets: list[dict[str, Tensor]]) -> None:
+        # float32 new/old ratios, as torchvision's resize_boxes computes them, so resized boxes agree bit for bit.
+        device = batch.images.device
+        scales = torch.tensor([[self.size / w, self.size / h] * 2 for h, w in batch.original_sizes], device=device)
+        boxes = [t["boxes"].to(device, torch.float32) for t in targets]
+        labels = [t["labels"].to(device) for t in targets]
+        batch.gt_boxes = pad_sequence(boxes, batch_first=True) * scales[:, None, :]
+        batch.gt_labels = pad_sequence(labels, batch_first=True)
+        counts = torch.tensor([len(b) for b in boxes], device=device)
+        batch.gt_valid = torch.arange(batch.gt_labels.shape[1], device=device)[None, :] < counts[:, None]
+
+    def postprocess(self, detections: list[dict[str, Tensor]], original_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+        """Map each image's ``boxes`` from the network input back to its own pixels (new dicts)."""
+        out = []
+        for det, (h, w) in zip(detections, original_sizes):
+            scale = torch.tensor([w / self.size, h / self.size] * 2, dtype=det["boxes"].dtype, device=det["boxes"].device)
+            out.append({**det, "boxes": det["boxes"] * scale})
+        return out
