@@ -1,0 +1,241 @@
+"""VOCEvaluator: hand-computed cases and parity with a per-detection loop in voc_eval's style."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ssd_zoo.metrics.voc import VOCEvaluator
+
+
+def pred(boxes, scores, labels):
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "scores": torch.tensor(scores, dtype=torch.float32),
+        "labels": torch.tensor(labels, dtype=torch.int64),
+    }
+
+
+def gt(boxes, labels, difficult=None):
+    target = {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.tensor(labels, dtype=torch.int64),
+    }
+    if difficult is not None:
+        target["difficult"] = torch.tensor(difficult, dtype=torch.bool)
+    return target
+
+
+def evaluate(predictions, targets, num_classes=3, **kw):
+    evaluator = VOCEvaluator(num_classes, **kw)
+    evaluator.update(predictions, targets)
+    return evaluator.compute()
+
+
+A, B, C = [0, 0, 9, 9], [20, 20, 39, 29], [50, 0, 59, 59]
+
+
+def test_perfect_detections_score_one():
+    targets = [gt([A, B], [1, 2]), gt([C], [1])]
+    predictions = [pred([A, B], [0.9, 0.8], [1, 2]), pred([C], [0.7], [1])]
+    for use_07 in (True, False):
+        result = evaluate(predictions, targets, use_07_metric=use_07)
+        assert result["map"] == pytest.approx(1.0)
+        assert result["ap"] == {1: pytest.approx(1.0), 2: pytest.approx(1.0)}
+
+
+def test_duplicate_is_a_false_positive():
+    # Class 1: TP (0.9), duplicate FP (0.8); one box, so recall hits 1 at precision 1 first.
+    targets = [gt([A], [1])]
+    result = evaluate([pred([A, A], [0.9, 0.8], [1, 1])], targets, use_07_metric=False)
+    assert result["ap"][1] == pytest.approx(1.0)
+    # Two boxes, detections: TP, FP(dup), TP -> precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1.
+    targets = [gt([A, C], [1, 1])]
+    result = evaluate([pred([A, A, C], [0.9, 0.8, 0.7], [1, 1, 1])], targets, use_07_metric=False)
+    assert result["ap"][1] == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
+
+
+def test_difficult_match_is_ignored_and_not_a_positive():
+    targets = [gt([A, C], [1, 1], difficult=[False, True])]
+    # Detection on the difficult box is ignored, even though it scores highest.
+    result = evaluate([pred([C, A], [0.9, 0.8], [1, 1])], targets)
+    assert result["ap"][1] == pytest.approx(1.0)
+    # Missing the difficult box costs nothing either.
+    result = evaluate([pred([A], [0.8], [1])], targets)
+    assert result["ap"][1] == pytest.approx(1.0)
+    # A miss on the only non-difficult box: AP 0.
+    result = evaluate([pred([C], [0.9], [1])], targets)
+    assert result["ap"][1] == pytest.approx(0.0)
+
+
+def test_class_without_ground_truth_is_nan_and_left_out_of_map():
+    targets = [gt([A], [1])]
+    result = evaluate([pred([A, B], [0.9, 0.8], [1, 2])], targets, class_names=["cat", "dog"])
+    assert result["ap"][1] == pytest.approx(1.0)
+    assert math.isnan(result["ap"][2])
+    assert result["map"] == pytest.approx(1.0)
+    assert set(result["ap_by_name"]) == {"cat", "dog"}
+
+
+def test_class_with_ground_truth_but_no_detection_scores_zero():
+    result = evaluate([pred([A], [0.9], [1])], [gt([A, B], [1, 2])])
+    assert result["ap"] == {1: pytest.approx(1.0), 2: 0.0}
+    assert result["map"] == pytest.approx(0.5)
+
+
+def test_eleven_point_versus_area():
+    # One box found at rank 2 behind a false positive: precision 1/2 at recall 1.
+    result_07 = evaluate([pred([B, A], [0.9, 0.8], [1, 1])], [gt([A], [1])], use_07_metric=True)
+    result_10 = evaluate([pred([B, A], [0.9, 0.8], [1, 1])], [gt([A], [1])], use_07_metric=False)
+    assert result_07["ap"][1] == pytest.approx(0.5)  # 11 recall levels, each precision 1/2
+    assert result_10["ap"][1] == pytest.approx(0.5)
+    # Two boxes, only one found: recall 1/2 at precision 1.
+    targets = [gt([A, C], [1, 1])]
+    result_07 = evaluate([pred([A], [0.9], [1])], targets, use_07_metric=True)
+    result_10 = evaluate([pred([A], [0.9], [1])], targets, use_07_metric=False)
+    assert result_07["ap"][1] == pytest.approx(6 / 11)  # recall levels 0, 0.1, ..., 0.5
+    assert result_10["ap"][1] == pytest.approx(0.5)
+
+
+def test_pixel_conventions_differ_at_the_threshold():
+    # Ground truth [0, 0, 10, 10], detection [0, 0, 10, 5]: continuous IoU 50/100 = 0.5 is not
+    # > 0.5, but with the devkit's +1 widths it is 66/121 = 0.545.
+    targets, predictions = [gt([[0, 0, 10, 10]], [1])], [pred([[0, 0, 10, 5]], [0.9], [1])]
+    assert evaluate(predictions, targets, pixel_inclusive=True)["ap"][1] == pytest.approx(1.0)
+    assert evaluate(predictions, targets, pixel_inclusive=False)["ap"][1] == 0.0
+
+
+def test_empty_inputs():
+    assert math.isnan(evaluate([], [])["map"])
+    empty = pred([], [], [])
+    result = evaluate([empty, empty], [gt([A], [1]), gt([], [])])
+    assert result["ap"][1] == 0.0 and math.isnan(result["ap"][2])
+    result = evaluate([pred([A], [0.5], [2])], [gt([], [])])
+    assert math.isnan(result["map"])
+
+
+def test_bad_input_names_the_image_and_key():
+    evaluator = VOCEvaluator(3)
+    with pytest.raises(ValueError, match=r"predictions\[1\]\['labels'\]: expected labels in 1..2"):
+        evaluator.update([pred([A], [0.5], [1]), pred([A], [0.5], [3])], [gt([], []), gt([], [])])
+    with pytest.raises(ValueError, match=r"targets\[0\]\['boxes'\]: expected shape \[N, 4\]"):
+        evaluator.update([pred([], [], [])], [{"boxes": torch.zeros(2, 3), "labels": [1, 1]}])
+    with pytest.raises(ValueError, match="class_names: expected 2 names"):
+        VOCEvaluator(3, class_names=["a"])
+
+
+# --- parity with a per-detection loop, written like py-faster-rcnn's voc_eval -----------------
+
+
+def reference_voc_ap(rec, prec, use_07_metric):
+    if use_07_metric:
+        ap = 0.0
+        for t in np.arange(0.0, 1.1, 0.1):
+            p = 0 if np.sum(rec >= t) == 0 else np.max(prec[rec >= t])
+            ap = ap + p / 11.0
+        return ap
+    mrec = np.concatenate(([0.0], rec, [1.0]))
+    mpre = np.concatenate(([0.0], prec, [0.0]))
+    for i in range(mpre.size - 1, 0, -1):
+        mpre[i - 1] = np.maximum(mpre[i - 1], mpre[i])
+    i = np.where(mrec[1:] != mrec[:-1])[0]
+    return np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1])
+
+
+def reference_eval(predictions, targets, cls, thresh, use_07_metric, one):
+    recs, npos = {}, 0
+    for i, t in enumerate(targets):
+        keep = t["labels"].numpy() == cls
+        difficult = t.get("difficult", torch.zeros(len(keep), dtype=torch.bool)).numpy()[keep]
+        recs[i] = {"bbox": t["boxes"].double().numpy()[keep], "difficult": difficult,
+                   "det": [False] * int(keep.sum())}
+        npos += int((~difficult).sum())
+    image_ids, confidence, BB = [], [], []
+    for i, p in enumerate(predictions):
+        keep = p["labels"].numpy() == cls
+        image_ids += [i] * int(keep.sum())
+        confidence += p["scores"].double().numpy()[keep].tolist()
+        BB += p["boxes"].double().numpy()[keep].tolist()
+    if npos == 0:
+        return float("nan")
+    order = np.argsort(-np.array(confidence), kind="stable")
+    BB = np.array(BB).reshape(-1, 4)[order]
+    image_ids = [image_ids[x] for x in order]
+    nd = len(image_ids)
+    tp, fp = np.zeros(nd), np.zeros(nd)
+    for d in range(nd):
+        R = recs[image_ids[d]]
+        bb = BB[d, :]
+        ovmax = -np.inf
+        BBGT = R["bbox"]
+        if BBGT.size > 0:
+            ixmin = np.maximum(BBGT[:, 0], bb[0])
+            iymin = np.maximum(BBGT[:, 1], bb[1])
+            ixmax = np.minimum(BBGT[:, 2], bb[2])
+            iymax = np.minimum(BBGT[:, 3], bb[3])
+            iw = np.maximum(ixmax - ixmin + one, 0.0)
+            ih = np.maximum(iymax - iymin + one, 0.0)
+            inters = iw * ih
+            uni = ((bb[2] - bb[0] + one) * (bb[3] - bb[1] + one)
+                   + (BBGT[:, 2] - BBGT[:, 0] + one) * (BBGT[:, 3] - BBGT[:, 1] + one) - inters)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                overlaps = inters / uni
+            ovmax = np.max(overlaps)
+            jmax = np.argmax(overlaps)
+        if ovmax > thresh:
+            if not R["difficult"][jmax]:
+                if not R["det"][jmax]:
+                    tp[d] = 1.0
+                    R["det"][jmax] = 1
+                else:
+                    fp[d] = 1.0
+        else:
+            fp[d] = 1.0
+    fp, tp = np.cumsum(fp), np.cumsum(tp)
+    rec = tp / float(npos)
+    prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+    return reference_voc_ap(rec, prec, use_07_metric)
+
+
+def random_batch(rng, num_images, num_classes):
+    """Clustered boxes on a small integer grid: many overlaps, ties in IoU and score, empties."""
+    predictions, targets = [], []
+    for _ in range(num_images):
+        g = int(rng.integers(0, 6))
+        xy = rng.integers(0, 30, (g, 2))
+        wh = rng.integers(1, 20, (g, 2))
+        gt_boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+        gt_labels = rng.integers(1, num_classes, g)
+        difficult = rng.random(g) < 0.2
+        d = int(rng.integers(0, 10))
+        src = gt_boxes[rng.integers(0, g, d)] if g else np.zeros((d, 4), np.float32)
+        jitter = rng.integers(-4, 5, (d, 4)) * (rng.random((d, 1)) < 0.8)
+        boxes = np.sort((src + jitter).reshape(d, 2, 2), axis=1).reshape(d, 4)
+        boxes = np.where(rng.random((d, 1)) < 0.2, rng.integers(0, 40, (d, 4)), boxes)
+        scores = rng.integers(0, 8, d) / 8  # coarse scores: many ties
+        labels = np.where(rng.random(d) < 0.8, gt_labels[rng.integers(0, g, d)] if g else 1,
+                          rng.integers(1, num_classes, d))
+        predictions.append({"boxes": torch.tensor(boxes, dtype=torch.float32),
+                            "scores": torch.tensor(scores, dtype=torch.float32),
+                            "labels": torch.tensor(labels, dtype=torch.int64)})
+        targets.append({"boxes": torch.tensor(gt_boxes), "labels": torch.tensor(gt_labels),
+                        "difficult": torch.tensor(difficult)})
+    return predictions, targets
+
+
+@pytest.mark.parametrize("use_07_metric", [True, False])
+@pytest.mark.parametrize("pixel_inclusive", [True, False])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_per_detection_reference(use_07_metric, pixel_inclusive, seed):
+    rng = np.random.default_rng(seed)
+    num_classes = 4
+    predictions, targets = random_batch(rng, 25, num_classes)
+    evaluator = VOCEvaluator(num_classes, use_07_metric=use_07_metric, pixel_inclusive=pixel_inclusive)
+    for start in range(0, 25, 7):  # several updates, as over a data loader
+        evaluator.update(predictions[start : start + 7], targets[start : start + 7])
+    result = evaluator.compute()
+    one = 1.0 if pixel_inclusive else 0.0
+    for cls in range(1, num_classes):
+        expected = reference_eval(predictions, targets, cls, 0.5, use_07_metric, one)
+        assert result["ap"][cls] == pytest.approx(expected, abs=1e-12, nan_ok=True), cls
