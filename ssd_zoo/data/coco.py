@@ -1,0 +1,137 @@
+"""COCO-format detection datasets: the way most users bring their own data.
+
+The annotation file is the COCO JSON::
+
+    {"images":      [{"id": 7, "file_name": "a.jpg", ...}, ...],
+     "annotations": [{"id": 1, "image_id": 7, "category_id": 18, "bbox": [x, y, w, h],
+                      "iscrowd": 0, "area": 1234.5}, ...],
+     "categories":  [{"id": 18, "name": "dog"}, ...]}
+
+Category ids may have gaps (COCO's run 1..90 for 80 classes); they are mapped to contiguous labels
+``1..K`` in increasing id order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ssd_zoo.data.common import clean_boxes, read_image
+
+Transforms = Callable[[Tensor, dict], tuple[Tensor, dict]]
+
+
+def _load_json(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"COCO annotation file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: malformed JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object at top level, found {type(data).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise ValueError(f"{path}: expected a list under key {key!r}, found {data.get(key)!r:.60}")
+    return data
+
+
+class CocoDataset(Dataset):
+    """Detection data described by a COCO-format JSON file.
+
+    Args:
+        image_dir: folder holding the images named by each image's ``file_name``.
+        ann_file: the COCO JSON annotation file.
+        transforms: optional ``(image, target) -> (image, target)``, e.g. ``SSDAugmentation()``.
+
+    An item is ``(image, target)``: ``image`` float32 ``[3, H, W]`` in ``[0, 1]``; ``target`` with
+    ``boxes`` float32 ``[N, 4]`` xyxy pixels (converted from COCO's xywh), ``labels`` int64 ``[N]``
+    in ``1..K``, ``difficult`` bool ``[N]`` (all False), ``area`` float32 ``[N]`` (the JSON's
+    ``area``, else the box area; COCO AP's small/medium/large ranges use it) and ``image_id`` str
+    (the JSON image id). Crowd annotations (``iscrowd: 1``) are left out of targets. Images without
+    annotations are kept as negatives.
+
+    Attributes:
+        class_names: category names in label order (label = index + 1).
+        category_ids: the JSON category id of each label ``1..K`` (``category_ids[label - 1]``).
+    """
+
+    def __init__(
+        self, image_dir: str | Path, ann_file: str | Path, *, transforms: Transforms | None = None
+    ) -> None:
+        self.image_dir = Path(image_dir)
+        self.ann_file = Path(ann_file)
+        self.transforms = transforms
+        if not self.image_dir.is_dir():
+            raise FileNotFoundError(f"CocoDataset: image folder not found: {self.image_dir}")
+        data = _load_json(self.ann_file)
+        for key, required in (("categories", {"id", "name"}), ("images", {"id", "file_name"})):
+            for i, entry in enumerate(data[key]):
+                if not isinstance(entry, dict) or not required <= entry.keys():
+                    raise ValueError(
+                        f"{self.ann_file}: {key}[{i}]: expected keys {sorted(required)}, "
+                        f"found {entry!r:.80}"
+                    )
+        categories = sorted(data["categories"], key=lambda c: c["id"])
+        self.category_ids: list[int] = [int(c["id"]) for c in categories]
+        self.class_names: tuple[str, ...] = tuple(str(c["name"]) for c in categories)
+        self.images: list[dict] = list(data["images"])
+        image_ids = {image["id"] for image in self.images}
+        label_of = {cat_id: i + 1 for i, cat_id in enumerate(self.category_ids)}
+        self._annotations: dict[object, list[dict]] = defaultdict(list)
+        for i, ann in enumerate(data["annotations"]):
+            where = f"{self.ann_file}, annotation {ann.get('id', f'#{i}')}"
+            missing = {"image_id", "category_id", "bbox"} - ann.keys()
+            if missing:
+                raise ValueError(f"{where}: missing key(s) {sorted(missing)}")
+            if ann["category_id"] not in label_of:
+                raise ValueError(
+                    f"{where}: category_id {ann['category_id']} is not among the categories "
+                    f"{self.category_ids}"
+                )
+            if ann["image_id"] not in image_ids:
+                raise ValueError(f"{where}: image_id {ann['image_id']} is not among the images")
+            if len(ann["bbox"]) != 4:
+                raise ValueError(f"{where}: expected bbox [x, y, w, h], found {ann['bbox']}")
+            if ann.get("iscrowd", 0):
+                continue  # crowd regions are no training target
+            self._annotations[ann["image_id"]].append(dict(ann, label=label_of[ann["category_id"]]))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def target_of(self, index: int) -> dict:
+        """The raw target of image ``index`` (before clamping to the image): see the class doc."""
+        image = self.images[index]
+        anns = self._annotations.get(image["id"], [])
+        xywh = torch.tensor([ann["bbox"] for ann in anns], dtype=torch.float32).reshape(-1, 4)
+        boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
+        area = [float(ann.get("area", w * h)) for ann, (w, h) in zip(anns, xywh[:, 2:].tolist())]
+        return {
+            "boxes": boxes,
+            "labels": torch.tensor([ann["label"] for ann in anns], dtype=torch.int64),
+            "difficult": torch.zeros(len(anns), dtype=torch.bool),
+            "area": torch.tensor(area, dtype=torch.float32),
+            "image_id": str(image["id"]),
+        }
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict]:
+        info = self.images[index]
+        image = read_image(self.image_dir / info["file_name"])
+        where = f"{self.ann_file}, image {info['id']} ({info['file_name']})"
+        target = clean_boxes(self.target_of(index), image.shape[-2], image.shape[-1], where=where)
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(image_dir={str(self.image_dir)!r}, images={len(self)}, "
+            f"classes={len(self.class_names)})"
+        )
