@@ -1,0 +1,115 @@
+"""SSD's training augmentation on ``torchvision.transforms.v2``, and a collate for detection batches.
+
+The paper's recipe (Liu et al. 2016, section 2.2 and 3.6), in order:
+
+1. photometric distortion (brightness, contrast, saturation, hue, channel swap);
+2. zoom out: place the image on a canvas up to 4x its size filled with the mean colour, which
+   creates small objects ("expansion");
+3. random crop whose IoU with some object is at least one of {0.1, 0.3, 0.5, 0.7, 0.9} (or any,
+   or no crop), keeping boxes whose centre lies in the crop;
+4. horizontal flip;
+5. drop boxes the crop left empty (``SanitizeBoundingBoxes``), together with their labels,
+   ``difficult`` flags and any other per-box entry.
+
+Resizing to the network's input size is not done here: the model's transform does it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from ssd_zoo.data.common import PER_BOX_KEYS
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+
+
+def _per_box_entries(inputs: tuple) -> tuple[Tensor, ...]:
+    """``labels_getter`` for SanitizeBoundingBoxes: every per-box tensor of the target."""
+    _, target = inputs
+    return tuple(target[key] for key in PER_BOX_KEYS if key in target)
+
+
+class SSDAugmentation:
+    """SSD's training augmentation: ``(image, target) -> (image, target)``.
+
+    Args:
+        fill: the zoom-out canvas colour, RGB in ``[0, 1]``; use the model's normalisation mean so
+            the canvas becomes zero after normalising.
+        zoom_out: the largest zoom-out factor (the paper's 4); 1 disables it.
+        zoom_out_p: probability of zooming out.
+        hflip_p: probability of a horizontal flip.
+        photometric_p: probability of each photometric distortion.
+        iou_crop: apply the paper's min-IoU random crop.
+
+    Input and output follow the datasets' format: ``image`` float32 ``[3, H, W]`` in ``[0, 1]``;
+    ``target`` with ``boxes`` float32 ``[N, 4]`` xyxy pixels, ``labels`` int64 ``[N]`` and
+    optionally ``difficult`` bool ``[N]``, ``area``/``iscrowd`` ``[N]`` (filtered alongside the
+    boxes) and anything else (``image_id``, ...) passed through unchanged. The output image has a
+    new size; every output box lies inside it with positive width and height.
+    Randomness comes from torch's global generator (seed it with ``torch.manual_seed``).
+    """
+
+    def __init__(
+        self,
+        fill: Sequence[float] = IMAGENET_MEAN,
+        *,
+        zoom_out: float = 4.0,
+        zoom_out_p: float = 0.5,
+        hflip_p: float = 0.5,
+        photometric_p: float = 0.5,
+        iou_crop: bool = True,
+    ) -> None:
+        self.fill = tuple(float(f) for f in fill)
+        self.zoom_out = zoom_out
+        head = [v2.RandomPhotometricDistort(p=photometric_p)]
+        if zoom_out > 1.0:
+            canvas_fill = {tv_tensors.Image: self.fill, "others": 0}
+            head.append(v2.RandomZoomOut(fill=canvas_fill, side_range=(1.0, zoom_out), p=zoom_out_p))
+        tail = [
+            v2.RandomHorizontalFlip(p=hflip_p),
+            v2.ClampBoundingBoxes(),
+            v2.SanitizeBoundingBoxes(labels_getter=_per_box_entries),
+        ]
+        crop = [v2.RandomIoUCrop()] if iou_crop else []
+        self.with_boxes = v2.Compose([*head, *crop, *tail])
+        # RandomIoUCrop needs a box to aim at; without one it only spins until "no crop" is drawn.
+        self.without_boxes = v2.Compose([*head, *tail])
+
+    def __call__(self, image: Tensor, target: dict) -> tuple[Tensor, dict]:
+        height, width = image.shape[-2:]
+        boxes = tv_tensors.BoundingBoxes(
+            target["boxes"], format="XYXY", canvas_size=(height, width)
+        )
+        pipeline = self.with_boxes if len(boxes) else self.without_boxes
+        image, target = pipeline(tv_tensors.Image(image), dict(target, boxes=boxes))
+        # Back to plain tensors: downstream code should not depend on tv_tensors subclasses.
+        target["boxes"] = target["boxes"].as_subclass(Tensor)
+        return image.as_subclass(Tensor).clamp_(0.0, 1.0), target
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(fill={self.fill}, pipeline={self.with_boxes})"
+
+
+def collate(batch: Sequence[tuple[Tensor, dict]]) -> tuple[list[Tensor], list[dict]]:
+    """Collate ``(image, target)`` pairs into ``(images, targets)`` lists.
+
+    Images keep their own sizes (the model's transform resizes and batches them) and targets keep
+    their own box counts, so a batch may mix images with many, one or no objects. Use it as
+    ``DataLoader(dataset, batch_size=..., collate_fn=collate)``.
+    """
+    images = [image for image, _ in batch]
+    targets = [target for _, target in batch]
+    return images, targets
+
+
+def to_device(targets: Sequence[dict], device: torch.device | str) -> list[dict]:
+    """Move every tensor of each target dict to ``device``; other entries are kept as they are."""
+    return [
+        {k: v.to(device) if isinstance(v, Tensor) else v for k, v in target.items()}
+        for target in targets
+    ]
