@@ -1,0 +1,204 @@
+"""An embedded detection dataset of geometric shapes, written as a real VOCdevkit folder.
+
+Six classes in three look-alike pairs, told apart by geometry alone (colours are random for every
+object): ``circle`` vs ``ellipse`` and ``square`` vs ``rectangle`` differ only in aspect ratio
+(1:1 vs 1.7-2.5:1), ``triangle`` vs ``cross`` in outline. Each image (about 300 px a side) has a
+textured, noisy background and 1 to 6 objects whose longer side is 16 px to half the image; later
+objects may overlap earlier ones. An object is marked ``difficult`` when it is tiny (longer side
+under 16 px) or less than half of it is visible, as VOC marks objects hard to recognise.
+
+Command line (writes ``OUT/VOC2007/{JPEGImages, Annotations, ImageSets/Main/{trainval,test}.txt}``)::
+
+    python -m ssd_zoo.data.shapes OUT --train 2000 --test 500 --seed 0
+
+then ``VOCDataset(OUT, "2007-trainval", class_names=SHAPES_CLASSES)``. Every image is drawn from
+its own seeded generator, so the output is the same for a seed whatever ``--train``/``--test`` are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SHAPES_CLASSES: tuple[str, ...] = ("circle", "ellipse", "square", "rectangle", "triangle", "cross")
+
+IMAGE_SIDES = (256, 352)  # width and height are each drawn from this range (pixels)
+MAX_OBJECTS = 6
+TINY = 16  # objects whose longer side is below this (pixels) are marked difficult
+TINY_P = 0.06  # probability that an object is drawn tiny (8-15 px)
+MIN_VISIBLE = 0.3  # a placement that would hide more of an earlier object is redrawn
+DIFFICULT_VISIBLE = 0.5  # objects less visible than this are marked difficult
+
+
+def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A textured float32 ``[H, W, 3]`` background in 0..255: smooth blotches plus random strokes."""
+    coarse = rng.uniform(0, 255, size=(rng.integers(3, 8), rng.integers(3, 8), 3))
+    blotches = Image.fromarray(coarse.astype(np.uint8)).resize((width, height), Image.BICUBIC)
+    canvas = Image.blend(
+        blotches, Image.new("RGB", (width, height), tuple(rng.integers(0, 256, 3).tolist())), 0.5
+    )
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(rng.integers(0, 8)):  # thin lines and arcs: clutter that is no object
+        x0, x1 = rng.integers(0, width, 2)
+        y0, y1 = rng.integers(0, height, 2)
+        colour = tuple(rng.integers(0, 256, 3).tolist())
+        draw.line([(x0, y0), (x1, y1)], fill=colour, width=int(rng.integers(1, 4)))
+    return np.asarray(canvas, dtype=np.float32)
+
+
+def _shape_mask(
+    rng: np.random.Generator, name: str, height: int, width: int, tiny: bool
+) -> np.ndarray:
+    """Draw one shape of class ``name`` at a random place; returns its bool ``[H, W]`` mask."""
+    side = rng.uniform(8, TINY) if tiny else rng.uniform(TINY, min(height, width) / 2)
+    w = h = side
+    if name in ("ellipse", "rectangle"):
+        ratio = rng.uniform(1.7, 2.5)
+        w, h = (side, side / ratio) if rng.random() < 0.5 else (side / ratio, side)
+    x0 = rng.uniform(0, width - w - 1)
+    y0 = rng.uniform(0, height - h - 1)
+    x1, y1 = x0 + w, y0 + h
+    image = Image.new("1", (width, height), 0)
+    draw = ImageDraw.Draw(image)
+    if name in ("circle", "ellipse"):
+        draw.ellipse([x0, y0, x1, y1], fill=1)
+    elif name in ("square", "rectangle"):
+        draw.rectangle([x0, y0, x1, y1], fill=1)
+    elif name == "triangle":  # apex up, down, left or right
+        corners = [(x0, y1), (x1, y1), ((x0 + x1) / 2, y0)]
+        turns = int(rng.integers(0, 4))
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        for _ in range(turns):  # rotate by 90 degrees about the centre (w == h, so it stays inside)
+            corners = [(cx - (y - cy), cy + (x - cx)) for x, y in corners]
+        draw.polygon(corners, fill=1)
+    elif name == "cross":
+        t = side / 3  # arm thickness
+        draw.rectangle([x0, y0 + t, x1, y1 - t], fill=1)
+        draw.rectangle([x0 + t, y0, x1 - t, y1], fill=1)
+    else:
+        raise ValueError(f"unknown shape {name!r}; expected one of {SHAPES_CLASSES}")
+    return np.asarray(image, dtype=bool)
+
+
+def _visible_fraction(owner: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
+    """Fraction of each mask still on top, given ``owner`` [H, W] = index of the top object or -1."""
+    return np.array([(owner[m] == k).mean() for k, m in enumerate(masks)])
+
+
+def render_shapes_image(rng: np.random.Generator) -> tuple[np.ndarray, list[dict]]:
+    """Draw one image: returns uint8 ``[H, W, 3]`` and objects ``{"name", "box", "difficult"}``.
+
+    ``box`` is ``(x1, y1, x2, y2)`` in 0-based inclusive pixel indices of the object's full
+    (unoccluded) extent, the same convention as ``VOCDataset``'s boxes.
+    """
+    width, height = (int(s) for s in rng.integers(IMAGE_SIDES[0], IMAGE_SIDES[1] + 1, size=2))
+    canvas = _background(rng, height, width)
+    owner = np.full((height, width), -1, dtype=np.int64)
+    names: list[str] = []
+    masks: list[np.ndarray] = []
+    for _ in range(int(rng.integers(1, MAX_OBJECTS + 1))):
+        name = SHAPES_CLASSES[int(rng.integers(len(SHAPES_CLASSES)))]
+        tiny = rng.random() < TINY_P
+        for _attempt in range(20):
+            mask = _shape_mask(rng, name, height, width, tiny)
+            trial = np.where(mask, len(masks), owner)
+            if mask.any() and (_visible_fraction(trial, masks) >= MIN_VISIBLE).all():
+                break
+        else:
+            continue  # no placement left earlier objects visible enough: skip this object
+        # A colour that stands out from what lies under the object (by >= 150 summed over RGB).
+        under = canvas[mask].mean(axis=0)
+        colour = rng.integers(0, 256, 3)
+        for _attempt in range(50):
+            if np.abs(colour - under).sum() >= 150:
+                break
+            colour = rng.integers(0, 256, 3)
+        canvas[mask] = colour
+        owner = trial
+        names.append(name)
+        masks.append(mask)
+    canvas += rng.normal(0, 8, size=canvas.shape)  # sensor noise over objects and background
+    objects = []
+    for name, mask, visible in zip(names, masks, _visible_fraction(owner, masks)):
+        cols, rows = np.flatnonzero(mask.any(0)), np.flatnonzero(mask.any(1))
+        box = (int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1]))
+        longer = max(box[2] - box[0], box[3] - box[1]) + 1
+        difficult = longer < TINY or visible < DIFFICULT_VISIBLE
+        objects.append({"name": name, "box": box, "difficult": bool(difficult)})
+    return np.clip(canvas, 0, 255).astype(np.uint8), objects
+
+
+def _voc_xml(image_id: str, width: int, height: int, objects: list[dict]) -> ET.ElementTree:
+    """A VOC annotation; boxes are written 1-based, as the devkit's XML files are."""
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = "VOC2007"
+    ET.SubElement(root, "filename").text = f"{image_id}.jpg"
+    size = ET.SubElement(root, "size")
+    for tag, value in (("width", width), ("height", height), ("depth", 3)):
+        ET.SubElement(size, tag).text = str(value)
+    for obj in objects:
+        node = ET.SubElement(root, "object")
+        ET.SubElement(node, "name").text = obj["name"]
+        ET.SubElement(node, "pose").text = "Unspecified"
+        ET.SubElement(node, "truncated").text = "0"
+        ET.SubElement(node, "difficult").text = str(int(obj["difficult"]))
+        bndbox = ET.SubElement(node, "bndbox")
+        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), obj["box"]):
+            ET.SubElement(bndbox, tag).text = str(value + 1)
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+def generate_shapes_voc(
+    out_dir: str | Path, num_train: int, num_test: int, seed: int = 0
+) -> Path:
+    """Write the shapes dataset as a VOCdevkit folder at ``out_dir`` and return ``out_dir``.
+
+    ``num_train`` images go to ``VOC2007/ImageSets/Main/trainval.txt`` (ids ``train_000000``, ...),
+    ``num_test`` to ``test.txt`` (ids ``test_000000``, ...). Image ``i`` of a split is drawn from
+    ``numpy.random.default_rng([seed, split, i])``, so outputs are reproducible per seed.
+    """
+    out_dir = Path(out_dir)
+    year_dir = out_dir / "VOC2007"
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (year_dir / sub).mkdir(parents=True, exist_ok=True)
+    for split_index, (split, count, list_name) in enumerate(
+        (("train", num_train, "trainval"), ("test", num_test, "test"))
+    ):
+        ids = []
+        for i in range(count):
+            image_id = f"{split}_{i:06d}"
+            pixels, objects = render_shapes_image(np.random.default_rng([seed, split_index, i]))
+            Image.fromarray(pixels).save(year_dir / "JPEGImages" / f"{image_id}.jpg", quality=92)
+            xml = _voc_xml(image_id, pixels.shape[1], pixels.shape[0], objects)
+            xml.write(year_dir / "Annotations" / f"{image_id}.xml", encoding="unicode")
+            ids.append(image_id)
+        (year_dir / "ImageSets" / "Main" / f"{list_name}.txt").write_text(
+            "".join(f"{image_id}\n" for image_id in ids)
+        )
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m ssd_zoo.data.shapes",
+        description="Write the embedded shapes detection dataset as a VOCdevkit folder.",
+    )
+    parser.add_argument("out", type=Path, help="output folder (VOCdevkit layout)")
+    parser.add_argument("--train", type=int, default=2000, help="images in trainval (2000)")
+    parser.add_argument("--test", type=int, default=500, help="images in test (500)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    args = parser.parse_args(argv)
+    out = generate_shapes_voc(args.out, args.train, args.test, args.seed)
+    print(
+        f"wrote {args.train} trainval + {args.test} test images to {out / 'VOC2007'}; read them with "
+        f"VOCDataset({str(out)!r}, '2007-trainval', class_names=SHAPES_CLASSES)"
+    )
+
+
+if __name__ == "__main__":
+    main()
