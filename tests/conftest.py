@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from torchvision.io import ImageReadMode, decode_image
+from PIL import Image
+from torchvision.transforms.functional import pil_to_tensor
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 
@@ -15,7 +16,7 @@ def load_samples() -> list[torch.Tensor]:
     paths = sorted(SAMPLES.glob("*.jpg"))
     if not paths:
         pytest.skip(f"no sample photos in {SAMPLES}")
-    return [decode_image(str(p), mode=ImageReadMode.RGB).float() / 255 for p in paths]
+    return [pil_to_tensor(Image.open(p).convert("RGB")).float() / 255 for p in paths]
 
 
 @pytest.fixture(scope="session")

@@ -20,13 +20,16 @@ class DefaultBoxSpec:
 
     ``sizes`` has one more entry than there are levels: level ``k`` uses ``sizes[k]`` and
     ``sizes[k + 1]`` (the paper's ``s_k`` and ``s_k+1``, i.e. Caffe's min_size and max_size).
+    ``clip`` says what is clipped to [0, 1] in relative ``(cx, cy, w, h)``: ``"size"`` the widths and
+    heights (torchvision), ``"all"`` centres too (ssd.pytorch: the last column of a 10x10 map with step 32
+    would be centred at 304 px of 300), ``"none"`` nothing (Caffe SSD's ``clip: false``).
     """
 
     input_size: int
     sizes: tuple[float, ...]
     aspect_ratios: tuple[tuple[int, ...], ...]
     steps: tuple[int, ...]
-    clip: bool = True
+    clip: str = "size"
 
     def __post_init__(self) -> None:
         levels = len(self.aspect_ratios)
@@ -35,6 +38,8 @@ class DefaultBoxSpec:
                 f"DefaultBoxSpec: expected {levels + 1} sizes and {levels} steps for {levels} levels, "
                 f"found {len(self.sizes)} sizes and {len(self.steps)} steps"
             )
+        if self.clip not in ("size", "all", "none"):
+            raise ValueError(f"DefaultBoxSpec.clip: expected 'size', 'all' or 'none', found {self.clip!r}")
 
     @property
     def boxes_per_location(self) -> list[int]:
@@ -44,12 +49,16 @@ class DefaultBoxSpec:
 _RATIOS_300 = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
 _RATIOS_512 = ((2,), (2, 3), (2, 3), (2, 3), (2, 3), (2,), (2,))
 
-# (input size, preset) -> spec. "voc": the SSD paper / Caffe / ssd.pytorch; "coco": torchvision (scales 0.07..1.05).
+# (input size, preset) -> spec. "voc": the SSD paper's VOC sizes, clipped as ssd.pytorch (whose VOC weights
+# ssd_zoo loads); "coco": torchvision's scales 0.07..1.05, clipped as torchvision (whose COCO weights it loads).
 PRESETS: dict[tuple[int, str], DefaultBoxSpec] = {
-    (300, "voc"): DefaultBoxSpec(300, (30, 60, 111, 162, 213, 264, 315), _RATIOS_300, (8, 16, 32, 64, 100, 300)),
+    (300, "voc"): DefaultBoxSpec(
+        300, (30, 60, 111, 162, 213, 264, 315), _RATIOS_300, (8, 16, 32, 64, 100, 300), clip="all"
+    ),
     (300, "coco"): DefaultBoxSpec(300, (21, 45, 99, 153, 207, 261, 315), _RATIOS_300, (8, 16, 32, 64, 100, 300)),
     (512, "voc"): DefaultBoxSpec(
-        512, (35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6), _RATIOS_512, (8, 16, 32, 64, 128, 256, 512)
+        512, (35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6), _RATIOS_512, (8, 16, 32, 64, 128, 256, 512),
+        clip="all",
     ),
     (512, "coco"): DefaultBoxSpec(
         512, (20.48, 51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72), _RATIOS_512, (8, 16, 32, 64, 128, 256, 512)
@@ -73,6 +82,7 @@ def preset(input_size: int, anchors: str) -> DefaultBoxSpec:
         tuple(s * factor for s in base.sizes),
         base.aspect_ratios,
         tuple(round(s * factor) for s in base.steps[:-1]) + (input_size,),
+        clip=base.clip,
     )
 
 
@@ -94,8 +104,7 @@ def default_boxes(spec: DefaultBoxSpec, grid_sizes: list[tuple[int, int]], image
     """All default boxes of an image, ``[A, 4]`` xyxy in pixels of the ``image_size = (H, W)`` input.
 
     Ordered level by level, then row, column, box shape — the order in which the head flattens its outputs.
-    Centres sit at ``(j + 0.5) * step``; with ``spec.clip`` the relative widths and heights are clipped to
-    [0, 1] (as torchvision and ssd.pytorch do).
+    Centres sit at ``(j + 0.5) * step``; ``spec.clip`` says what is clipped (see :class:`DefaultBoxSpec`).
     """
     if len(grid_sizes) != len(spec.steps):
         raise ValueError(f"default_boxes: expected {len(spec.steps)} feature maps, found {len(grid_sizes)}")
@@ -107,7 +116,9 @@ def default_boxes(spec: DefaultBoxSpec, grid_sizes: list[tuple[int, int]], image
         cx = (torch.arange(cols, dtype=torch.float32) + 0.5) / (width / step)
         cy, cx = torch.meshgrid(cy, cx, indexing="ij")
         centres = torch.stack([cx, cy], dim=-1).reshape(-1, 1, 2).expand(-1, len(wh), 2)  # (HW, k, 2)
-        sizes = (wh.clamp(0, 1) if spec.clip else wh).expand_as(centres)
+        if spec.clip == "all":
+            centres = centres.clamp(0, 1)
+        sizes = (wh if spec.clip == "none" else wh.clamp(0, 1)).expand_as(centres)
         boxes.append(torch.cat([centres, sizes], dim=-1).reshape(-1, 4))
     cxcywh = torch.cat(boxes)
     scale = torch.tensor([width, height], dtype=torch.float32)

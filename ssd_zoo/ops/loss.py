@@ -52,6 +52,10 @@ def ssd_loss(
     Returns:
         ``{"bbox_regression": Tensor[], "classification": Tensor[]}``, each already divided by N.
     """
+    if gt_boxes.shape[1] == 0:  # no object in the whole batch: one padding row keeps the gathers well-formed
+        batch = gt_boxes.shape[0]
+        gt_boxes, gt_labels = gt_boxes.new_zeros(batch, 1, 4), gt_labels.new_zeros(batch, 1)
+        gt_valid = gt_valid.new_zeros(batch, 1)
     matches = match(gt_boxes, gt_valid, default_boxes, iou_thresh)  # (B, A)
     positive = matches >= 0
     index = matches.clamp(min=0)
