@@ -20,8 +20,9 @@ def shapes(tmp_path_factory):
 
 
 def test_voc_dataset_reads_it(shapes):
-    train = VOCDataset(shapes, "2007-trainval", class_names=SHAPES_CLASSES)
+    train = VOCDataset(shapes, "2007-trainval")  # class names from classes.txt
     test = VOCDataset(shapes, "2007-test", class_names=SHAPES_CLASSES)
+    assert train.class_names == SHAPES_CLASSES
     assert (len(train), len(test)) == (4, 2)
     for image, target in [train[i] for i in range(4)] + [test[i] for i in range(2)]:
         height, width = image.shape[-2:]
@@ -37,14 +38,16 @@ def test_deterministic_for_a_seed_and_independent_of_counts(shapes, tmp_path):
     again = generate_shapes_voc(tmp_path / "again", num_train=4, num_test=2, seed=3)
     assert digest(again) == digest(shapes)
     fewer = generate_shapes_voc(tmp_path / "fewer", num_train=2, num_test=0, seed=3)
-    assert digest(fewer)["VOC2007/JPEGImages/train_000001.jpg"] == digest(shapes)["VOC2007/JPEGImages/train_000001.jpg"]
+    image, xml = "VOC2007/JPEGImages/train_000001.jpg", "VOC2007/Annotations/train_000000.xml"
+    assert digest(fewer)[image] == digest(shapes)[image]
     other = generate_shapes_voc(tmp_path / "other", num_train=1, num_test=0, seed=4)
-    assert digest(other)["VOC2007/Annotations/train_000000.xml"] != digest(shapes)["VOC2007/Annotations/train_000000.xml"]
+    assert digest(other)[xml] != digest(shapes)[xml]
 
 
 def test_statistics_over_many_images():
     """Every class appears, sizes span ~16 px to half the image, a few objects are difficult."""
-    objects = [obj for i in range(60) for obj in render_shapes_image(np.random.default_rng([0, 0, i]))[1]]
+    rngs = [np.random.default_rng([0, 0, i]) for i in range(60)]
+    objects = [obj for rng in rngs for obj in render_shapes_image(rng)[1]]
     names = {obj["name"] for obj in objects}
     assert names == set(SHAPES_CLASSES)
     sides = np.array([max(x2 - x1, y2 - y1) + 1 for x1, y1, x2, y2 in (o["box"] for o in objects)])

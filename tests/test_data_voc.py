@@ -68,6 +68,9 @@ def test_joined_splits_and_custom_classes(tmp_path):
     assert dataset.class_names == ("gadget", "widget")
     with pytest.raises(ValueError, match=r"a\.xml, object 0: class 'widget' is not one of"):
         VOCDataset(tmp_path, "2007-trainval")[0]
+    (tmp_path / "classes.txt").write_text("gadget\nwidget\n")
+    assert VOCDataset(tmp_path, "2007-trainval").class_names == ("gadget", "widget")
+    assert VOCDataset(tmp_path, "2007-trainval", class_names=["widget"]).class_names == ("widget",)
 
 
 def test_boxes_outside_are_clamped_and_degenerate_dropped(tmp_path):

@@ -5,14 +5,26 @@ Every dataset yields ``(image, target)``: ``image`` float32 ``[3, H, W]`` in ``[
 "image_id": str}`` (0 is background). See ``ssd_zoo.data.common``.
 """
 
+from typing import Any
+
 from ssd_zoo.data.augment import IMAGENET_MEAN, SSDAugmentation, collate, to_device
 from ssd_zoo.data.coco import CocoDataset
 from ssd_zoo.data.common import read_image
-from ssd_zoo.data.shapes import SHAPES_CLASSES, generate_shapes_voc, render_shapes_image
 from ssd_zoo.data.voc import VOC_CLASSES, VOCDataset, parse_voc_xml
 
+_SHAPES_NAMES = ("SHAPES_CLASSES", "generate_shapes_voc", "render_shapes_image")
+
 __all__ = [
-    "IMAGENET_MEAN", "SHAPES_CLASSES", "VOC_CLASSES", "CocoDataset", "SSDAugmentation",
-    "VOCDataset", "collate", "generate_shapes_voc", "parse_voc_xml", "read_image",
-    "render_shapes_image", "to_device",
+    "IMAGENET_MEAN", "VOC_CLASSES", "CocoDataset", "SSDAugmentation", "VOCDataset", "collate",
+    "parse_voc_xml", "read_image", "to_device", *_SHAPES_NAMES,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ssd_zoo.data.shapes is imported on first use, not here: `python -m ssd_zoo.data.shapes`
+    # runs it as __main__, and runpy warns when the package has already imported it.
+    if name in _SHAPES_NAMES:
+        from ssd_zoo.data import shapes
+
+        return getattr(shapes, name)
+    raise AttributeError(f"module 'ssd_zoo.data' has no attribute {name!r}")

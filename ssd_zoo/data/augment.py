@@ -1,4 +1,4 @@
-"""SSD's training augmentation on ``torchvision.transforms.v2``, and a collate for detection batches.
+"""SSD's training augmentation on ``torchvision.transforms.v2``; a collate for detection batches.
 
 The paper's recipe (Liu et al. 2016, section 2.2 and 3.6), in order:
 
@@ -69,7 +69,8 @@ class SSDAugmentation:
         head = [v2.RandomPhotometricDistort(p=photometric_p)]
         if zoom_out > 1.0:
             canvas_fill = {tv_tensors.Image: self.fill, "others": 0}
-            head.append(v2.RandomZoomOut(fill=canvas_fill, side_range=(1.0, zoom_out), p=zoom_out_p))
+            zoom = v2.RandomZoomOut(fill=canvas_fill, side_range=(1.0, zoom_out), p=zoom_out_p)
+            head.append(zoom)
         tail = [
             v2.RandomHorizontalFlip(p=hflip_p),
             v2.ClampBoundingBoxes(),

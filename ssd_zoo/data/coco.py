@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ssd_zoo.data.common import clean_boxes, read_image
-
-Transforms = Callable[[Tensor, dict], tuple[Tensor, dict]]
+from ssd_zoo.data.common import Transforms, clean_boxes, read_image
 
 
 def _load_json(path: Path) -> dict:
@@ -35,10 +32,11 @@ def _load_json(path: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: malformed JSON ({err})") from err
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object at top level, found {type(data).__name__}")
+        raise ValueError(f"{path}: expected a JSON object at the top, found {type(data).__name__}")
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
-            raise ValueError(f"{path}: expected a list under key {key!r}, found {data.get(key)!r:.60}")
+            found = repr(data.get(key))[:60]
+            raise ValueError(f"{path}: expected a list under key {key!r}, found {found}")
     return data
 
 

@@ -3,7 +3,8 @@
 Every dataset in ``ssd_zoo.data`` returns ``(image, target)`` in torchvision's detection format:
 
 - ``image``: float32 ``[3, H, W]`` in ``[0, 1]``, RGB.
-- ``target["boxes"]``: float32 ``[N, 4]``, ``(x1, y1, x2, y2)`` in absolute pixels (``[0, 4]`` when empty).
+- ``target["boxes"]``: float32 ``[N, 4]``, ``(x1, y1, x2, y2)`` in absolute pixels
+  (shape ``[0, 4]`` when the image has no object).
 - ``target["labels"]``: int64 ``[N]``, classes ``1..K`` (0 is background and never appears).
 - ``target["difficult"]``: bool ``[N]``, boxes the VOC metric neither rewards nor penalises.
 - ``target["image_id"]``: str, the dataset's own id of the image.
@@ -12,12 +13,15 @@ Every dataset in ``ssd_zoo.data`` returns ``(image, target)`` in torchvision's d
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from PIL import Image
 from torch import Tensor
 from torchvision.transforms.v2.functional import pil_to_tensor
+
+# A dataset transform: (image, target) -> (image, target), e.g. SSDAugmentation().
+Transforms = Callable[[Tensor, dict], tuple[Tensor, dict]]
 
 # Per-box entries of a target: whatever filters boxes must filter these alongside.
 PER_BOX_KEYS: tuple[str, ...] = ("labels", "difficult", "area", "iscrowd")

@@ -7,11 +7,12 @@ textured, noisy background and 1 to 6 objects whose longer side is 16 px to half
 objects may overlap earlier ones. An object is marked ``difficult`` when it is tiny (longer side
 under 16 px) or less than half of it is visible, as VOC marks objects hard to recognise.
 
-Command line (writes ``OUT/VOC2007/{JPEGImages, Annotations, ImageSets/Main/{trainval,test}.txt}``)::
+Command line (writes ``OUT/VOC2007/`` with ``JPEGImages/``, ``Annotations/`` and
+``ImageSets/Main/{trainval,test}.txt``)::
 
     python -m ssd_zoo.data.shapes OUT --train 2000 --test 500 --seed 0
 
-then ``VOCDataset(OUT, "2007-trainval", class_names=SHAPES_CLASSES)``. Every image is drawn from
+then ``VOCDataset(OUT, "2007-trainval")`` (class names come from ``OUT/classes.txt``). Every image is drawn from
 its own seeded generator, so the output is the same for a seed whatever ``--train``/``--test`` are.
 """
 
@@ -24,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ssd_zoo.data.voc import CLASSES_FILE
+
 SHAPES_CLASSES: tuple[str, ...] = ("circle", "ellipse", "square", "rectangle", "triangle", "cross")
 
 IMAGE_SIDES = (256, 352)  # width and height are each drawn from this range (pixels)
@@ -35,7 +38,7 @@ DIFFICULT_VISIBLE = 0.5  # objects less visible than this are marked difficult
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A textured float32 ``[H, W, 3]`` background in 0..255: smooth blotches plus random strokes."""
+    """A textured float32 ``[H, W, 3]`` background in 0..255: smooth blotches, random strokes."""
     coarse = rng.uniform(0, 255, size=(rng.integers(3, 8), rng.integers(3, 8), 3))
     blotches = Image.fromarray(coarse.astype(np.uint8)).resize((width, height), Image.BICUBIC)
     canvas = Image.blend(
@@ -85,7 +88,7 @@ def _shape_mask(
 
 
 def _visible_fraction(owner: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
-    """Fraction of each mask still on top, given ``owner`` [H, W] = index of the top object or -1."""
+    """Fraction of each mask still on top; ``owner`` ``[H, W]`` is the top object's index or -1."""
     return np.array([(owner[m] == k).mean() for k, m in enumerate(masks)])
 
 
@@ -158,6 +161,8 @@ def generate_shapes_voc(
 ) -> Path:
     """Write the shapes dataset as a VOCdevkit folder at ``out_dir`` and return ``out_dir``.
 
+    ``out_dir/classes.txt`` lists ``SHAPES_CLASSES``, so ``VOCDataset(out_dir)`` labels them 1..6.
+
     ``num_train`` images go to ``VOC2007/ImageSets/Main/trainval.txt`` (ids ``train_000000``, ...),
     ``num_test`` to ``test.txt`` (ids ``test_000000``, ...). Image ``i`` of a split is drawn from
     ``numpy.random.default_rng([seed, split, i])``, so outputs are reproducible per seed.
@@ -166,6 +171,7 @@ def generate_shapes_voc(
     year_dir = out_dir / "VOC2007"
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (year_dir / sub).mkdir(parents=True, exist_ok=True)
+    (out_dir / CLASSES_FILE).write_text("".join(f"{name}\n" for name in SHAPES_CLASSES))
     for split_index, (split, count, list_name) in enumerate(
         (("train", num_train, "trainval"), ("test", num_test, "test"))
     ):
@@ -195,8 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     out = generate_shapes_voc(args.out, args.train, args.test, args.seed)
     print(
-        f"wrote {args.train} trainval + {args.test} test images to {out / 'VOC2007'}; read them with "
-        f"VOCDataset({str(out)!r}, '2007-trainval', class_names=SHAPES_CLASSES)"
+        f"wrote {args.train} trainval + {args.test} test images to {out / 'VOC2007'}; read with "
+        f"VOCDataset({str(out)!r}, '2007-trainval')"
     )
 
 

@@ -16,14 +16,14 @@ that boxes are 0-based pixels, as py-faster-rcnn, Detectron and torchvision's SS
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ssd_zoo.data.common import clean_boxes, read_image
+from ssd_zoo.data.common import Transforms, clean_boxes, read_image
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -31,7 +31,7 @@ VOC_CLASSES: tuple[str, ...] = (
     "train", "tvmonitor",
 )  # label = index + 1; 0 is background
 
-Transforms = Callable[[Tensor, dict], tuple[Tensor, dict]]
+CLASSES_FILE = "classes.txt"  # optional, in the VOCdevkit folder: a custom dataset's class names
 
 _LAYOUT = """  {root}/
     VOC{year}/
@@ -83,7 +83,7 @@ def parse_voc_xml(path: str | Path, class_names: Sequence[str] = VOC_CLASSES) ->
         if name not in label_of:
             raise ValueError(
                 f"{where}: class {name!r} is not one of class_names {tuple(class_names)}; "
-                f"pass class_names=... for a custom VOC-format dataset"
+                f"for a custom VOC-format dataset pass class_names=... or list them in classes.txt"
             )
         bndbox = obj.find("bndbox")
         if bndbox is None:
@@ -99,16 +99,32 @@ def parse_voc_xml(path: str | Path, class_names: Sequence[str] = VOC_CLASSES) ->
     }
 
 
+def read_class_names(root: str | Path) -> tuple[str, ...]:
+    """The names listed in ``root/classes.txt`` (one per line, label order), else ``VOC_CLASSES``.
+
+    A custom VOC-format dataset ships its classes in that file so that ``VOCDataset(root)`` needs
+    no ``class_names``; ``generate_shapes_voc`` writes one.
+    """
+    path = Path(root) / CLASSES_FILE
+    if not path.is_file():
+        return VOC_CLASSES
+    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"{path}: expected distinct class names, one per line; found {names}")
+    return names
+
+
 class VOCDataset(Dataset):
     """Pascal VOC detection data from a VOCdevkit folder.
 
     Args:
         root: the VOCdevkit folder (holding ``VOC2007/``, ``VOC2012/``, ...).
-        splits: image sets joined by ``+``, each ``YEAR-SET``, e.g. ``"2007-trainval+2012-trainval"``.
+        splits: image sets ``YEAR-SET`` joined by ``+``, e.g. ``"2007-trainval+2012-trainval"``.
         keep_difficult: keep boxes marked difficult (flagged in ``target["difficult"]``); set False
             to drop them from targets, as py-faster-rcnn and ssd.pytorch trained.
         transforms: optional ``(image, target) -> (image, target)``, e.g. ``SSDAugmentation()``.
-        class_names: the classes in label order (label = index + 1); ``VOC_CLASSES`` by default.
+        class_names: the classes in label order (label = index + 1). By default the names in
+            ``root/classes.txt`` (one per line) when that file exists, else ``VOC_CLASSES``.
 
     An item is ``(image, target)``: ``image`` float32 ``[3, H, W]`` in ``[0, 1]``; ``target`` with
     ``boxes`` float32 ``[N, 4]`` xyxy 0-based pixels, ``labels`` int64 ``[N]`` in ``1..K``,
@@ -128,7 +144,7 @@ class VOCDataset(Dataset):
         self.root = Path(root)
         self.keep_difficult = keep_difficult
         self.transforms = transforms
-        self.class_names: tuple[str, ...] = tuple(class_names or VOC_CLASSES)
+        self.class_names: tuple[str, ...] = tuple(class_names or read_class_names(self.root))
         self.items: list[tuple[Path, str]] = []  # (VOC<year> folder, image id)
         for year, image_set in parse_splits(splits):
             year_dir = self.root / f"VOC{year}"
