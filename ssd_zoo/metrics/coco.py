@@ -77,7 +77,8 @@ class COCOEvaluator:
             labels = _numpy(target["labels"]).reshape(-1)
             area = _numpy(target["area"]) if "area" in target else boxes[:, 2] * boxes[:, 3]
             crowd = _numpy(target["iscrowd"]) if "iscrowd" in target else np.zeros(len(boxes))
-            for box, label, a, c in zip(boxes.tolist(), labels.tolist(), area.tolist(), crowd.tolist()):
+            rows = zip(boxes.tolist(), labels.tolist(), area.tolist(), crowd.tolist())
+            for box, label, a, c in rows:
                 self._gt.append({
                     "id": len(self._gt) + 1,  # ids must be >= 1: COCOeval treats 0 as "unmatched"
                     "image_id": image_id, "category_id": int(label), "bbox": box,

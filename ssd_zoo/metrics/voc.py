@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import torch
 from torch import Tensor
 
 
@@ -183,10 +182,10 @@ class VOCEvaluator:
             difficult = np.zeros(len(gt_labels), bool) if difficult is None else _as_array(
                 difficult, bool, (), f"targets[{i}]['difficult']"
             )
-            for name, lab in ((f"predictions[{i}]['labels']", labels), (f"targets[{i}]['labels']", gt_labels)):
+            for name, lab in (("predictions", labels), ("targets", gt_labels)):
                 if len(lab) and (lab.min() < 1 or lab.max() >= self.num_classes):
                     raise ValueError(
-                        f"{name}: expected labels in 1..{self.num_classes - 1}, "
+                        f"{name}[{i}]['labels']: expected labels in 1..{self.num_classes - 1}, "
                         f"found {lab.min()}..{lab.max()}"
                     )
             if not len(boxes) == len(scores) == len(labels):
@@ -245,7 +244,8 @@ class VOCEvaluator:
                ("score", "label", "iou", "gt", "difficult")}
         gt_labels = np.concatenate([g["label"] for g in self._gts] or [np.zeros(0, np.int64)])
         gt_difficult = np.concatenate([g["difficult"] for g in self._gts] or [np.zeros(0, bool)])
-        npos = np.bincount(gt_labels[~gt_difficult].astype(np.int64), minlength=self.num_classes)[1:]
+        positives = gt_labels[~gt_difficult].astype(np.int64)
+        npos = np.bincount(positives, minlength=self.num_classes)[1:]  # [num_fg]
 
         # Group detections by class, each class in decreasing score (stable: ties keep input order).
         order = np.lexsort((-det["score"], det["label"]))
