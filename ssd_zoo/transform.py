@@ -45,8 +45,8 @@ def check_images(images: list[Tensor]) -> None:
             raise ValueError(f"images[{i}]: expected shape [3, H, W] (RGB, channels first), found {list(image.shape)}")
 
 
-def check_targets(targets: list[dict[str, Tensor]], num_images: int, num_classes: int) -> None:
-    """Raise ValueError naming the image (and box) for malformed, degenerate or non-finite targets."""
+def check_targets(targets: list[dict[str, Tensor]], num_images: int) -> None:
+    """Raise ValueError naming the image for a missing key or a mis-shaped/mis-typed ``boxes`` or ``labels``."""
     if len(targets) != num_images:
         raise ValueError(f"targets: expected one dict per image ({num_images}), found {len(targets)}")
     for i, target in enumerate(targets):
@@ -60,20 +60,29 @@ def check_targets(targets: list[dict[str, Tensor]], num_images: int, num_classes
             raise ValueError(
                 f"targets[{i}]['labels']: expected int64 [{boxes.shape[0]}], found {labels.dtype} {list(labels.shape)}"
             )
-        if not torch.isfinite(boxes).all():
-            raise ValueError(f"targets[{i}]['boxes']: found NaN or inf in {boxes.tolist()}")
-        degenerate = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
-        if degenerate.any():
-            j = int(degenerate.nonzero()[0])
-            raise ValueError(
-                f"targets[{i}]['boxes'][{j}] = {boxes[j].tolist()}: expected xyxy with x2 > x1 and y2 > y1"
-            )
-        bad = (labels < 1) | (labels >= num_classes)
-        if bad.any():
-            j = int(bad.nonzero()[0])
-            raise ValueError(
-                f"targets[{i}]['labels'][{j}] = {int(labels[j])}: expected a class in [1, {num_classes}) (0 is background)"
-            )
+
+
+def check_target_values(boxes: Tensor, labels: Tensor, valid: Tensor, num_classes: int) -> None:
+    """Raise ValueError naming image and box for NaN/inf or degenerate boxes and out-of-range labels.
+
+    Takes the padded batch (``boxes`` ``[B, G, 4]``, ``labels``/``valid`` ``[B, G]``): one host sync per batch.
+    """
+    non_finite = ~torch.isfinite(boxes).all(-1)
+    degenerate = (boxes[..., 2] <= boxes[..., 0]) | (boxes[..., 3] <= boxes[..., 1])
+    bad_label = (labels < 1) | (labels >= num_classes)
+    if not (valid & (non_finite | degenerate | bad_label)).any():
+        return
+    for name, mask in (("non_finite", non_finite), ("degenerate", degenerate), ("label", bad_label)):
+        hits = (valid & mask).nonzero()
+        if len(hits):
+            i, j = hits[0].tolist()
+            break
+    if name == "label":
+        raise ValueError(
+            f"targets[{i}]['labels'][{j}] = {int(labels[i, j])}: expected a class in [1, {num_classes}) (0 is background)"
+        )
+    problem = "found NaN or inf" if name == "non_finite" else "expected xyxy with x2 > x1 and y2 > y1"
+    raise ValueError(f"targets[{i}]['boxes'][{j}] = {boxes[i, j].tolist()}: {problem}")
 
 
 class SSDTransform(nn.Module):
@@ -109,20 +118,23 @@ class SSDTransform(nn.Module):
             raise ValueError(f"images[{bad}]: found NaN or inf values")
         batch = Batch((resized - self.mean) / self.std, sizes)
         if targets is not None:
-            check_targets(targets, len(images), num_classes)
-            self._resize_targets(batch, targets)
+            check_targets(targets, len(images))
+            self._batch_targets(batch, targets, num_classes)
         return batch
 
-    def _resize_targets(self, batch: Batch, targets: list[dict[str, Tensor]]) -> None:
+    def _batch_targets(self, batch: Batch, targets: list[dict[str, Tensor]], num_classes: int) -> None:
+        """Pad the targets into ``batch.gt_*``, checked, with boxes stretched like their images."""
         # float32 new/old ratios, as torchvision's resize_boxes computes them, so resized boxes agree bit for bit.
         device = batch.images.device
         scales = torch.tensor([[self.size / w, self.size / h] * 2 for h, w in batch.original_sizes], device=device)
         boxes = [t["boxes"].to(device, torch.float32) for t in targets]
         labels = [t["labels"].to(device) for t in targets]
-        batch.gt_boxes = pad_sequence(boxes, batch_first=True) * scales[:, None, :]
+        padded_boxes = pad_sequence(boxes, batch_first=True)
         batch.gt_labels = pad_sequence(labels, batch_first=True)
         counts = torch.tensor([len(b) for b in boxes], device=device)
         batch.gt_valid = torch.arange(batch.gt_labels.shape[1], device=device)[None, :] < counts[:, None]
+        check_target_values(padded_boxes, batch.gt_labels, batch.gt_valid, num_classes)
+        batch.gt_boxes = padded_boxes * scales[:, None, :]
 
     def postprocess(self, detections: list[dict[str, Tensor]], original_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
         """Map each image's ``boxes`` from the network input back to its own pixels (new dicts)."""
