@@ -1,16 +1,35 @@
 """State-dict converters between ssd_zoo and other SSD projects' layouts.
 
-Each layout is described once, as a table ``ssd_zoo key prefix -> other project's key prefix``; the
-conversion in either direction reads that table, and any missing, unexpected or mis-shaped key raises an
-error that lists them all.
+Each layout is described once, as a table ``ssd_zoo key -> other project's key``; the conversion in either
+direction reads that table, and any missing or unexpected key raises an error that lists them all
+(mis-shaped tensors are reported when the result is loaded, see :func:`ssd_zoo.weights.load_state_dict`).
+
+Layouts:
+- ``"ssd_zoo"``: this project (``backbone.features.conv1_1.weight``, ``head.classification.0.weight``, ...).
+- ``"torchvision"``: ``torchvision.models.detection.ssd300_vgg16`` (``backbone.features.0.weight``,
+  ``backbone.scale_weight``, ``head.classification_head.module_list.0.weight``, ...).
+- ``"ssd.pytorch"``: amdegroot/ssd.pytorch and the simple SSDs derived from it (``vgg.0.weight``,
+  ``L2Norm.weight``, ``extras.0.weight``, ``loc.0.weight``, ``conf.0.weight``).
+
+All three order a level's head channels box-major (``channel = box * C + class``), so head tensors are
+copied unchanged. Command line: ``python -m ssd_zoo.convert --from ssd.pytorch IN.pth OUT.pth``.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import argparse
+from collections.abc import Callable, Mapping
+from typing import Literal
 
 from torch import Tensor
 
-_VGG_CONVS = ["1_1", "1_2", "2_1", "2_2", "3_1", "3_2", "3_3", "4_1", "4_2", "4_3"]
+InputOrder = Literal["rgb", "bgr"]
+LAYOUTS = ("ssd_zoo", "torchvision", "ssd.pytorch")
+
+_VGG_CONVS = ["1_1", "1_2", "2_1", "2_2", "3_1", "3_2", "3_3", "4_1", "4_2", "4_3", "5_1", "5_2", "5_3"]
+# Where VGG16's convs sit in torchvision's `vgg16().features` and in ssd.pytorch's `vgg` list (conv, ReLU, pool).
+_VGG_INDICES = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
+_FC6_INDEX, _FC7_INDEX = 31, 33  # ssd.pytorch: pool5 at 30, dilated fc6 at 31, ReLU, fc7 at 33
+_FIRST_CONV = "backbone.features.conv1_1.weight"
 
 
 def _conv_keys(table: dict[str, str]) -> dict[str, str]:
@@ -18,23 +37,44 @@ def _conv_keys(table: dict[str, str]) -> dict[str, str]:
     return {f"{src}.{p}": f"{dst}.{p}" for src, dst in table.items() for p in ("weight", "bias")}
 
 
+def _ssd_zoo_vgg_name(conv: str) -> str:
+    """``"4_3"`` -> ``"backbone.features.conv4_3"``; conv5_x live after pool4, in ``backbone.fc``."""
+    return f"backbone.{'fc' if conv.startswith('5') else 'features'}.conv{conv}"
+
+
+def _extras_and_head(num_levels: int, extra: Callable[[int, int], str], cls: str, reg: str) -> dict[str, str]:
+    """conv8 ... (extra block ``b``, conv ``i`` in 0, 1 named ``extra(b, i)``) and the per-level head convs."""
+    table = {}
+    for block in range(num_levels - 2):  # levels 0 and 1 are conv4_3 and fc7
+        n = block + 8
+        table[f"backbone.extras.conv{n}.conv{n}_1"] = extra(block, 0)
+        table[f"backbone.extras.conv{n}.conv{n}_2"] = extra(block, 1)
+    for level in range(num_levels):
+        table[f"head.classification.{level}"] = f"{cls}.{level}"
+        table[f"head.regression.{level}"] = f"{reg}.{level}"
+    return table
+
+
 def _torchvision_table(num_levels: int = 6) -> dict[str, str]:
     """ssd_zoo key -> torchvision ``ssd300_vgg16`` key (its VGG layers are indexed, as in torchvision's vgg16)."""
-    # torchvision keeps VGG16's `features` indices: convs at 0, 2, 5, 7, 10, 12, 14, 17, 19, 21.
-    vgg_indices = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21]
-    table = {f"backbone.features.conv{n}": f"backbone.features.{i}" for n, i in zip(_VGG_CONVS, vgg_indices)}
+    table = {_ssd_zoo_vgg_name(n): f"backbone.features.{i}" for n, i in zip(_VGG_CONVS[:10], _VGG_INDICES)}
     # extra.0 = pool4, conv5_1..relu5_3 (indices 1, 3, 5), then fc = (pool5, fc6, relu, fc7, relu) at index 7.
     table.update({"backbone.fc.conv5_1": "backbone.extra.0.1", "backbone.fc.conv5_2": "backbone.extra.0.3",
                   "backbone.fc.conv5_3": "backbone.extra.0.5", "backbone.fc.fc6": "backbone.extra.0.7.1",
                   "backbone.fc.fc7": "backbone.extra.0.7.3"})
-    for block in range(1, num_levels - 1):
-        n = block + 7  # conv8 ... conv11
-        table[f"backbone.extras.conv{n}.conv{n}_1"] = f"backbone.extra.{block}.0"
-        table[f"backbone.extras.conv{n}.conv{n}_2"] = f"backbone.extra.{block}.2"
-    for level in range(num_levels):
-        table[f"head.classification.{level}"] = f"head.classification_head.module_list.{level}"
-        table[f"head.regression.{level}"] = f"head.regression_head.module_list.{level}"
+    # torchvision's extra.k (k >= 1) is (conv, ReLU, conv, ReLU): its convs sit at 0 and 2.
+    table.update(_extras_and_head(num_levels, lambda b, i: f"backbone.extra.{b + 1}.{2 * i}",
+                                  "head.classification_head.module_list", "head.regression_head.module_list"))
     return {**_conv_keys(table), "backbone.l2norm.weight": "backbone.scale_weight"}
+
+
+def _ssd_pytorch_table(num_levels: int = 6) -> dict[str, str]:
+    """ssd_zoo key -> ssd.pytorch key: ``vgg.N`` (N as in its ``vgg`` list), ``extras.N``, ``loc.N``, ``conf.N``."""
+    table = {_ssd_zoo_vgg_name(n): f"vgg.{i}" for n, i in zip(_VGG_CONVS, _VGG_INDICES)}
+    table.update({"backbone.fc.fc6": f"vgg.{_FC6_INDEX}", "backbone.fc.fc7": f"vgg.{_FC7_INDEX}"})
+    # ssd.pytorch's extras is one flat list of convs (1x1, 3x3, 1x1, 3x3, ...); its forward applies the ReLUs.
+    table.update(_extras_and_head(num_levels, lambda b, i: f"extras.{2 * b + i}", "conf", "loc"))
+    return {**_conv_keys(table), "backbone.l2norm.weight": "L2Norm.weight"}
 
 
 def _rename(state_dict: Mapping[str, Tensor], expected: dict[str, str], source: str) -> dict[str, Tensor]:
@@ -46,6 +86,23 @@ def _rename(state_dict: Mapping[str, Tensor], expected: dict[str, str], source: 
     return {expected[key]: value for key, value in state_dict.items()}
 
 
+def _num_levels(state_dict: Mapping[str, Tensor], pattern: str) -> int:
+    """How many head levels a state dict has: the count of keys ``pattern.format(level)`` present."""
+    level = 0
+    while pattern.format(level) in state_dict:
+        level += 1
+    return level
+
+
+def _permute_first_conv(state_dict: dict[str, Tensor], input_order: InputOrder) -> dict[str, Tensor]:
+    """For BGR-trained weights, swap conv1_1's input channels (B, G, R) -> (R, G, B), and back."""
+    if input_order not in ("rgb", "bgr"):
+        raise ValueError(f"input_order: expected 'rgb' or 'bgr', found {input_order!r}")
+    if input_order == "bgr":
+        state_dict[_FIRST_CONV] = state_dict[_FIRST_CONV].flip(1)  # [64, 3, 3, 3]: dim 1 is the input channel
+    return state_dict
+
+
 def from_torchvision(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """torchvision ``ssd300_vgg16`` state dict -> ssd_zoo ``ssd300_vgg16`` state dict (same tensors)."""
     inverse = {v: k for k, v in _torchvision_table().items()}
@@ -55,3 +112,143 @@ def from_torchvision(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
 def to_torchvision(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """ssd_zoo ``ssd300_vgg16`` state dict -> one that torchvision's ``ssd300_vgg16`` loads with ``strict=True``."""
     return _rename(state_dict, _torchvision_table(), "ssd_zoo")
+
+
+def from_ssd_pytorch(state_dict: Mapping[str, Tensor], input_order: InputOrder = "rgb") -> dict[str, Tensor]:
+    """ssd.pytorch state dict (SSD300: 6 levels, or 7 for an SSD512 built the same way) -> ssd_zoo's.
+
+    Args:
+        state_dict: keys ``vgg.N.*``, ``L2Norm.weight``, ``extras.N.*``, ``loc.N.*``, ``conf.N.*``.
+        input_order: the channel order the network was trained on. ssd.pytorch's own weights are RGB (it
+            flips OpenCV's BGR after mean subtraction); ``"bgr"`` permutes conv1_1's input channels so that
+            the converted model takes RGB, like every ssd_zoo model.
+    """
+    inverse = {v: k for k, v in _ssd_pytorch_table(_num_levels(state_dict, "loc.{}.weight")).items()}
+    return _permute_first_conv(_rename(state_dict, inverse, "ssd.pytorch"), input_order)
+
+
+def to_ssd_pytorch(state_dict: Mapping[str, Tensor], input_order: InputOrder = "rgb") -> dict[str, Tensor]:
+    """ssd_zoo state dict -> ssd.pytorch's layout; ``input_order="bgr"`` for a network fed BGR images."""
+    state = _permute_first_conv(dict(state_dict), input_order)
+    return _rename(state, _ssd_pytorch_table(_num_levels(state, "head.regression.{}.weight")), "ssd_zoo")
+
+
+# A key that only one layout has, to recognise it.
+_MARKERS = {"ssd_zoo": "backbone.l2norm.weight", "torchvision": "backbone.scale_weight", "ssd.pytorch": "L2Norm.weight"}
+
+
+def unwrap(checkpoint: Mapping[str, object]) -> dict[str, Tensor]:
+    """The state dict inside a checkpoint: a ``"model"`` or ``"state_dict"`` entry if there is one, with
+    DataParallel's ``module.`` prefix removed."""
+    for entry in ("model", "state_dict"):
+        if isinstance(checkpoint.get(entry), Mapping):
+            checkpoint = checkpoint[entry]
+    return {k.removeprefix("module."): v for k, v in checkpoint.items()}
+
+
+def detect_layout(state_dict: Mapping[str, Tensor], where: str = "state dict") -> str:
+    """Which of :data:`LAYOUTS` ``state_dict`` is in, recognised by one key each; ValueError otherwise."""
+    found = [layout for layout, key in _MARKERS.items() if key in state_dict]
+    if len(found) != 1:
+        sample = sorted(state_dict)[:5]
+        raise ValueError(
+            f"{where}: expected exactly one of the SSD layouts {_MARKERS} (layout: marker key), "
+            f"found {found or 'none'}; first keys: {sample}"
+        )
+    return found[0]
+
+
+def to_ssd_zoo(state_dict: Mapping[str, Tensor], layout: str | None = None, input_order: InputOrder = "rgb",
+               where: str = "state dict") -> dict[str, Tensor]:
+    """Any supported layout (detected when ``layout`` is None) -> ssd_zoo's layout."""
+    layout = layout or detect_layout(state_dict, where)
+    if layout == "ssd_zoo":
+        return _permute_first_conv(dict(state_dict), input_order)
+    if layout == "torchvision":
+        return _permute_first_conv(from_torchvision(state_dict), input_order)
+    if layout == "ssd.pytorch":
+        return from_ssd_pytorch(state_dict, input_order)
+    raise ValueError(f"{where}: expected a layout in {LAYOUTS}, found {layout!r}")
+
+
+def from_ssd_zoo(state_dict: Mapping[str, Tensor], layout: str, input_order: InputOrder = "rgb") -> dict[str, Tensor]:
+    """ssd_zoo's layout -> ``layout`` (one of :data:`LAYOUTS`)."""
+    if layout == "ssd_zoo":
+        return _permute_first_conv(dict(state_dict), input_order)
+    if layout == "torchvision":
+        return to_torchvision(_permute_first_conv(dict(state_dict), input_order))
+    if layout == "ssd.pytorch":
+        return to_ssd_pytorch(state_dict, input_order)
+    raise ValueError(f"expected a layout in {LAYOUTS}, found {layout!r}")
+
+
+def vgg16_backbone_from(state_dict: Mapping[str, Tensor], where: str = "state dict",
+                        input_order: InputOrder = "rgb") -> dict[str, Tensor]:
+    """An ImageNet VGG16 file -> ``VGG16Backbone`` keys (``features.conv1_1.weight``, ``fc.fc6.weight``, ...).
+
+    Layouts: torchvision's ``vgg16()`` (``features.N.*``: conv1_1 ... conv5_3; ``classifier.*`` is dropped,
+    the SSD has its own fc6/fc7) or ssd.pytorch's ``vgg16_reducedfc.pth`` (``N.*`` or ``vgg.N.*``: conv1_1 ...
+    conv5_3 and the reduced fc6 (31) and fc7 (33)).
+    """
+    if any(key.startswith("features.") for key in state_dict):
+        table = {_ssd_zoo_vgg_name(n): f"features.{i}" for n, i in zip(_VGG_CONVS, _VGG_INDICES)}
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("classifier.")}
+        source = f"{where} (torchvision vgg16 layout)"
+    else:
+        table = {_ssd_zoo_vgg_name(n): str(i) for n, i in zip(_VGG_CONVS, _VGG_INDICES)}
+        table.update({"backbone.fc.fc6": str(_FC6_INDEX), "backbone.fc.fc7": str(_FC7_INDEX)})
+        state_dict = {k.removeprefix("vgg."): v for k, v in state_dict.items()}
+        source = f"{where} (ssd.pytorch vgg16_reducedfc layout)"
+    inverse = {v: k for k, v in _conv_keys(table).items()}
+    state = _permute_first_conv(_rename(state_dict, inverse, source), input_order)
+    return {k.removeprefix("backbone."): v for k, v in state.items()}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The converter's command-line arguments (shared by ``python -m ssd_zoo.convert`` and ``ssd-zoo convert``)."""
+    parser.add_argument("input", help="checkpoint to read (.pth)")
+    parser.add_argument("output", help="where to write the converted state dict (.pth)")
+    parser.add_argument("--from", dest="source", choices=["auto", *LAYOUTS], default="auto",
+                        help="layout of INPUT (default: detected from its keys)")
+    parser.add_argument("--to", dest="target", choices=LAYOUTS, default="ssd_zoo", help="layout of OUTPUT (default: ssd_zoo)")
+    parser.add_argument("--input-order", choices=["rgb", "bgr"], default="rgb",
+                        help="channel order the non-ssd_zoo network was trained on (ssd_zoo models take RGB)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Convert ``args.input`` to ``args.output``; the result is checked by loading it into an ssd_zoo model."""
+    import torch
+
+    from .weights import read_file  # lazy: weights imports this module
+
+    raw = unwrap(read_file(args.input))
+    source = detect_layout(raw, args.input) if args.source == "auto" else args.source
+    state = to_ssd_zoo(raw, source, args.input_order if source != "ssd_zoo" else "rgb", where=args.input)
+    _check_fits_a_model(state, args.input)
+    out = from_ssd_zoo(state, args.target, args.input_order if args.target != "ssd_zoo" else "rgb")
+    torch.save(out, args.output)
+    print(f"{args.input} ({source}) -> {args.output} ({args.target}): {len(out)} tensors")
+    return 0
+
+
+def _check_fits_a_model(state: dict[str, Tensor], where: str) -> None:
+    """Load ``state`` into the VGG16 SSD it describes (6 levels: SSD300, 7: SSD512), so shapes are checked too."""
+    from .registry import build
+    from .weights import load_state_dict
+
+    levels = _num_levels(state, "head.regression.{}.weight")
+    if levels not in (6, 7):
+        raise ValueError(f"{where}: expected the 6 (SSD300) or 7 (SSD512) head levels of a VGG16 SSD, found {levels}")
+    boxes = state["head.regression.0.weight"].shape[0] // 4
+    num_classes = state["head.classification.0.weight"].shape[0] // boxes
+    load_state_dict(build("ssd300_vgg16" if levels == 6 else "ssd512_vgg16", num_classes=num_classes), state, where)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ssd_zoo.convert", description=__doc__.split("\n")[0])
+    return run(add_arguments(parser).parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
