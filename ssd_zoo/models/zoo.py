@@ -2,45 +2,53 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
-
-import torch
 
 from ..ops.default_boxes import DefaultBoxGenerator, preset
 from ..registry import register_model
 from ..transform import SSDTransform
+from ..weights import fetch_weights, load_weights
 from .head import SSDHead
 from .ssd import SSD
 from .vgg import VGG16Backbone
 
 
 def load_checkpoint(model: SSD, path: str | os.PathLike) -> SSD:
-    """Load an ssd_zoo state dict (a ``.pth`` file, or a dict with a ``"model"`` entry) into ``model``."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    model.load_state_dict(state)
-    return model
+    """Load a local checkpoint in any supported layout (ssd_zoo, torchvision, ssd.pytorch) into ``model``."""
+    return load_weights(model, Path(path), model_name="")
 
 
-def _vgg16_ssd(input_size: int, weights: Any, num_classes: int | None, anchors: str, **kwargs: Any) -> SSD:
-    num_classes = 21 if num_classes is None else num_classes
+def _vgg16_ssd(name: str, input_size: int, weights: Any, num_classes: int | None, anchors: str | None,
+               **kwargs: Any) -> SSD:
+    # Weights first: named weights and checkpoint files decide num_classes and anchors unless given.
+    checkpoint = fetch_weights(weights, name, pretrained=kwargs.pop("pretrained", None))
+    num_classes, anchors = checkpoint.config(num_classes, anchors) if checkpoint else (num_classes or 21, anchors or "voc")
     spec = preset(input_size, anchors)
     backbone = VGG16Backbone(input_size)
     head = SSDHead(backbone.out_channels, spec.boxes_per_location, num_classes)
     model = SSD(backbone, head, DefaultBoxGenerator(spec), SSDTransform(input_size), num_classes, **kwargs)
-    if weights is not None:
-        load_checkpoint(model, weights)
+    if checkpoint is not None:
+        checkpoint.load_into(model)
     return model
 
 
 @register_model
-def ssd300_vgg16(*, weights: Any = None, num_classes: int | None = None, anchors: str = "voc", **kwargs: Any) -> SSD:
-    """SSD300 with the original VGG16 backbone: 8732 default boxes on maps 38/19/10/5/3/1 (21 classes = VOC)."""
-    return _vgg16_ssd(300, weights, num_classes, anchors, **kwargs)
+def ssd300_vgg16(*, weights: Any = None, num_classes: int | None = None, anchors: str | None = None, **kwargs: Any) -> SSD:
+    """SSD300 with the original VGG16 backbone: 8732 default boxes on maps 38/19/10/5/3/1.
+
+    ``weights``: None, "DEFAULT" (= "VOC0712"), "VOC0712" (ssd.pytorch, 21 classes, anchors="voc"),
+    "COCO_V1" (torchvision, 91 classes, anchors="coco"), a ``SSD300_VGG16_Weights`` member, or a checkpoint
+    path (ssd_zoo, torchvision or ssd.pytorch layout). Without weights: 21 classes (VOC), anchors="voc".
+    """
+    return _vgg16_ssd("ssd300_vgg16", 300, weights, num_classes, anchors, **kwargs)
 
 
 @register_model
-def ssd512_vgg16(*, weights: Any = None, num_classes: int | None = None, anchors: str = "voc", **kwargs: Any) -> SSD:
-    """SSD512 with the original VGG16 backbone: 24564 default boxes on maps 64/32/16/8/4/2/1."""
-    return _vgg16_ssd(512, weights, num_classes, anchors, **kwargs)
+def ssd512_vgg16(*, weights: Any = None, num_classes: int | None = None, anchors: str | None = None, **kwargs: Any) -> SSD:
+    """SSD512 with the original VGG16 backbone: 24564 default boxes on maps 64/32/16/8/4/2/1.
+
+    ``weights``: None or a checkpoint path (any supported layout); no published weights are registered.
+    Without weights: 21 classes (VOC), anchors="voc".
+    """
+    return _vgg16_ssd("ssd512_vgg16", 512, weights, num_classes, anchors, **kwargs)
