@@ -1,0 +1,161 @@
+"""The ``ssd-zoo`` command line: list models and weights, detect objects in images, convert checkpoints.
+
+    ssd-zoo list
+    ssd-zoo detect photo.jpg photos/ --model ssd300_vgg16 --weights VOC0712 --score 0.5 --out detections/
+    ssd-zoo convert --from ssd.pytorch ssd300_mAP_77.43_v2.pth ssd300_voc.pth
+
+Adding a subcommand: write ``add_<name>(subparsers)`` that calls ``subparsers.add_parser(...)``, adds its
+arguments and ``set_defaults(run=<function(args) -> exit code>)``, and append it to :data:`SUBCOMMANDS`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from . import convert
+from .registry import build, list_models
+from .weights import COCO_CATEGORIES, VOC_CATEGORIES, get_model_weights, get_weights, list_weights, resolve_weights
+
+Subparsers = Any  # argparse's _SubParsersAction, private in the standard library
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def add_list(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("list", help="registered models and their weights, with published metrics")
+    parser.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern on model names (default: all)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also print each file's URL and metric source")
+    parser.set_defaults(run=run_list)
+
+
+def _metric_text(metrics: dict[str, dict[str, float]]) -> str:
+    return "; ".join(f"{bench} {name} {value}" for bench, values in metrics.items() for name, value in values.items())
+
+
+def run_list(args: argparse.Namespace) -> int:
+    rows = [("model", "weights", "dataset", "published metric", "layout")]
+    details = []
+    for model in list_models(args.pattern):
+        names = list_weights(model)
+        if not names:
+            rows.append((model, "-", "", "", ""))
+        for name in names:
+            weights = get_weights(name)
+            default = " (DEFAULT)" if get_model_weights(model).__members__.get("DEFAULT") is weights else ""
+            meta = weights.meta
+            rows.append((model, weights.name + default, meta.get("dataset", ""), _metric_text(meta.get("metrics", {})),
+                         meta.get("layout", "")))
+            details.append(f"  {name}: {weights.url}  (metric: {meta.get('metrics_source', '-')})")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    backbones = list_weights("vgg16_backbone")
+    print(f"\nbackbone initialisation (ssd_zoo.weights.load_vgg16_backbone): {', '.join(backbones)}")
+    if args.verbose:
+        print("\n" + "\n".join(details))
+    return 0
+
+
+def add_detect(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("detect", help="detect objects; write pictures with boxes and a JSON")
+    parser.add_argument("images", nargs="+", help="image files (JPEG/PNG) or folders of them")
+    parser.add_argument("--model", default="ssd300_vgg16", help="registered model name (default: ssd300_vgg16)")
+    parser.add_argument("--weights", default="DEFAULT", help="weights name (e.g. VOC0712), or a checkpoint path")
+    parser.add_argument("--score", type=float, default=0.5, help="keep detections scoring above this (default 0.5)")
+    parser.add_argument("--out", type=Path, default=Path("detections"), help="output folder (default: detections)")
+    parser.add_argument("--categories", help="class names: 'voc', 'coco', or a text file with one name per line, "
+                        "background first (default: the weights' own names)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
+    parser.set_defaults(run=run_detect)
+
+
+def _image_paths(inputs: list[str]) -> list[Path]:
+    paths: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise SystemExit(f"ssd-zoo detect: expected an image file or a folder, found nothing at {item}")
+    if not paths:
+        raise SystemExit(f"ssd-zoo detect: no {'/'.join(sorted(IMAGE_SUFFIXES))} images in {inputs}")
+    return paths
+
+
+def _categories(choice: str | None, weights: Any, num_classes: int) -> list[str]:
+    """Names for labels ``0 .. num_classes-1``: the ``--categories`` choice, the weights' own, else numbers."""
+    if choice in ("voc", "coco"):
+        names = VOC_CATEGORIES if choice == "voc" else COCO_CATEGORIES
+    elif choice is not None:
+        names = [line.strip() for line in Path(choice).read_text().splitlines() if line.strip()]
+    else:
+        names = (getattr(weights, "meta", None) or {}).get("categories") or [f"class {i}" for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise SystemExit(f"ssd-zoo detect: the model has {num_classes} classes, but {choice} names {len(names)}")
+    return list(names)
+
+
+def _draw(image: Tensor, detection: dict[str, Tensor], names: list[str]) -> Tensor:
+    """uint8 ``[3, H, W]`` with each box and ``"<name> <score>"`` drawn, one colour per class."""
+    from torchvision.utils import draw_bounding_boxes
+
+    labels = detection["labels"].tolist()
+    texts = [f"{names[label]} {score:.2f}" for label, score in zip(labels, detection["scores"].tolist())]
+    palette = ["red", "lime", "blue", "yellow", "cyan", "magenta", "orange", "white"]
+    return draw_bounding_boxes((image * 255).round().to(torch.uint8), detection["boxes"], texts,
+                               colors=[palette[label % len(palette)] for label in labels], width=2)
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    from torchvision.io import ImageReadMode, decode_image, write_jpeg
+
+    weights = resolve_weights(args.weights if args.weights.lower() != "none" else None, args.model)
+    model = build(args.model, weights=weights, score_thresh=args.score).eval().to(args.device)
+    names = _categories(args.categories, weights, model.num_classes)
+    args.out.mkdir(parents=True, exist_ok=True)
+    paths, results = _image_paths(args.images), []
+    for start in range(0, len(paths), args.batch_size):
+        chunk = paths[start:start + args.batch_size]
+        images = [decode_image(str(p), mode=ImageReadMode.RGB).float().div(255) for p in chunk]
+        with torch.inference_mode():
+            detections = model([image.to(args.device) for image in images])
+        for path, image, detection in zip(chunk, images, detections):
+            detection = {k: v.cpu() for k, v in detection.items()}
+            write_jpeg(_draw(image, detection, names), str(args.out / f"{path.stem}.jpg"))
+            results.append({"file": str(path), "height": image.shape[1], "width": image.shape[2], "detections": [
+                {"box": [round(c, 2) for c in box], "score": round(score, 4), "label": label, "name": names[label]}
+                for box, score, label in zip(detection["boxes"].tolist(), detection["scores"].tolist(),
+                                             detection["labels"].tolist())
+            ]})
+    report = {"model": args.model, "weights": str(weights), "score_thresh": args.score,
+              "box_format": "xyxy, pixels of the original image", "images": results}
+    (args.out / "detections.json").write_text(json.dumps(report, indent=1))
+    print(f"{len(results)} images, {sum(len(r['detections']) for r in results)} detections -> {args.out}")
+    return 0
+
+
+def add_convert(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("convert", help="convert a checkpoint between ssd_zoo, torchvision, ssd.pytorch")
+    convert.add_arguments(parser).set_defaults(run=convert.run)
+
+
+SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_list, add_detect, add_convert]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ssd-zoo", description="SSD model zoo: list, detect, convert.")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
