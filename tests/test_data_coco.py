@@ -50,6 +50,12 @@ def test_contiguous_labels_xyxy_and_crowd_left_out(coco):
     assert empty["boxes"].shape == (0, 4) and empty["labels"].dtype == torch.int64
 
 
+def test_include_crowd_keeps_them_flagged(coco):
+    _, target = CocoDataset(*coco, include_crowd=True)[0]
+    assert target["labels"].tolist() == [2, 3, 1]
+    assert target["iscrowd"].tolist() == [False, False, True]
+
+
 @pytest.mark.parametrize(
     "mutate, message",
     [

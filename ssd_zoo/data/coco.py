@@ -52,7 +52,10 @@ class CocoDataset(Dataset):
     ``boxes`` float32 ``[N, 4]`` xyxy pixels (converted from COCO's xywh), ``labels`` int64 ``[N]``
     in ``1..K``, ``difficult`` bool ``[N]`` (all False), ``area`` float32 ``[N]`` (the JSON's
     ``area``, else the box area; COCO AP's small/medium/large ranges use it) and ``image_id`` str
-    (the JSON image id). Crowd annotations (``iscrowd: 1``) are left out of targets. Images without
+    (the JSON image id). Crowd annotations (``iscrowd: 1``) are left out of targets unless
+    ``include_crowd=True``, which keeps them with an ``iscrowd`` bool ``[N]`` entry so that
+    ``COCOEvaluator`` can ignore detections on them as the official evaluation does (use it for
+    evaluation only: the SSD loss would treat crowd boxes as objects). Images without
     annotations are kept as negatives.
 
     Attributes:
@@ -61,11 +64,17 @@ class CocoDataset(Dataset):
     """
 
     def __init__(
-        self, image_dir: str | Path, ann_file: str | Path, *, transforms: Transforms | None = None
+        self,
+        image_dir: str | Path,
+        ann_file: str | Path,
+        *,
+        transforms: Transforms | None = None,
+        include_crowd: bool = False,
     ) -> None:
         self.image_dir = Path(image_dir)
         self.ann_file = Path(ann_file)
         self.transforms = transforms
+        self.include_crowd = include_crowd
         if not self.image_dir.is_dir():
             raise FileNotFoundError(f"CocoDataset: image folder not found: {self.image_dir}")
         data = _load_json(self.ann_file)
@@ -97,7 +106,7 @@ class CocoDataset(Dataset):
                 raise ValueError(f"{where}: image_id {ann['image_id']} is not among the images")
             if len(ann["bbox"]) != 4:
                 raise ValueError(f"{where}: expected bbox [x, y, w, h], found {ann['bbox']}")
-            if ann.get("iscrowd", 0):
+            if ann.get("iscrowd", 0) and not include_crowd:
                 continue  # crowd regions are no training target
             self._annotations[ann["image_id"]].append(dict(ann, label=label_of[ann["category_id"]]))
 
@@ -111,13 +120,17 @@ class CocoDataset(Dataset):
         xywh = torch.tensor([ann["bbox"] for ann in anns], dtype=torch.float32).reshape(-1, 4)
         boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
         area = [float(ann.get("area", w * h)) for ann, (w, h) in zip(anns, xywh[:, 2:].tolist())]
-        return {
+        target = {
             "boxes": boxes,
             "labels": torch.tensor([ann["label"] for ann in anns], dtype=torch.int64),
             "difficult": torch.zeros(len(anns), dtype=torch.bool),
             "area": torch.tensor(area, dtype=torch.float32),
             "image_id": str(image["id"]),
         }
+        if self.include_crowd:
+            crowd = [bool(ann.get("iscrowd", 0)) for ann in anns]
+            target["iscrowd"] = torch.tensor(crowd, dtype=torch.bool)
+        return target
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict]:
         info = self.images[index]
