@@ -1,0 +1,168 @@
+"""ONNX export of a whole SSD: normalisation, network, box decoding and per-class NMS in one graph.
+
+The exported graph has one input and four outputs (K = the model's ``detections_per_img``, N dynamic):
+
+- ``images``: float32 ``[N, 3, S, S]`` RGB in [0, 1], at the model's fixed input size S (resize first);
+- ``num_detections``: int64 ``[N]``, how many rows of the next three are real;
+- ``boxes``: float32 ``[N, K, 4]`` xyxy in pixels of the ``S x S`` input;
+- ``scores``: float32 ``[N, K]``, best first;
+- ``labels``: int64 ``[N, K]`` in ``[1, num_classes)``;
+
+rows past ``num_detections`` are zero. The post-processing is the eager model's (softmax, decode, clip,
+score threshold, top-k candidates per class, per-class NMS, best K per image), written with fixed shapes
+so that the only data-dependent step is ONNX's ``NonMaxSuppression``, which does per-(image, class) NMS
+natively: every (image, class) pair is one of its "batches".
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import batched_nms
+
+from .models.ssd import SSD
+from .ops import box_coder
+
+OUTPUT_NAMES = ["num_detections", "boxes", "scores", "labels"]
+
+
+class _NonMaxSuppression(torch.autograd.Function):
+    """ONNX ``NonMaxSuppression`` with one class per batch entry; eager forward for tracing and tests.
+
+    Inputs: ``boxes`` ``[P, k, 4]`` xyxy and ``scores`` ``[P, 1, k]`` for P independent groups.
+    Output: ``[S, 3]`` int64 rows ``(group, 0, candidate)`` of the boxes kept, as ONNX defines it.
+    """
+
+    @staticmethod
+    def forward(ctx, boxes: Tensor, scores: Tensor, max_per_group: int, iou_thresh: float, score_thresh: float) -> Tensor:  # type: ignore[override]
+        scores = scores[:, 0]  # (P, k)
+        candidate = scores > score_thresh
+        group, index = candidate.nonzero(as_tuple=True)
+        kept = batched_nms(boxes[group, index], scores[group, index], group, iou_thresh)
+        # batched_nms keeps all boxes of a group that survive, so max_per_group = k never truncates.
+        return torch.stack([group[kept], torch.zeros_like(kept), index[kept]], dim=1)
+
+    @staticmethod
+    def symbolic(g, boxes, scores, max_per_group: int, iou_thresh: float, score_thresh: float):  # noqa: ANN001, ANN205
+        return g.op(
+            "NonMaxSuppression", boxes, scores,
+            g.op("Constant", value_t=torch.tensor([max_per_group], dtype=torch.int64)),
+            g.op("Constant", value_t=torch.tensor([iou_thresh], dtype=torch.float32)),
+            g.op("Constant", value_t=torch.tensor([score_thresh], dtype=torch.float32)),
+        )
+
+
+def padded_detections(
+    cls_logits: Tensor,
+    box_regression: Tensor,
+    default_boxes: Tensor,
+    image_size: tuple[int, int],
+    *,
+    score_thresh: float = 0.01,
+    nms_thresh: float = 0.45,
+    topk_candidates: int = 400,
+    detections_per_img: int = 200,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`ssd_zoo.ops.postprocess.postprocess` with fixed-size, zero-padded outputs.
+
+    Args: as ``postprocess`` (``cls_logits [B, A, C]``, ``box_regression [B, A, 4]``, ``default_boxes [A, 4]``).
+
+    Returns:
+        ``(num_detections [B] int64, boxes [B, K, 4], scores [B, K], labels [B, K] int64)`` with
+        ``K = detections_per_img``, each image's detections best first, zeros past ``num_detections``.
+    """
+    num_anchors, num_classes = cls_logits.shape[1], cls_logits.shape[2]
+    scores = F.softmax(cls_logits.float(), dim=-1)[..., 1:].transpose(1, 2)  # (B, C-1, A)
+    boxes = box_coder.decode(box_regression.float(), default_boxes)  # (B, A, 4)
+    height, width = image_size
+    boxes = torch.stack([boxes[..., 0::2].clamp(0, width), boxes[..., 1::2].clamp(0, height)], dim=-1).flatten(-2)
+
+    # Per image and class, the best k candidates; those at or below the threshold get score -1.
+    k = min(topk_candidates, num_anchors)
+    top_scores, top_index = scores.masked_fill(scores <= score_thresh, -1.0).topk(k, dim=-1)  # (B, C-1, k)
+    candidates = torch.gather(
+        boxes[:, None].expand(-1, num_classes - 1, -1, -1), 2, top_index[..., None].expand(-1, -1, -1, 4)
+    )  # (B, C-1, k, 4)
+
+    # NMS per (image, class) pair; mark the survivors in a dense (B, C-1, k) mask.
+    selected = _NonMaxSuppression.apply(
+        candidates.flatten(0, 1), top_scores.flatten(0, 1)[:, None], k, nms_thresh, score_thresh
+    )  # (S, 3): pair, 0, candidate
+    flat_scores = top_scores.flatten()
+    survivor = torch.zeros_like(flat_scores).scatter(0, selected[:, 0] * k + selected[:, 2], 1.0)
+    kept_scores = torch.where(survivor > 0, flat_scores, -1.0).view_as(top_scores).flatten(1)  # (B, (C-1)*k)
+
+    # Best K survivors per image; pad when fewer than K candidates exist at all.
+    best_scores, best = kept_scores.topk(min(detections_per_img, kept_scores.shape[1]), dim=1)
+    valid = best_scores > score_thresh
+    best_boxes = torch.gather(candidates.flatten(1, 2), 1, best[..., None].expand(-1, -1, 4))
+    labels = torch.div(best, k, rounding_mode="floor") + 1
+    pad = detections_per_img - best.shape[1]
+    out_boxes = F.pad(torch.where(valid[..., None], best_boxes, 0.0), (0, 0, 0, pad))
+    out_scores = F.pad(torch.where(valid, best_scores, 0.0), (0, pad))
+    out_labels = F.pad(torch.where(valid, labels, 0), (0, pad))
+    return valid.sum(dim=1), out_boxes, out_scores, out_labels
+
+
+class ExportableSSD(nn.Module):
+    """``SSD`` for deployment: ``images [N, 3, S, S]`` in [0, 1] -> the padded outputs of the module docstring.
+
+    Shares ``model``'s parameters; no resizing (the caller resizes to ``S x S``), no per-image lists.
+    """
+
+    def __init__(self, model: SSD) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        model = self.model
+        size = model.input_size
+        if images.dim() != 4 or tuple(images.shape[1:]) != (3, size, size):
+            raise ValueError(f"ExportableSSD: expected images [N, 3, {size}, {size}], found {list(images.shape)}")
+        x = (images - model.transform.mean) / model.transform.std
+        features = model.backbone(x)
+        cls_logits, box_regression = model.head(features)
+        anchors = model.default_boxes(features, (size, size))
+        return padded_detections(
+            cls_logits, box_regression, anchors, (size, size),
+            score_thresh=model.score_thresh, nms_thresh=model.nms_thresh,
+            topk_candidates=model.topk_candidates, detections_per_img=model.detections_per_img,
+        )
+
+
+def export_onnx(model: SSD, path: str | os.PathLike, *, opset: int = 17, batch_size: int = 2) -> None:
+    """Write ``model`` (eval mode, CPU, float32) as an ONNX graph with NMS inside to ``path``.
+
+    Args:
+        model: any ssd_zoo ``SSD``; it is not modified.
+        path: the ``.onnx`` file to write.
+        opset: ONNX opset (``NonMaxSuppression`` needs 10 or later).
+        batch_size: batch of the example input used for tracing; the exported batch axis is dynamic.
+
+    Inputs and outputs are described in the module docstring of :mod:`ssd_zoo.export`.
+    """
+    if not isinstance(model, SSD):
+        raise TypeError(f"export_onnx: expected an ssd_zoo SSD, found {type(model).__name__}")
+    if opset < 10:
+        raise ValueError(f"export_onnx: NonMaxSuppression needs opset >= 10, found opset={opset}")
+    was_training, device = model.training, next(model.parameters()).device
+    wrapper = ExportableSSD(model.eval().cpu())
+    # A random example, so that the traced NMS keeps some boxes; the graph does not depend on it.
+    example = torch.rand(batch_size, 3, model.input_size, model.input_size, generator=torch.Generator().manual_seed(0))
+    dynamic = {name: {0: "batch"} for name in ["images", *OUTPUT_NAMES]}
+    try:
+        # The TorchScript exporter: the torch.export-based one needs onnxscript and a custom translation for
+        # NonMaxSuppression. Its tracer warns wherever a shape becomes a Python number, which at a fixed
+        # input size is intended, and it warns that it is the legacy exporter.
+        with torch.no_grad(), warnings.catch_warnings():
+            for category in (torch.jit.TracerWarning, DeprecationWarning, FutureWarning):
+                warnings.simplefilter("ignore", category)
+            torch.onnx.export(
+                wrapper, (example,), str(path), dynamo=False, opset_version=opset,
+                input_names=["images"], output_names=OUTPUT_NAMES, dynamic_axes=dynamic,
+            )
+    finally:
+        model.train(was_training).to(device)
