@@ -331,7 +331,8 @@ def load_vgg16_backbone(backbone: nn.Module, weights: WeightsEnum | str | os.Pat
     torchvision's ``vgg16_features-*.pth`` (``features.N.*``; fills conv1_1 ... conv5_3; ``classifier.*`` is
     ignored). L2Norm and the extra layers keep their initialisation. ``input_order="bgr"`` for BGR weights.
     """
-    if isinstance(weights, str) and not os.path.isfile(weights):
+    looks_like_a_path = isinstance(weights, str) and (os.sep in weights or weights.endswith((".pth", ".pt")))
+    if isinstance(weights, str) and not looks_like_a_path and not os.path.isfile(weights):
         weights = get_weights(weights if "." in weights else f"vgg16_backbone.{weights}")
     raw = convert.unwrap(download_state_dict(weights, progress) if isinstance(weights, WeightsEnum) else read_file(weights))
     where = weights.url if isinstance(weights, WeightsEnum) else os.fspath(weights)
