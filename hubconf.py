@@ -8,7 +8,7 @@ Imports stay light: ssd_zoo itself, which needs torch and torchvision (timm only
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any as _Any, Callable as _Callable
 
 import ssd_zoo as _ssd_zoo
 from ssd_zoo import registry as _registry
@@ -17,10 +17,10 @@ from ssd_zoo import weights as _weights
 dependencies = ["torch", "torchvision"]
 
 
-def _entry_point(name: str) -> Callable[..., Any]:
+def _entry_point(name: str) -> _Callable[..., _Any]:
     builder = _registry.get_builder(name)
 
-    def entry(**kwargs: Any) -> Any:
+    def entry(**kwargs: _Any) -> _Any:
         return builder(**kwargs)
 
     names = _weights.list_weights(name)

@@ -133,8 +133,8 @@ def to_ssd_pytorch(state_dict: Mapping[str, Tensor], input_order: InputOrder = "
     return _rename(state, _ssd_pytorch_table(_num_levels(state, "head.regression.{}.weight")), "ssd_zoo")
 
 
-# A key that only one layout has, to recognise it.
-_MARKERS = {"ssd_zoo": "backbone.l2norm.weight", "torchvision": "backbone.scale_weight", "ssd.pytorch": "L2Norm.weight"}
+# A key prefix that only one layout has, to recognise it (ssd_zoo's holds for every backbone and head type).
+_MARKERS = {"ssd_zoo": "head.classification.", "torchvision": "backbone.scale_weight", "ssd.pytorch": "L2Norm.weight"}
 
 
 def unwrap(checkpoint: Mapping[str, object]) -> dict[str, Tensor]:
@@ -148,11 +148,11 @@ def unwrap(checkpoint: Mapping[str, object]) -> dict[str, Tensor]:
 
 def detect_layout(state_dict: Mapping[str, Tensor], where: str = "state dict") -> str:
     """Which of :data:`LAYOUTS` ``state_dict`` is in, recognised by one key each; ValueError otherwise."""
-    found = [layout for layout, key in _MARKERS.items() if key in state_dict]
+    found = [layout for layout, prefix in _MARKERS.items() if any(key.startswith(prefix) for key in state_dict)]
     if len(found) != 1:
         sample = sorted(state_dict)[:5]
         raise ValueError(
-            f"{where}: expected exactly one of the SSD layouts {_MARKERS} (layout: marker key), "
+            f"{where}: expected exactly one of the SSD layouts {_MARKERS} (layout: key prefix), "
             f"found {found or 'none'}; first keys: {sample}"
         )
     return found[0]

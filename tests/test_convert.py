@@ -121,7 +121,7 @@ def test_torchvision_round_trip_is_exact_and_loads_strictly() -> None:
 
 
 def test_detect_layout_and_unwrap() -> None:
-    zoo = {"backbone.l2norm.weight": torch.ones(1)}
+    zoo = {"head.classification.0.depthwise.weight": torch.ones(1)}  # any head type
     assert convert.detect_layout(zoo) == "ssd_zoo"
     assert convert.detect_layout({"backbone.scale_weight": torch.ones(1)}) == "torchvision"
     assert convert.detect_layout(convert.unwrap({"model": {"module.L2Norm.weight": torch.ones(1)}})) == "ssd.pytorch"
