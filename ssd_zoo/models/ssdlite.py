@@ -1,0 +1,80 @@
+"""SSDLite (MobileNetV2 paper, sec. 6.3; MobileNetV3 paper, sec. 6.2): SSD with depthwise-separable predictors.
+
+Every 3x3 convolution of the SSD head becomes a 3x3 depthwise convolution + BatchNorm + ReLU6 followed
+by a 1x1 convolution, and the extra layers become depthwise blocks (see
+:func:`ssd_zoo.models.timm_backbone.lite_extra_block`). The default boxes are torchvision's
+``ssdlite320_mobilenet_v3_large`` ones: 6 maps (20/10/5/3/2/1 at 320), scales 0.2 ... 0.95 (and 1.0 for the
+last level's extra square box), aspect ratios 2 and 3 on every level, centres at ``(j + 0.5) / f_k`` —
+6 boxes per location, 3234 default boxes at 320.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import Tensor, nn
+
+from ..ops.default_boxes import DefaultBoxSpec
+from .head import flatten_level
+
+
+def ssdlite_spec(input_size: int = 320, *, min_ratio: float = 0.2, max_ratio: float = 0.95) -> DefaultBoxSpec:
+    """SSDLite default boxes (torchvision's ``DefaultBoxGenerator([[2, 3]] * 6, min_ratio, max_ratio)``).
+
+    The first map is at stride 16 (``ceil(input_size / 16)``, 20 at 320); each further map halves (ceil)
+    down to 1. Steps are ``input_size / side`` (fractional, e.g. 320/3), so centres sit at ``(j + 0.5) / side``.
+    """
+    grid = [-(-input_size // 16)]
+    while grid[-1] > 1:
+        grid.append(-(-grid[-1] // 2))
+    levels = len(grid)
+    scales = [min_ratio + (max_ratio - min_ratio) * k / (levels - 1) for k in range(levels)] + [1.0]
+    return DefaultBoxSpec(
+        input_size,
+        tuple(s * input_size for s in scales),
+        ((2, 3),) * levels,
+        tuple(input_size / side for side in grid),
+    )
+
+
+def _predictor(in_ch: int, out_ch: int) -> nn.Sequential:
+    """3x3 depthwise conv + BN + ReLU6, then a 1x1 conv to ``out_ch`` (torchvision's ``_prediction_block``)."""
+    return nn.Sequential(OrderedDict([
+        ("depthwise", nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch, bias=False)),
+        ("bn", nn.BatchNorm2d(in_ch)),
+        ("act", nn.ReLU6(inplace=True)),
+        ("pointwise", nn.Conv2d(in_ch, out_ch, 1)),
+    ]))
+
+
+class SSDLiteHead(nn.Module):
+    """Depthwise-separable predictors; same contract as :class:`ssd_zoo.models.head.SSDHead`.
+
+    Args:
+        in_channels: channels of each feature map.
+        boxes_per_location: default boxes per location on each map.
+        num_classes: classes including background.
+    """
+
+    def __init__(self, in_channels: list[int], boxes_per_location: list[int], num_classes: int) -> None:
+        super().__init__()
+        if len(in_channels) != len(boxes_per_location):
+            raise ValueError(
+                f"SSDLiteHead: {len(in_channels)} feature maps but default boxes for {len(boxes_per_location)} levels"
+            )
+        self.num_classes = num_classes
+        self.classification = nn.ModuleList(
+            _predictor(c, k * num_classes) for c, k in zip(in_channels, boxes_per_location)
+        )
+        self.regression = nn.ModuleList(_predictor(c, k * 4) for c, k in zip(in_channels, boxes_per_location))
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):  # torchvision's SSDLite init
+                nn.init.normal_(module.weight, mean=0.0, std=0.03)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, features: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Returns ``cls_logits`` ``[B, A, C]`` and ``box_regression`` ``[B, A, 4]``."""
+        cls_logits = [flatten_level(block(f), self.num_classes) for block, f in zip(self.classification, features)]
+        box_regression = [flatten_level(block(f), 4) for block, f in zip(self.regression, features)]
+        return torch.cat(cls_logits, dim=1), torch.cat(box_regression, dim=1)
