@@ -5,8 +5,11 @@
     >>> detections = model([image])  # image: float [3, H, W] in [0, 1]
 """
 from .models import zoo as _zoo  # noqa: F401  (registers the built-in models)
+from .models import zoo_timm as _zoo_timm  # noqa: F401  (registers the timm-backbone models)
 from .models.head import SSDHead
 from .models.ssd import SSD
+from .models.ssdlite import SSDLiteHead
+from .models.timm_backbone import TimmBackbone
 from .models.vgg import VGG16Backbone
 from .ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
 from .registry import build, list_models, register_model
@@ -14,6 +17,6 @@ from .transform import SSDTransform
 
 __all__ = [
     "SSD", "SSDHead", "SSDTransform", "VGG16Backbone", "DefaultBoxGenerator", "DefaultBoxSpec",
-    "build", "list_models", "register_model",
+    "build", "list_models", "register_model", "SSDLiteHead", "TimmBackbone",
 ]
 __version__ = "0.1.0"
