@@ -113,7 +113,8 @@ def _draw(image: Tensor, detection: dict[str, Tensor], names: list[str]) -> Tens
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from torchvision.io import ImageReadMode, decode_image, write_jpeg
+    from PIL import Image  # torchvision's own dependency; torchvision.io's codecs are deprecated since 0.29
+    from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
     weights = resolve_weights(args.weights if args.weights.lower() != "none" else None, args.model)
     model = build(args.model, weights=weights, score_thresh=args.score).eval().to(args.device)
@@ -122,12 +123,12 @@ def run_detect(args: argparse.Namespace) -> int:
     paths, results = _image_paths(args.images), []
     for start in range(0, len(paths), args.batch_size):
         chunk = paths[start:start + args.batch_size]
-        images = [decode_image(str(p), mode=ImageReadMode.RGB).float().div(255) for p in chunk]
+        images = [pil_to_tensor(Image.open(p).convert("RGB")).float().div(255) for p in chunk]
         with torch.inference_mode():
             detections = model([image.to(args.device) for image in images])
         for path, image, detection in zip(chunk, images, detections):
             detection = {k: v.cpu() for k, v in detection.items()}
-            write_jpeg(_draw(image, detection, names), str(args.out / f"{path.stem}.jpg"))
+            to_pil_image(_draw(image, detection, names)).save(args.out / f"{path.stem}.jpg", quality=90)
             results.append({"file": str(path), "height": image.shape[1], "width": image.shape[2], "detections": [
                 {"box": [round(c, 2) for c in box], "score": round(score, 4), "label": label, "name": names[label]}
                 for box, score, label in zip(detection["boxes"].tolist(), detection["scores"].tolist(),
