@@ -75,7 +75,9 @@ def create_features(
     load = pretrained or weights_path is not None
     overlay = {"file": os.fspath(weights_path)} if weights_path is not None else None
     try:
-        return timm.create_model(name, features_only=True, pretrained=load, pretrained_cfg_overlay=overlay, **timm_kwargs)
+        return timm.create_model(
+            name, features_only=True, pretrained=load, pretrained_cfg_overlay=overlay, **timm_kwargs
+        )
     except Exception as err:  # noqa: BLE001 - told apart below: building or loading weights?
         if not load:
             raise ValueError(
@@ -137,7 +139,9 @@ def shrink_geometry(size: int, target: int) -> tuple[int, int]:
     for stride, padding in ((2, 1), (1, 0), (2, 0)):
         if (size + 2 * padding - 3) // stride + 1 == target:
             return stride, padding
-    raise ValueError(f"extra block: no 3x3 conv (stride 1 or 2, padding 0 or 1) takes a {size}x{size} map to {target}x{target}")
+    raise ValueError(
+        f"extra block: no 3x3 conv (stride 1 or 2, padding 0 or 1) takes a {size}x{size} map to {target}x{target}"
+    )
 
 
 def _uses_batch_norm(module: nn.Module) -> bool:
@@ -193,7 +197,8 @@ class TimmBackbone(nn.Module):
         self.channels_last = getattr(body, "output_fmt", "NCHW") == "NHWC"  # e.g. Swin, MambaOut
         self.levels = self._pick_levels(body, strides, name, input_size)
         sizes = _map_sizes(body, input_size, name, self.channels_last)
-        self.resample = self._resample_targets([sizes[i] for i in self.levels], grid[: len(strides)], strides, name, input_size)
+        found = [sizes[i] for i in self.levels]
+        self.resample = self._resample_targets(found, grid[: len(strides)], strides, name, input_size)
         channels = [body.feature_info.channels()[i] for i in self.levels]
         self.extras = self._extras(channels[-1], grid[len(strides) - 1 :], extra_channels, lite, _uses_batch_norm(body))
         self.out_channels = channels + [int(c) for c in extra_channels[: len(self.extras)]]
@@ -234,7 +239,8 @@ class TimmBackbone(nn.Module):
         """One extra block per step of ``grid`` (``grid[0]`` is the last backbone map's side)."""
         if len(extra_channels) < len(grid) - 1:
             raise ValueError(
-                f"extra_channels: expected at least {len(grid) - 1} entries for grid {list(grid)}, found {list(extra_channels)}"
+                f"extra_channels: expected at least {len(grid) - 1} entries for grid {list(grid)}, "
+                f"found {list(extra_channels)}"
             )
         blocks = nn.ModuleList()
         for size, target, out_ch in zip(grid[:-1], grid[1:], extra_channels):

@@ -127,12 +127,14 @@ def ssd300_mobilenetv3_large(*, weights: Any = None, num_classes: int | None = N
 def ssdlite320_mobilenetv2(*, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
     """SSDLite320 on MobileNetV2, tapping the expansion of layer 15 (576 ch) and the last expansion (960 ch)."""
     timm_kwargs = {"feature_location": "expansion", **kwargs.pop("timm_kwargs", {})}
-    return ssdlite320(backbone="mobilenetv2_100", weights=weights, num_classes=num_classes, timm_kwargs=timm_kwargs, **kwargs)
+    return ssdlite320(
+        backbone="mobilenetv2_100", weights=weights, num_classes=num_classes, timm_kwargs=timm_kwargs, **kwargs
+    )
 
 
 @register_model
 def ssdlite320_mobilenetv3_large(*, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
-    """SSDLite320 on MobileNetV3-Large, as torchvision's: the stride-16 expansion (672 ch) and the last conv (960 ch)."""
+    """SSDLite320 on MobileNetV3-Large, tapped as torchvision's: stride-16 expansion (672 ch), last conv (960 ch)."""
     timm_kwargs = {"feature_location": "expansion", **kwargs.pop("timm_kwargs", {})}
     return ssdlite320(
         backbone="mobilenetv3_large_100", weights=weights, num_classes=num_classes, timm_kwargs=timm_kwargs, **kwargs
