@@ -28,7 +28,7 @@ class DefaultBoxSpec:
     input_size: int
     sizes: tuple[float, ...]
     aspect_ratios: tuple[tuple[int, ...], ...]
-    steps: tuple[int, ...]
+    steps: tuple[float, ...]  # pixels between centres; fractional where a side doesn't divide (SSDLite: 320 / 3)
     clip: str = "size"
 
     def __post_init__(self) -> None:
@@ -69,7 +69,8 @@ PRESETS: dict[tuple[int, str], DefaultBoxSpec] = {
 def preset(input_size: int, anchors: str) -> DefaultBoxSpec:
     """The published default boxes for ``input_size`` (300 or 512) and ``anchors`` ("voc" or "coco").
 
-    Other input sizes (e.g. SSDLite's 320) scale the 300 preset's sizes and steps proportionally.
+    Other input sizes (e.g. 320) scale the 300 preset's sizes and steps proportionally. (SSDLite has its own
+    default boxes: :func:`ssd_zoo.models.ssdlite.ssdlite_spec`.)
     """
     if anchors not in ("voc", "coco"):
         raise ValueError(f"anchors: expected 'voc' or 'coco', found {anchors!r}")
