@@ -14,9 +14,10 @@ from .models.vgg import VGG16Backbone
 from .ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
 from .registry import build, list_models, register_model
 from .transform import SSDTransform
+from .weights import get_weights, list_weights
 
 __all__ = [
     "SSD", "SSDHead", "SSDTransform", "VGG16Backbone", "DefaultBoxGenerator", "DefaultBoxSpec",
-    "build", "list_models", "register_model", "SSDLiteHead", "TimmBackbone",
+    "build", "list_models", "register_model", "SSDLiteHead", "TimmBackbone", "get_weights", "list_weights",
 ]
 __version__ = "0.1.0"
