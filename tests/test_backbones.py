@@ -240,3 +240,13 @@ def test_backbone_weights_missing_or_wrong_file(tmp_path: Path) -> None:
     torch.save(timm.create_model("resnet18").state_dict(), wrong)
     with pytest.raises(RuntimeError, match=r"'resnet10t': could not load backbone_weights=.*resnet18.pth"):
         ssd_zoo.build("ssd300", backbone="resnet10t", backbone_weights=wrong)
+
+
+def test_ssd_checkpoint_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    source = ssd_zoo.build("ssdlite320", backbone="mobilenetv3_small_050", num_classes=4)
+    torch.save(source.state_dict(), tmp_path / "ssdlite.pth")
+    torch.manual_seed(1)
+    loaded = ssd_zoo.build("ssdlite320", backbone="mobilenetv3_small_050", num_classes=4, weights=tmp_path / "ssdlite.pth")
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value, msg=key)
