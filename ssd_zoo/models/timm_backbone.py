@@ -4,8 +4,9 @@ SSD predicts from a pyramid of square maps whose sides are fixed by its default 
 300, 64/32/16/8/4/2/1 at 512, 20/10/5/3/2/1 for SSDLite at 320. A timm backbone supplies the first
 levels (its maps at strides 8/16/32, or 16/32 for SSDLite); extra blocks — a 1x1 reduction, then a 3x3
 that shrinks the map — supply the rest. Nothing here is declared per model: the levels are chosen from
-``feature_info.reduction()``, channels come from ``feature_info.channels()``, and the extra blocks' strides
-and paddings are derived from the map sizes that one dummy forward pass at build time reports.
+``feature_info.reduction()`` (among timm's default ``out_indices``, one per stage), channels come from
+``feature_info.channels()``, the backbone maps' real sizes from one dummy forward pass at build time, and
+the extra blocks' strides and paddings from the grid sizes they must produce.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import math
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +34,7 @@ def ssd_grid(spec: DefaultBoxSpec) -> list[int]:
     return [math.ceil(round(spec.input_size / step, 6)) for step in spec.steps]
 
 
-def _timm():  # noqa: ANN202 - the timm module
+def _timm() -> ModuleType:
     """timm, imported on first use so that ``import ssd_zoo`` works without the ``timm`` extra."""
     try:
         import timm
