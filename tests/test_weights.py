@@ -101,6 +101,7 @@ def test_published_entries_carry_their_metadata() -> None:
 
 
 def test_names_resolve_and_list() -> None:
+    assert ssd_zoo.get_weights is get_weights and ssd_zoo.list_weights is list_weights
     assert "ssd300_vgg16.VOC0712" in list_weights() and "vgg16_backbone.IMAGENET1K_REDUCEDFC" in list_weights()
     assert list_weights("ssd512_vgg16") == []
     assert get_weights("ssd300_vgg16.DEFAULT") is SSD300_VGG16_Weights.VOC0712
@@ -126,10 +127,12 @@ def test_conflicts_raise_before_any_download() -> None:
         ssd_zoo.build("ssd300_vgg16", weights="COCO_V1", pretrained=True)
 
 
-def test_named_weights_through_a_file_url(tmp_path: Path, torch_home: Path, model_state: dict) -> None:
-    path, prefix = save_hashed(convert.to_ssd_pytorch(model_state), tmp_path / "files", "ssd300-test")
-    weights = test_weights_enum(path.as_uri(), prefix)
-    model = ssd_zoo.build("ssd300_vgg16", weights=weights)  # converted from ssd.pytorch's layout on load
+@pytest.mark.parametrize("layout", ["ssd.pytorch", "torchvision"])
+def test_named_weights_through_a_file_url(layout: str, tmp_path: Path, torch_home: Path, model_state: dict) -> None:
+    published = convert.from_ssd_zoo(model_state, layout)
+    path, prefix = save_hashed(published, tmp_path / "files", "ssd300-test")
+    weights = test_weights_enum(path.as_uri(), prefix, layout=layout)
+    model = ssd_zoo.build("ssd300_vgg16", weights=weights)  # converted from the published layout on load
     assert_same(model, model_state)
     assert (torch_home / path.name).is_file()
 
