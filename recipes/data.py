@@ -1,0 +1,97 @@
+"""Datasets and loaders for the recipes: VOC-format (or COCO-format) data, seeded augmentation, resumable order.
+
+Exact resume needs the same images in the same order with the same augmentation, whatever the number of
+loader workers and wherever the run was cut. So the order is a function of ``(seed, epoch)`` (a
+``DistributedSampler``, also with one process) and each sample's augmentation draws from a generator seeded
+with ``(seed, epoch, index)``; resuming at iteration ``i`` starts the sampler ``i`` batches into its epoch.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from ssd_zoo.data import CocoDataset, SSDAugmentation, VOCDataset, collate
+
+from .config import TrainConfig
+
+
+def make_dataset(cfg: TrainConfig, train: bool, transforms: object = None) -> Dataset:
+    """The training (``train=True``) or test dataset of ``cfg``; it has ``class_names`` (no background)."""
+    coco = cfg.coco_train if train else cfg.coco_test
+    if coco is not None:
+        if len(coco) != 2:
+            raise ValueError(f"coco_{'train' if train else 'test'}: expected [image_dir, ann_file], found {coco!r}")
+        return CocoDataset(coco[0], coco[1], transforms=transforms)
+    splits = cfg.train_splits if train else cfg.test_split
+    return VOCDataset(cfg.data_root, splits, keep_difficult=cfg.keep_difficult or not train,
+                      transforms=transforms, class_names=cfg.class_names)
+
+
+class SeededAugmentation(Dataset):
+    """``dataset`` with ``augment`` applied under a generator seeded by ``(seed, epoch, index)``.
+
+    The augmentation uses torch's global generator; it runs inside ``fork_rng`` so that the caller's
+    generator is left untouched (with ``num_workers=0`` the loader runs in the training process).
+    """
+
+    def __init__(self, dataset: Dataset, augment: SSDAugmentation, seed: int) -> None:
+        self.dataset, self.augment, self.seed, self.epoch = dataset, augment, seed, 0
+        self.class_names: Sequence[str] = dataset.class_names
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
+        image, target = self.dataset[index]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
+            return self.augment(image, target)
+
+
+class ResumableSampler(DistributedSampler):
+    """A ``DistributedSampler`` (shuffled by ``(seed, epoch)``) that can start ``start`` samples into an epoch."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.start = 0
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        return iter(indices[self.start:])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+def train_loader(cfg: TrainConfig, mean: Sequence[float], rank: int, world_size: int) -> DataLoader:
+    """Batches of ``cfg.batch_size`` per process; ``loader.dataset`` is a :class:`SeededAugmentation`.
+
+    ``mean``: the model's normalisation mean (RGB, 0..1), the zoom-out canvas colour.
+    """
+    augment = SSDAugmentation(fill=tuple(float(m) for m in mean), **cfg.augment)
+    dataset = SeededAugmentation(make_dataset(cfg, train=True), augment, cfg.seed)
+    if len(dataset) < cfg.batch_size * world_size:
+        raise ValueError(f"training set: {len(dataset)} images, fewer than one batch of {cfg.batch_size} x {world_size} processes")
+    sampler = ResumableSampler(dataset, world_size, rank, cfg.seed)
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, drop_last=True,
+                      num_workers=cfg.num_workers, persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+def set_position(loader: DataLoader, iteration: int) -> int:
+    """Point ``loader`` at global ``iteration``: sets the epoch (order and augmentation) and the start
+    within it. Returns the batches per full epoch."""
+    sampler: ResumableSampler = loader.sampler
+    per_epoch = sampler.num_samples // loader.batch_size
+    epoch, offset = divmod(iteration, per_epoch)
+    sampler.set_epoch(epoch)
+    loader.dataset.epoch = epoch
+    sampler.start = offset * loader.batch_size
+    return per_epoch
+
+
+def test_loader(cfg: TrainConfig) -> DataLoader:
+    """The test set, unaugmented, in order, ``cfg.eval_batch_size`` images a batch."""
+    return DataLoader(make_dataset(cfg, train=False), batch_size=cfg.eval_batch_size, shuffle=False,
+                      collate_fn=collate, num_workers=min(cfg.num_workers, 2))

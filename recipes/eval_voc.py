@@ -1,0 +1,86 @@
+"""Evaluate an SSD on a VOC-format test split: per-class AP table, metrics.json, VOC results files.
+
+    python recipes/eval_voc.py --config recipes/configs/ssd300_vgg16_voc0712.yaml --weights VOC0712
+    python recipes/eval_voc.py --config recipes/configs/shapes_quick.yaml --weights runs/demo/best.pth --draw 8
+
+``--weights``: a checkpoint written by train_voc.py (its own config builds the model), any checkpoint
+file ssd_zoo reads (ssd_zoo, torchvision or ssd.pytorch layout), or published weights by name
+(``ssd_zoo.weights.list_weights()``). Writes ``metrics.json`` (``{"map_voc07", "map_voc12", "ap": {class:
+VOC07 AP}, "ap_voc12": {...}, "num_images"}``), ``results/comp4_det_test_<class>.txt`` and, with
+``--draw N``, ``pictures/<image_id>.png`` into the output directory.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make `recipes` importable
+
+import ssd_zoo  # noqa: E402
+from recipes.common import build_model  # noqa: E402
+from recipes.config import TrainConfig, load_config, parse_override  # noqa: E402
+from recipes.data import test_loader  # noqa: E402
+from recipes.evaluation import ap_table, draw_detections, evaluate, write_metrics, write_voc_results  # noqa: E402
+
+MODEL_KEYS = ("model", "backbone", "input_size", "model_kwargs")  # what a recipe checkpoint's config decides
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", type=Path, required=True, help="YAML file in recipes/configs/")
+    p.add_argument("--weights", required=True, help="a checkpoint path or a published weights name")
+    p.add_argument("--data-root", help="VOCdevkit folder (overrides data_root)")
+    p.add_argument("--output-dir", help="where metrics.json and results go (default: the config's output_dir)")
+    p.add_argument("--batch-size", type=int, help="images per inference batch (overrides eval_batch_size)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--amp", action="store_true", help="fp16 autocast on CUDA, bf16 on the CPU")
+    p.add_argument("--draw", type=int, default=0, help="save this many test images with detections drawn")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    return p.parse_args(argv)
+
+
+def load_model(cfg: TrainConfig, weights: str, num_classes: int) -> tuple[torch.nn.Module, TrainConfig]:
+    """The model to evaluate and the config it was built from (a recipe checkpoint brings its own)."""
+    if os.path.isfile(weights):
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "model" in state and "config" in state:  # written by train_voc.py
+            cfg = dataclasses.replace(cfg, **{k: state["config"][k] for k in MODEL_KEYS}, backbone_init=None)
+            model = build_model(cfg, num_classes)
+            model.load_state_dict(state["model"])
+            return model, cfg
+    if cfg.model == "ssd":
+        raise ValueError(f"--weights {weights!r}: model='ssd' needs a checkpoint written by train_voc.py")
+    kwargs: dict[str, Any] = dict(cfg.model_kwargs, **({"backbone": cfg.backbone} if cfg.backbone else {}))
+    return ssd_zoo.build(cfg.model, weights=weights, num_classes=num_classes, **kwargs), cfg
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    overrides = dict(parse_override(item) for item in args.set)
+    named = {"data_root": args.data_root, "output_dir": args.output_dir, "eval_batch_size": args.batch_size}
+    cfg = load_config(args.config, {**overrides, **{k: v for k, v in named.items() if v is not None}})
+    device = torch.device(args.device)
+    loader = test_loader(cfg)
+    names = loader.dataset.class_names
+    model, cfg = load_model(cfg, args.weights, len(names) + 1)
+    model.to(device).eval()
+
+    metrics, detections = evaluate(model, loader, names, device, args.amp)
+    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+    path = write_metrics(metrics, cfg.output_dir, weights=str(args.weights), model=cfg.model, backbone=cfg.backbone)
+    folder = write_voc_results(detections, names, cfg.output_dir)
+    if args.draw:
+        draw_detections(loader.dataset, detections, names, cfg.output_dir, args.draw, cfg.draw_score)
+    print(ap_table(metrics))
+    print(f"wrote {path} and {folder}/comp4_det_test_<class>.txt")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

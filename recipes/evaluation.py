@@ -1,0 +1,113 @@
+"""Evaluation for the recipes: batched inference, VOC07 and VOC2010+ mAP, metrics.json, VOC results files,
+and pictures of detections."""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ssd_zoo.data import to_device
+from ssd_zoo.metrics import VOCEvaluator
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, class_names: Sequence[str], device: torch.device,
+             amp: bool = False, progress: bool = True) -> tuple[dict[str, Any], list[tuple[str, dict]]]:
+    """Run ``model`` (eval mode, restored after) over ``loader`` and compute VOC mAP.
+
+    Returns ``(metrics, detections)``: ``metrics`` = ``{"map_voc07": float, "map_voc12": float, "ap": {name:
+    VOC07 AP}, "ap_voc12": {name: AP}, "num_images": int}``; ``detections`` = per image ``(image_id, {"boxes"
+    [D, 4] xyxy 0-based pixels, "scores" [D], "labels" [D]})`` on the CPU. NaN APs (a class without
+    ground truth) become None in ``metrics`` so that it is valid JSON.
+    """
+    was_training = model.training
+    model.eval()
+    num_classes = len(class_names) + 1
+    voc07 = VOCEvaluator(num_classes, use_07_metric=True, class_names=class_names)
+    voc12 = VOCEvaluator(num_classes, use_07_metric=False, class_names=class_names)
+    detections: list[tuple[str, dict]] = []
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    for images, targets in tqdm(loader, desc="eval", disable=not progress, dynamic_ncols=True):
+        with torch.autocast(device.type, dtype=dtype, enabled=amp):
+            predictions = model([im.to(device, non_blocking=True) for im in images])
+        predictions = [{k: v.float() if v.is_floating_point() else v for k, v in p.items()}
+                       for p in to_device(predictions, "cpu")]
+        voc07.update(predictions, targets)
+        voc12.update(predictions, targets)
+        detections.extend((str(t.get("image_id", len(detections))), p) for t, p in zip(targets, predictions))
+    model.train(was_training)
+    r07, r12 = voc07.compute(), voc12.compute()
+    metrics = {
+        "map_voc07": _number(r07["map"]), "map_voc12": _number(r12["map"]),
+        "ap": {name: _number(ap) for name, ap in r07["ap_by_name"].items()},
+        "ap_voc12": {name: _number(ap) for name, ap in r12["ap_by_name"].items()},
+        "num_images": len(detections),
+    }
+    return metrics, detections
+
+
+def _number(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def ap_table(metrics: dict[str, Any]) -> str:
+    """The per-class AP table (VOC07 11-point and VOC2010+ area) with both mAPs, as printable text."""
+    def cell(value: float | None) -> str:
+        return "   -  " if value is None else f"{100 * value:6.2f}"
+    width = max([len("class"), *map(len, metrics["ap"])])
+    lines = [f"{'class':<{width}}  VOC07  VOC12", "-" * (width + 15)]
+    lines += [f"{name:<{width}} {cell(ap)} {cell(metrics['ap_voc12'][name])}" for name, ap in metrics["ap"].items()]
+    lines += ["-" * (width + 15), f"{'mAP':<{width}} {cell(metrics['map_voc07'])} {cell(metrics['map_voc12'])}"]
+    return "\n".join(lines)
+
+
+def write_metrics(metrics: dict[str, Any], output_dir: str | Path, **extra: Any) -> Path:
+    """``output_dir/metrics.json``: ``{"map_voc07", "map_voc12", "ap": {class: AP}, ...}`` plus ``extra``."""
+    path = Path(output_dir) / "metrics.json"
+    path.write_text(json.dumps({**metrics, **extra}, indent=2) + "\n")
+    return path
+
+
+def write_voc_results(detections: list[tuple[str, dict]], class_names: Sequence[str], output_dir: str | Path,
+                      split: str = "test") -> Path:
+    """The devkit's results files ``results/comp4_det_<split>_<class>.txt`` under ``output_dir``.
+
+    One line per detection, ``<image_id> <score> <x1> <y1> <x2> <y2>``, boxes in the devkit's 1-based pixels.
+    """
+    folder = Path(output_dir) / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines: list[list[str]] = [[] for _ in class_names]
+    for image_id, det in detections:
+        for box, score, label in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist()):
+            x1, y1, x2, y2 = (v + 1 for v in box)
+            lines[label - 1].append(f"{image_id} {score:.6f} {x1:.1f} {y1:.1f} {x2:.1f} {y2:.1f}\n")
+    for name, rows in zip(class_names, lines):
+        (folder / f"comp4_det_{split}_{name}.txt").write_text("".join(rows))
+    return folder
+
+
+def draw_detections(dataset: Any, detections: list[tuple[str, dict]], class_names: Sequence[str],
+                    output_dir: str | Path, count: int, min_score: float = 0.5) -> list[Path]:
+    """Save the first ``count`` test images with their detections (score >= ``min_score``) drawn, as PNG
+    files ``output_dir/pictures/<image_id>.png``; returns their paths."""
+    from torchvision.io import write_png
+    from torchvision.utils import draw_bounding_boxes
+
+    folder = Path(output_dir) / "pictures"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, (image_id, det) in enumerate(detections[:count]):
+        image = (dataset[index][0] * 255).round().to(torch.uint8)
+        keep = det["scores"] >= min_score
+        names = [f"{class_names[int(label) - 1]} {score:.2f}" for label, score in zip(det["labels"][keep], det["scores"][keep])]
+        drawn = draw_bounding_boxes(image, det["boxes"][keep], labels=names, colors="yellow", width=2)
+        paths.append(folder / f"{Path(image_id).name}.png")
+        write_png(drawn, str(paths[-1]))
+    return paths

@@ -1,0 +1,249 @@
+"""Train an SSD on Pascal VOC (or any VOC- or COCO-format data), then evaluate it.
+
+    python recipes/train_voc.py --config recipes/configs/ssd300_vgg16_voc0712.yaml --data-root data/VOCdevkit
+    torchrun --nproc_per_node=4 recipes/train_voc.py --config ... --batch-size 8   # 8 per process
+    python recipes/train_voc.py --resume runs/ssd300_vgg16_voc0712/last.pth        # continue exactly
+
+Reads top to bottom: configuration, processes, data, model, optimiser, resume, the loop (loss, non-finite
+check, step, records, checkpoints, evaluation), the final evaluation. Writes into the output directory:
+``last.pth`` and ``best.pth`` (model, optimizer, scheduler, scaler, iteration, RNG states, resolved config),
+``log.jsonl``, ``tensorboard/``, ``metrics.json``, ``results/comp4_det_test_<class>.txt`` and ``pictures/``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make `recipes` importable
+
+from recipes.common import (  # noqa: E402
+    Dist, Recorder, all_reduce_mean, build_model, load_checkpoint, rng_state, save_atomic, set_rng_state,
+    setup_distributed,
+)
+from recipes.config import TrainConfig, load_config, parse_override, scale_to_batch  # noqa: E402
+from recipes.data import set_position, test_loader, train_loader  # noqa: E402
+from recipes.evaluation import ap_table, draw_detections, evaluate, write_metrics, write_voc_results  # noqa: E402
+from ssd_zoo.data import to_device  # noqa: E402
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the trained ``model`` (unwrapped, on its device), the final ``metrics``
+    (rank 0; None on the other ranks), the resolved ``config`` and the last ``iteration``."""
+
+    model: nn.Module
+    metrics: dict[str, Any] | None
+    config: TrainConfig
+    iteration: int
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or inf; the message names the iteration and the last good checkpoint."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", type=Path, help="YAML file in recipes/configs/ (optional with --resume)")
+    p.add_argument("--data-root", help="VOCdevkit folder (overrides data_root)")
+    p.add_argument("--output-dir", help="where checkpoints, logs and metrics go (overrides output_dir)")
+    p.add_argument("--batch-size", type=int, help="images per process and step; lr and iterations scale with it")
+    p.add_argument("--max-iters", type=int, help="total iterations, taken as given (not scaled)")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: the config's (cuda)")
+    p.add_argument("--amp", action="store_true", help="fp16 + GradScaler on CUDA, bf16 autocast on the CPU")
+    p.add_argument("--resume", type=Path, help="a last.pth/best.pth to continue from")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (YAML value)")
+    return p.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace, checkpoint: dict[str, Any] | None, world_size: int) -> TrainConfig:
+    """Defaults < YAML (or the resumed run's config) < ``--set`` < the named flags; then batch scaling."""
+    overrides = dict(parse_override(item) for item in args.set)
+    named = {"data_root": args.data_root, "output_dir": args.output_dir, "batch_size": args.batch_size,
+             "device": args.device, "amp": args.amp or None}
+    overrides.update({k: v for k, v in named.items() if v is not None})
+    if checkpoint is not None and args.config is None:
+        cfg = dataclasses.replace(TrainConfig(**checkpoint["config"]), **overrides)  # already scaled
+    elif args.config is None:
+        raise SystemExit("train_voc.py: expected --config FILE (or --resume CKPT), found neither")
+    else:
+        cfg = load_config(args.config, overrides)
+        cfg = scale_to_batch(dataclasses.replace(cfg, batch_size=cfg.batch_size * world_size))
+        cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size // world_size)  # back to per process
+    return dataclasses.replace(cfg, max_iters=args.max_iters) if args.max_iters else cfg
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's) or AdamW; no weight decay on biases and norm scales."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    raise ValueError(f"optimizer: expected 'sgd' or 'adamw', found {cfg.optimizer!r}")
+
+
+def lr_factor(cfg: TrainConfig, iteration: int) -> float:
+    """The learning rate at ``iteration`` as a multiple of ``cfg.lr``: linear warm-up, then the schedule."""
+    warmup = 1.0
+    if iteration < cfg.warmup_iters:
+        warmup = cfg.warmup_factor + (1 - cfg.warmup_factor) * iteration / cfg.warmup_iters
+    if cfg.schedule == "multistep":
+        return warmup * cfg.lr_gamma ** sum(iteration >= step for step in cfg.lr_steps)
+    if cfg.schedule == "cosine":
+        return warmup * 0.5 * (1 + math.cos(math.pi * min(iteration, cfg.max_iters) / cfg.max_iters))
+    raise ValueError(f"schedule: expected 'multistep' or 'cosine', found {cfg.schedule!r}")
+
+
+def final_evaluation(cfg: TrainConfig, model: nn.Module, ctx: Dist, iteration: int) -> dict[str, Any]:
+    """Evaluate on the test split; write metrics.json, the VOC results files and pictures; print the table."""
+    loader = test_loader(cfg)
+    names = loader.dataset.class_names
+    metrics, detections = evaluate(model, loader, names, ctx.device, cfg.amp)
+    write_metrics(metrics, cfg.output_dir, iteration=iteration, model=cfg.model, backbone=cfg.backbone)
+    write_voc_results(detections, names, cfg.output_dir)
+    if cfg.draw:
+        draw_detections(loader.dataset, detections, names, cfg.output_dir, cfg.draw, cfg.draw_score)
+    print(ap_table(metrics))
+    print(f"wrote {Path(cfg.output_dir) / 'metrics.json'}")
+    return metrics
+
+
+def train(argv: list[str] | None = None) -> TrainResult:
+    """Run the recipe with command-line ``argv`` (``sys.argv[1:]`` when None); see the module docstring."""
+    args = parse_args(argv)
+    checkpoint = load_checkpoint(args.resume) if args.resume else None
+
+    # --- configuration and processes: torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; alone it is one process ---
+    cfg = resolve_config(args, checkpoint, int(os.environ.get("WORLD_SIZE", "1")))
+    ctx = setup_distributed(cfg.device)
+    torch.manual_seed(cfg.seed)
+    output_dir = Path(cfg.output_dir)
+    if ctx.main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        print(f"config: {dataclasses.asdict(cfg)}")
+    use_scaler = cfg.amp and ctx.device.type == "cuda"  # bf16 on the CPU needs no loss scaling
+    amp_dtype = torch.float16 if ctx.device.type == "cuda" else torch.bfloat16
+
+    # --- data and model ---
+    probe = build_model(cfg, 2)  # the normalisation mean (zoom-out fill) does not depend on the classes
+    loader = train_loader(cfg, probe.transform.mean.flatten().tolist(), ctx.rank, ctx.world_size)
+    class_names = loader.dataset.class_names
+    torch.manual_seed(cfg.seed)  # every process builds the same initial weights
+    model = build_model(cfg, len(class_names) + 1).to(ctx.device)
+    if cfg.sync_bn and ctx.world_size > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = make_optimizer(cfg, model)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_factor(cfg, i))
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    # --- resume: weights, optimiser, schedule, loss scale, position in the data, RNG streams ---
+    iteration, best_map, last_good = 0, -1.0, None
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        iteration, best_map, last_good = checkpoint["iteration"], checkpoint["best_map"], args.resume
+        set_rng_state(checkpoint["rng"])
+    ddp = model
+    if ctx.world_size > 1:
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+
+    def save(name: str) -> Path:
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "scaler": scaler.state_dict(), "iteration": iteration, "best_map": best_map, "rng": rng_state(),
+                 "config": dataclasses.asdict(cfg), "class_names": list(class_names)}
+        save_atomic(state, output_dir / name)
+        return output_dir / name
+
+    # --- the loop ---
+    from tqdm import tqdm
+
+    recorder = Recorder(output_dir, cfg.tensorboard) if ctx.main else None
+    bar = tqdm(total=cfg.max_iters, initial=iteration, disable=not ctx.main, dynamic_ncols=True, desc="train")
+    model.train()
+    tick, seen = time.perf_counter(), 0
+    while iteration < cfg.max_iters:
+        set_position(loader, iteration)
+        for images, targets in loader:
+            images = [im.to(ctx.device, non_blocking=True) for im in images]
+            targets = to_device(targets, ctx.device)
+            with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=cfg.amp):
+                losses = ddp(images, targets)
+            loss = sum(losses.values())
+            # Every process sees the same mean losses, so all of them take (or skip) the step together.
+            logged = all_reduce_mean(torch.stack([loss.detach(), *(v.detach() for v in losses.values())]).float(), ctx)
+            optimizer.zero_grad(set_to_none=True)
+            if not torch.isfinite(logged).all():
+                where = f"last good checkpoint: {last_good}" if last_good else "no checkpoint was written yet"
+                if not cfg.skip_nonfinite:
+                    raise NonFiniteLoss(
+                        f"non-finite loss {logged.tolist()} (total, {', '.join(losses)}) at iteration {iteration}; "
+                        f"{where}. Resume from it with a lower lr or grad_clip, or set skip_nonfinite: true")
+                if ctx.main:
+                    bar.write(f"iteration {iteration}: non-finite loss {logged.tolist()}, step skipped ({where})")
+            else:
+                scaler.scale(loss).backward()
+                if cfg.grad_clip:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+            scheduler.step()
+            iteration += 1
+            seen += len(images) * ctx.world_size
+            bar.update(1)
+
+            if ctx.main and (iteration % cfg.log_every == 0 or iteration == cfg.max_iters):
+                rate = seen / (time.perf_counter() - tick)
+                tick, seen = time.perf_counter(), 0
+                scalars = {"loss": logged[0].item(), **{k: v.item() for k, v in zip(losses, logged[1:])},
+                           "lr": optimizer.param_groups[0]["lr"], "images_per_s": rate}
+                recorder.log(iteration, scalars)
+                bar.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{scalars['lr']:.2e}", img_s=f"{rate:.1f}")
+            if ctx.main and (iteration % cfg.checkpoint_every == 0 or iteration == cfg.max_iters):
+                last_good = save("last.pth")
+            if ctx.main and cfg.eval_every and iteration % cfg.eval_every == 0 and iteration < cfg.max_iters:
+                metrics, _ = evaluate(model, test_loader(cfg), class_names, ctx.device, cfg.amp)
+                recorder.log(iteration, {"map_voc07": metrics["map_voc07"] or 0.0, "map_voc12": metrics["map_voc12"] or 0.0}, "test")
+                bar.write(f"iteration {iteration}: VOC07 mAP {metrics['map_voc07']:.4f}")
+                if (metrics["map_voc07"] or 0.0) > best_map:
+                    best_map = metrics["map_voc07"] or 0.0
+                    save("best.pth")
+                tick, seen = time.perf_counter(), 0
+            if iteration >= cfg.max_iters:
+                break
+    bar.close()
+
+    # --- the final evaluation (rank 0): metrics.json, results files, pictures, best.pth ---
+    metrics = None
+    if ctx.main:
+        metrics = final_evaluation(cfg, model, ctx, iteration)
+        recorder.log(iteration, {"map_voc07": metrics["map_voc07"] or 0.0, "map_voc12": metrics["map_voc12"] or 0.0}, "test")
+        recorder.close()
+        if (metrics["map_voc07"] or 0.0) > best_map:
+            best_map = metrics["map_voc07"] or 0.0
+            save("best.pth")
+    if ctx.world_size > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return TrainResult(model, metrics, cfg, iteration)
+
+
+if __name__ == "__main__":
+    try:
+        train()
+    except NonFiniteLoss as error:
+        sys.exit(f"train_voc.py: {error}")

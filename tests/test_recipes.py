@@ -1,0 +1,180 @@
+"""The training and evaluation recipes on a tiny shapes split with a tiny model (64 px, a few iterations):
+resume equivalence, atomic checkpoints, non-finite losses, torchrun with two gloo processes, eval_voc.py."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recipes import common, eval_voc, train_voc  # noqa: E402
+from recipes.config import load_config, scale_to_batch  # noqa: E402
+
+CLASSES = ("circle", "ellipse", "square", "rectangle", "triangle", "cross")
+
+
+@pytest.fixture(scope="module")
+def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ssd_zoo.data.shapes import generate_shapes_voc
+
+    return generate_shapes_voc(tmp_path_factory.mktemp("shapes"), num_train=6, num_test=3, seed=0)
+
+
+def tiny_args(root: Path, out: Path, *extra: str) -> list[str]:
+    """A 64 px SSD on an 8-channel ResNet-18, 2 images a step; lr constant after a 3-iteration warm-up."""
+    settings = {
+        "model_kwargs": "{anchors: coco, extra_channels: [16, 16, 16], timm_kwargs: {channels: [8, 8, 16, 16], stem_width: 8}}",
+        "input_size": "64", "batch_size": "2", "base_batch_size": "2", "num_workers": "0", "tensorboard": "false",
+        "schedule": "multistep", "lr_steps": "[100]", "warmup_iters": "3", "lr": "0.001", "log_every": "1",
+        "checkpoint_every": "2", "eval_batch_size": "3", "draw": "0", "augment": "{zoom_out: 2.0}",
+    }
+    sets = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+    return ["--config", str(ROOT / "recipes/configs/shapes_quick.yaml"), "--data-root", str(root),
+            "--output-dir", str(out), "--device", "cpu", *sets, *extra]
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def test_resume_gives_the_same_weights(shapes_root: Path, tmp_path: Path) -> None:
+    # 3 steps per epoch (6 images, batch 2): 2 + 2 resumes mid-epoch and crosses into the next one.
+    whole = train_voc.train(tiny_args(shapes_root, tmp_path / "whole", "--max-iters", "4"))
+    train_voc.train(tiny_args(shapes_root, tmp_path / "cut", "--max-iters", "2"))
+    resumed = train_voc.train(["--resume", str(tmp_path / "cut/last.pth"), "--max-iters", "4"])
+    assert whole.iteration == resumed.iteration == 4
+    a, b = weights(tmp_path / "whole/last.pth"), weights(tmp_path / "cut/last.pth")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}")
+    state = torch.load(tmp_path / "cut/last.pth", weights_only=True)
+    assert {"model", "optimizer", "scheduler", "scaler", "iteration", "rng", "config"} <= state.keys()
+    assert state["iteration"] == 4 and state["config"]["input_size"] == 64
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "last.pth"
+    common.save_atomic({"iteration": 1, "w": torch.ones(3)}, path)
+
+    def crash_midway(obj: object, f: object) -> None:
+        f.write(b"PK\x03\x04 half a checkpoint")  # what a killed process leaves behind
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(torch, "save", crash_midway)
+    with pytest.raises(KeyboardInterrupt):
+        common.save_atomic({"iteration": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    state = common.load_checkpoint(path)
+    assert state["iteration"] == 1 and torch.equal(state["w"], torch.ones(3))
+    common.save_atomic({"iteration": 3}, path)  # a leftover .tmp does not stand in the way
+    assert common.load_checkpoint(path)["iteration"] == 3
+
+
+def nan_from_call(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the SSD loss NaN from its ``n``-th call on (1-based)."""
+    import ssd_zoo.models.ssd as ssd_module
+
+    real, calls = ssd_module.ssd_loss, []
+
+    def loss(*args: object, **kwargs: object) -> dict[str, torch.Tensor]:
+        out = real(*args, **kwargs)
+        calls.append(1)
+        return {**out, "classification": out["classification"] * float("nan")} if len(calls) >= n else out
+
+    monkeypatch.setattr(ssd_module, "ssd_loss", loss)
+
+
+def test_nonfinite_loss_stops_naming_iteration_and_checkpoint(
+    shapes_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nan_from_call(3, monkeypatch)
+    with pytest.raises(train_voc.NonFiniteLoss, match=r"at iteration 2; last good checkpoint: .*last\.pth"):
+        train_voc.train(tiny_args(shapes_root, tmp_path, "--max-iters", "4"))
+    assert common.load_checkpoint(tmp_path / "last.pth")["iteration"] == 2
+
+
+def test_nonfinite_loss_skipped_when_asked(shapes_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nan_from_call(3, monkeypatch)
+    result = train_voc.train(tiny_args(shapes_root, tmp_path, "--max-iters", "3", "--set", "skip_nonfinite=true"))
+    assert result.iteration == 3
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
+def test_eval_voc_writes_metrics_and_results(shapes_root: Path, tmp_path: Path) -> None:
+    train_voc.train(tiny_args(shapes_root, tmp_path / "train", "--max-iters", "1"))
+    out = tmp_path / "eval"
+    eval_voc.main(["--config", str(ROOT / "recipes/configs/shapes_quick.yaml"), "--weights", str(tmp_path / "train/last.pth"),
+                   "--data-root", str(shapes_root), "--output-dir", str(out), "--device", "cpu", "--draw", "1"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"map_voc07", "map_voc12", "ap"} <= metrics.keys()
+    assert 0.0 <= metrics["map_voc07"] <= 1.0 and 0.0 <= metrics["map_voc12"] <= 1.0
+    assert tuple(metrics["ap"]) == CLASSES
+    assert all(ap is None or 0.0 <= ap <= 1.0 for ap in metrics["ap"].values())
+    for name in CLASSES:
+        for line in (out / f"results/comp4_det_test_{name}.txt").read_text().splitlines():
+            image_id, score, *box = line.split()
+            assert image_id.startswith("test_") and 0 <= float(score) <= 1 and len(box) == 4
+    assert len(list((out / "pictures").glob("*.png"))) == 1
+
+
+RANK_SCRIPT = """
+import os, sys, torch
+sys.path.insert(0, {root!r})
+from recipes.train_voc import train
+result = train(sys.argv[1:])
+torch.save({{k: v.detach() for k, v in result.model.named_parameters()}}, os.path.join({ranks!r}, f"rank{{os.environ['RANK']}}.pt"))
+"""
+
+
+def test_torchrun_two_processes(shapes_root: Path, tmp_path: Path) -> None:
+    ranks = tmp_path / "ranks"
+    ranks.mkdir()
+    script = tmp_path / "run_rank.py"
+    script.write_text(textwrap.dedent(RANK_SCRIPT.format(root=str(ROOT), ranks=str(ranks))))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+               *tiny_args(shapes_root, out, "--max-iters", "2", "--set", "base_batch_size=4")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    a, b = torch.load(ranks / "rank0.pt", weights_only=True), torch.load(ranks / "rank1.pt", weights_only=True)
+    for key in a:  # parameters; BatchNorm running statistics are per process (rank 0's are saved)
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=lambda m, key=key: f"{key} differs between ranks: {m}")
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records if r["split"] == "train"] == [1, 2]  # rank 0 alone logged
+    assert sorted(p.name for p in out.iterdir()) == ["best.pth", "last.pth", "log.jsonl", "metrics.json", "results"]
+    assert torch.load(out / "last.pth", weights_only=True)["config"]["batch_size"] == 2  # per process
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "recipes/configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_configs_load_and_name_registered_models(config: Path) -> None:
+    import ssd_zoo
+
+    cfg = load_config(config)
+    assert cfg.model == "ssd" or cfg.model in ssd_zoo.list_models(), f"{config.name}: unknown model {cfg.model!r}"
+
+
+def test_schedule_scales_with_the_batch() -> None:
+    cfg = scale_to_batch(load_config(ROOT / "recipes/configs/ssd300_vgg16_voc0712.yaml", {"batch_size": 64}))
+    assert (cfg.lr, cfg.max_iters, cfg.lr_steps) == (2e-3, 60000, [40000, 50000])
+    assert train_voc.lr_factor(cfg, 0) == pytest.approx(cfg.warmup_factor)
+    assert train_voc.lr_factor(cfg, 45000) == pytest.approx(0.1)
+
+
+def test_unknown_config_key_is_named() -> None:
+    with pytest.raises(ValueError, match="unknown keys \\['learning_rate'\\]"):
+        load_config(None, {"learning_rate": 0.1})
+
+
+def test_missing_vgg16_file_says_where_to_put_it(tmp_path: Path) -> None:
+    cfg = load_config(ROOT / "recipes/configs/ssd300_vgg16_voc0712.yaml", {"backbone_init": str(tmp_path / "vgg16_reducedfc.pth")})
+    with pytest.raises(FileNotFoundError, match="vgg16_reducedfc.pth.*put it at that path"):
+        common.build_model(cfg, 21)
