@@ -178,3 +178,18 @@ def test_missing_vgg16_file_says_where_to_put_it(tmp_path: Path) -> None:
     cfg = load_config(ROOT / "recipes/configs/ssd300_vgg16_voc0712.yaml", {"backbone_init": str(tmp_path / "vgg16_reducedfc.pth")})
     with pytest.raises(FileNotFoundError, match="vgg16_reducedfc.pth.*put it at that path"):
         common.build_model(cfg, 21)
+
+
+def test_every_named_variant_has_a_voc_config() -> None:
+    import ssd_zoo
+
+    generic = {"ssd300", "ssd512", "ssdlite320"}  # need a backbone name: they have no config of their own
+    configs = {p.name.removesuffix("_voc0712.yaml") for p in (ROOT / "recipes/configs").glob("*_voc0712.yaml")}
+    missing = sorted(set(ssd_zoo.list_models()) - generic - configs)
+    assert not missing, f"no recipes/configs/<name>_voc0712.yaml for registered models {missing}"
+
+
+def test_amp_on_cpu_trains_in_bfloat16(shapes_root: Path, tmp_path: Path) -> None:
+    result = train_voc.train(tiny_args(shapes_root, tmp_path, "--max-iters", "2", "--amp"))
+    assert result.config.amp and result.iteration == 2
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
