@@ -36,5 +36,12 @@ demo: $(STAMP) $(DEMO_STAMP)
 	$(PY) recipes/train_voc.py --config recipes/configs/shapes_quick.yaml --data-root $(DEMO_DATA) --output-dir runs/demo
 	@echo "runs/demo: metrics.json, pictures/*.png (detections drawn), log.jsonl, last.pth"
 
+# make bench: the side-by-side benchmarks (ssd_zoo vs torchvision, torchmetrics, a loop) -> benchmarks/RESULTS.md,
+# with the CPU model, threads and torch version. About 12 minutes on 2 cores; run it on a quiet machine.
+# GPU rows: bash benchmarks/gpu.sh OUT_DIR on a CUDA machine.
+bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) benchmarks/run_all.py --out benchmarks/RESULTS.md
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The GPU benchmarks (inference fp32/fp16/bf16 without torch.compile, training step, hardware limit) on
+# CUDA, in a few minutes; the table goes to OUT_DIR/RESULTS_gpu.md.
+#   bash benchmarks/gpu.sh OUT_DIR
+set -euo pipefail
+out_dir="${1:?usage: bash benchmarks/gpu.sh OUT_DIR}"
+here="$(cd "$(dirname "$0")" && pwd)"
+python="${PYTHON:-$here/../.venv/bin/python}"
+[ -x "$python" ] || python=python3
+"$python" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu.sh: expected CUDA, found none')"
+mkdir -p "$out_dir"
+"$python" "$here/run_all.py" --gpu --out "$out_dir/RESULTS_gpu.md"
