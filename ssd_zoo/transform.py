@@ -116,7 +116,8 @@ class SSDTransform(nn.Module):
         if not torch.isfinite(resized).all():
             bad = next(i for i, im in enumerate(images) if not torch.isfinite(im).all())
             raise ValueError(f"images[{bad}]: found NaN or inf values")
-        batch = Batch((resized - self.mean) / self.std, sizes)
+        # channels_last (NHWC): the layout in which oneDNN and cuDNN run convolutions fastest (see SSD).
+        batch = Batch(((resized - self.mean) / self.std).contiguous(memory_format=torch.channels_last), sizes)
         if targets is not None:
             check_targets(targets, len(images))
             self._batch_targets(batch, targets, num_classes)
