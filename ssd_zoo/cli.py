@@ -3,6 +3,7 @@
     ssd-zoo list
     ssd-zoo detect photo.jpg photos/ --model ssd300_vgg16 --weights VOC0712 --score 0.5 --out detections/
     ssd-zoo convert --from ssd.pytorch ssd300_mAP_77.43_v2.pth ssd300_voc.pth
+    ssd-zoo export ssd300_vgg16 --weights VOC0712 ssd300_vgg16.onnx
 
 Adding a subcommand: write ``add_<name>(subparsers)`` that calls ``subparsers.add_parser(...)``, adds its
 arguments and ``set_defaults(run=<function(args) -> exit code>)``, and append it to :data:`SUBCOMMANDS`.
@@ -146,11 +147,34 @@ def add_convert(subparsers: Subparsers) -> None:
     convert.add_arguments(parser).set_defaults(run=convert.run)
 
 
-SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_list, add_detect, add_convert]
+def add_export(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("export", help="write an ONNX graph with decoding and NMS inside")
+    parser.add_argument("model", help="registered model name, e.g. ssd300_vgg16")
+    parser.add_argument("out", type=Path, help="the .onnx file to write")
+    parser.add_argument("--weights", default="DEFAULT", help="weights name (e.g. VOC0712), a checkpoint path, or none")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--score", type=float, help="score threshold inside the graph (default: the model's, 0.01)")
+    parser.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    weights = resolve_weights(args.weights if args.weights.lower() != "none" else None, args.model)
+    kwargs = {} if args.score is None else {"score_thresh": args.score}
+    model = build(args.model, weights=weights, **kwargs).eval()
+    export_onnx(model, args.out, opset=args.opset)
+    size = model.input_size
+    print(f"{args.model} ({weights}) -> {args.out}: input images [N, 3, {size}, {size}] in [0, 1]; outputs "
+          f"num_detections [N], boxes [N, {model.detections_per_img}, 4], scores, labels")
+    return 0
+
+
+SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_list, add_detect, add_convert, add_export]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ssd-zoo", description="SSD model zoo: list, detect, convert.")
+    parser = argparse.ArgumentParser(prog="ssd-zoo", description="SSD model zoo: list, detect, convert, export.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in SUBCOMMANDS:
         add(subparsers)

@@ -90,3 +90,15 @@ def test_padded_detections_match_postprocess(sample_images) -> None:
 def test_export_rejects_other_models(tmp_path) -> None:
     with pytest.raises(TypeError, match="expected an ssd_zoo SSD, found Linear"):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "x.onnx")  # type: ignore[arg-type]
+
+
+def test_cli_export(tmp_path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from ssd_zoo.cli import main
+
+    out = tmp_path / "ssd.onnx"
+    assert main(["export", "ssd300_vgg16", "--weights", "none", str(out)]) == 0
+    graph = onnx.load(str(out)).graph
+    assert [i.name for i in graph.input] == ["images"]
+    assert [o.name for o in graph.output] == ["num_detections", "boxes", "scores", "labels"]
+    assert any(node.op_type == "NonMaxSuppression" for node in graph.node)

@@ -1,0 +1,35 @@
+"""torch.compile sees the network part (backbone + head) of every registered model as one graph, no breaks.
+
+Graph breaks are allowed only in the transform and the post-processing, whose output sizes depend on the data.
+Only dynamo's tracing runs here (``torch._dynamo.explain``), not inductor's code generation.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch._dynamo
+
+import ssd_zoo
+
+# The generic timm builders take the backbone by name (as in test_registry_models.py).
+BUILD_KWARGS = {"ssd300": {"backbone": "resnet10t"}, "ssd512": {"backbone": "resnet10t"},
+                "ssdlite320": {"backbone": "mobilenetv3_small_050"}}
+
+
+@pytest.mark.parametrize("name", ssd_zoo.list_models())
+def test_backbone_and_head_compile_without_graph_breaks(name: str) -> None:
+    if "vgg" not in name:
+        pytest.importorskip("timm")
+    model = ssd_zoo.build(name, num_classes=5, **BUILD_KWARGS.get(name, {})).eval()
+    size = model.input_size
+    images = torch.rand(1, 3, size, size).contiguous(memory_format=torch.channels_last)
+
+    def network(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return model.head(model.backbone(x))
+
+    torch._dynamo.reset()
+    with torch.no_grad():
+        explanation = torch._dynamo.explain(network)(images)
+    reasons = [str(reason.reason).splitlines()[0] for reason in explanation.break_reasons]
+    assert explanation.graph_break_count == 0, f"{name}: graph breaks in backbone + head: {reasons}"
+    assert explanation.graph_count == 1
