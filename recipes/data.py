@@ -17,8 +17,33 @@ from ssd_zoo.data import CocoDataset, SSDAugmentation, VOCDataset, collate
 from .config import TrainConfig
 
 
+class PadToSquare:
+    """Pad an image at the bottom and right to a square of its longer side, filled with ``fill`` (RGB, 0..1).
+
+    SSD's transform stretches every image to a square, which changes the shapes' aspect ratios by the
+    image's (up to 352:256 in the shapes dataset, enough to make a circle look like an ellipse). Padding
+    first makes the stretch uniform; boxes keep their coordinates, so detections need no correction.
+    """
+
+    def __init__(self, fill: Sequence[float]) -> None:
+        self.fill = torch.tensor([float(f) for f in fill]).view(3, 1, 1)
+
+    def __call__(self, image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
+        height, width = image.shape[-2:]
+        side = max(height, width)
+        canvas = self.fill.to(image.dtype).expand(3, side, side).clone()
+        canvas[:, :height, :width] = image
+        return canvas, target
+
+
 def make_dataset(cfg: TrainConfig, train: bool, transforms: object = None) -> Dataset:
-    """The training (``train=True``) or test dataset of ``cfg``; it has ``class_names`` (no background)."""
+    """The training (``train=True``) or test dataset of ``cfg``; it has ``class_names`` (no background).
+
+    With ``cfg.pad_to_square`` every image is first padded to a square (see :class:`PadToSquare`).
+    """
+    if cfg.pad_to_square:
+        pad = PadToSquare((0.5, 0.5, 0.5))
+        transforms = pad if transforms is None else (lambda image, target: transforms(*pad(image, target)))
     coco = cfg.coco_train if train else cfg.coco_test
     if coco is not None:
         if len(coco) != 2:

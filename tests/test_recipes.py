@@ -193,3 +193,13 @@ def test_amp_on_cpu_trains_in_bfloat16(shapes_root: Path, tmp_path: Path) -> Non
     result = train_voc.train(tiny_args(shapes_root, tmp_path, "--max-iters", "2", "--amp"))
     assert result.config.amp and result.iteration == 2
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
+def test_pad_to_square_keeps_boxes_and_pixels() -> None:
+    from recipes.data import PadToSquare
+
+    image = torch.rand(3, 20, 30)
+    target = {"boxes": torch.tensor([[1.0, 2.0, 29.0, 19.0]]), "labels": torch.tensor([1])}
+    padded, same = PadToSquare((0.5, 0.5, 0.5))(image, target)
+    assert padded.shape == (3, 30, 30) and torch.equal(padded[:, :20], image)
+    assert torch.all(padded[:, 20:] == 0.5) and same is target
