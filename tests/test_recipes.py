@@ -21,6 +21,15 @@ from recipes.config import load_config, scale_to_batch  # noqa: E402
 CLASSES = ("circle", "ellipse", "square", "rectangle", "triangle", "cross")
 
 
+@pytest.fixture(autouse=True)
+def one_thread() -> object:
+    """The tiny models run fastest on one thread, and do not then fight the other tests' threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ssd_zoo.data.shapes import generate_shapes_voc
