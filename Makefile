@@ -24,6 +24,7 @@ test: $(STAMP)
 DEMO_DATA := data/shapes
 DEMO_TRAIN ?= 1500
 DEMO_TEST ?= 300
+DEMO_ARGS ?=  # more train_voc.py flags, e.g. DEMO_ARGS="--max-iters 50" for a smoke run
 DEMO_STAMP := $(DEMO_DATA)/.generated-$(DEMO_TRAIN)-$(DEMO_TEST)
 
 $(DEMO_STAMP): | $(STAMP)
@@ -33,7 +34,7 @@ $(DEMO_STAMP): | $(STAMP)
 
 demo: $(STAMP) $(DEMO_STAMP)
 	rm -rf runs/demo
-	$(PY) recipes/train_voc.py --config recipes/configs/shapes_quick.yaml --data-root $(DEMO_DATA) --output-dir runs/demo
+	$(PY) recipes/train_voc.py --config recipes/configs/shapes_quick.yaml --data-root $(DEMO_DATA) --output-dir runs/demo $(DEMO_ARGS)
 	@echo "runs/demo: metrics.json, pictures/*.png (detections drawn), log.jsonl, last.pth"
 
 # make bench: the side-by-side benchmarks (ssd_zoo vs torchvision, torchmetrics, a loop) -> benchmarks/RESULTS.md,

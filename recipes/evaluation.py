@@ -107,7 +107,7 @@ def draw_detections(dataset: Any, detections: list[tuple[str, dict]], class_name
         image = (dataset[index][0] * 255).round().to(torch.uint8)
         keep = det["scores"] >= min_score
         names = [f"{class_names[int(label) - 1]} {score:.2f}" for label, score in zip(det["labels"][keep], det["scores"][keep])]
-        drawn = draw_bounding_boxes(image, det["boxes"][keep], labels=names, colors="yellow", width=2)
+        drawn = draw_bounding_boxes(image, det["boxes"][keep], labels=names, colors="yellow", width=2) if names else image
         paths.append(folder / f"{Path(image_id).name}.png")
         write_png(drawn, str(paths[-1]))
     return paths
