@@ -22,7 +22,9 @@ sys.path.insert(0, str(HERE))
 from common import COLUMNS, machine  # noqa: E402
 
 CPU_SCRIPTS = [["inference.py"], ["training.py"], ["evaluation.py"], ["data.py"], ["roofline.py"], ["bf16_accuracy.py"]]
-GPU_SCRIPTS = [["inference.py", "--no-compile"], ["training.py"], ["roofline.py"]]
+# A GPU runs a step in milliseconds: more rounds, same few minutes.
+GPU_SCRIPTS = [["inference.py", "--no-compile", "--repeat", "20"], ["training.py", "--repeat", "10"],
+               ["roofline.py", "--repeat", "20"]]
 
 
 def markdown(rows: list[dict[str, str]], info: dict[str, str], seconds: float) -> str:
@@ -58,7 +60,9 @@ def main() -> None:
             command = [sys.executable, str(HERE / script), *device, *extra, "--json", str(rows_file)]
             command += ["--quick"] if args.quick else []
             print(f"$ {' '.join(command[1:])}", flush=True)
-            result = subprocess.run(command, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            # The repository root on the path, so that ssd_zoo imports even where it is not pip-installed.
+            path = os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
+            result = subprocess.run(command, env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": path})
             if result.returncode != 0:
                 with open(rows_file, "a") as f:
                     f.write(json.dumps({"benchmark": script, "case": f"FAILED (exit code {result.returncode})"}) + "\n")
