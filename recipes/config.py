@@ -53,6 +53,7 @@ class TrainConfig:
     device: str = "cuda"  # "cuda" or "cpu" (cuda without a GPU is an error that says to pass --device cpu)
     amp: bool = False  # fp16 + GradScaler on CUDA, bf16 autocast on the CPU
     seed: int = 0
+    threads: int | None = None  # torch.set_num_threads; None: torch's default (one per core)
     # --- records ---
     output_dir: str = "runs/ssd300_vgg16_voc0712"
     log_every: int = 20  # iterations between JSONL / TensorBoard records

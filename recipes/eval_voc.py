@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     named = {"data_root": args.data_root, "output_dir": args.output_dir, "eval_batch_size": args.batch_size}
     cfg = load_config(args.config, {**overrides, **{k: v for k, v in named.items() if v is not None}})
     device = torch.device(args.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     loader = test_loader(cfg)
     names = loader.dataset.class_names
     model, cfg = load_model(cfg, args.weights, len(names) + 1)

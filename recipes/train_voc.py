@@ -128,6 +128,8 @@ def train(argv: list[str] | None = None) -> TrainResult:
     # --- configuration and processes: torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; alone it is one process ---
     cfg = resolve_config(args, checkpoint, int(os.environ.get("WORLD_SIZE", "1")))
     ctx = setup_distributed(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     output_dir = Path(cfg.output_dir)
     if ctx.main:
