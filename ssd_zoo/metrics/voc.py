@@ -14,8 +14,14 @@ Difficult boxes are not counted as positives. AP is the 11-point interpolated AP
 
 Why no loop over detections is needed: which box a detection takes depends only on the detection
 (highest IoU, not "highest IoU among free boxes"), so the only order-dependent part is which
-detection claims a box first, and that is the first occurrence of the box id in score order
-(``np.unique(..., return_index=True)``). Ties in score keep the order of ``update`` calls.
+detection claims a box first, and that is the first claim on the box in score order. Ties in
+score keep the order of ``update`` calls.
+
+Where the time goes on a VOC07 test run (4952 images x 100 detections, 50-100x faster than a loop
+over detections): ``update`` reads a batch with one ``torch.cat`` per key (no numpy work per image)
+and, every ~65k detections, matches the pending batches at once, each detection only against the
+boxes of its (image, class) group, while the arrays are still cache-sized; ``compute`` sorts all
+detections once and integrates the curves of all classes together.
 """
 
 from __future__ import annotations
@@ -23,12 +29,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import torch
 from torch import Tensor
 
+from ssd_zoo.metrics.voc_ops import average_precision, best_overlaps, grouped_best_overlaps, score_order
 
-def _as_array(value: object, dtype: type, shape_tail: tuple[int, ...], where: str) -> np.ndarray:
+__all__ = ["VOCEvaluator", "average_precision", "best_overlaps"]
+
+_PAD, _TP, _FP, _IGNORED, _CLAIM = 0, 1, 2, 3, 4  # what a detection counts as (int8 codes)
+
+
+def _as_array(value: object, dtype: type | None, shape_tail: tuple[int, ...], where: str) -> np.ndarray:
+    """``value`` as a numpy ``[N, *shape_tail]`` array of ``dtype`` (None: its own), or a ValueError."""
     array = (value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value))
-    array = array.astype(dtype, copy=False)
+    array = array.astype(dtype or array.dtype, copy=False)
     if array.size == 0:
         array = array.reshape(0, *shape_tail)
     if array.ndim != 1 + len(shape_tail) or array.shape[1:] != shape_tail:
@@ -37,80 +51,47 @@ def _as_array(value: object, dtype: type, shape_tail: tuple[int, ...], where: st
     return array
 
 
-def _pad(arrays: Sequence[np.ndarray], fill: float) -> np.ndarray:
-    """Stack ``[n_i, ...]`` arrays into ``[B, max n_i, ...]``, padding with ``fill``."""
-    longest = max((len(a) for a in arrays), default=0)
-    out = np.full((len(arrays), longest, *arrays[0].shape[1:]), fill, dtype=arrays[0].dtype)
-    for i, a in enumerate(arrays):  # a copy per image; the arithmetic below is batched
-        out[i, : len(a)] = a
-    return out
-
-
-def best_overlaps(
-    det_boxes: np.ndarray,
-    det_labels: np.ndarray,
-    gt_boxes: np.ndarray,
-    gt_labels: np.ndarray,
-    pixel_inclusive: bool = True,
+def _gather(
+    items: Sequence[Mapping], key: str, name: str, dtype: type | None, shape_tail: tuple[int, ...] = ()
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For each detection, the highest IoU with a ground-truth box of its class in its image.
+    """``item[key]`` of every image, concatenated: ``(array [sum n_i, *shape_tail], lengths int64 [B])``.
 
-    Args:
-        det_boxes: float64 ``[B, D, 4]`` xyxy; det_labels: int64 ``[B, D]``.
-        gt_boxes: float64 ``[B, G, 4]`` xyxy; gt_labels: int64 ``[B, G]`` (-1 for padding).
-        pixel_inclusive: widths are ``x2 - x1 + 1`` (the devkit's pixel counting) when True,
-            ``x2 - x1`` (continuous coordinates) when False.
-
-    Returns ``(iou [B, D], index [B, D])``: the best IoU (``-inf`` when the image has no box of the
-    class) and the index of that box among the image's G boxes (the first one on ties).
-    The arithmetic follows ``voc_eval.py`` operation by operation, so results agree to the bit.
+    ``dtype`` None keeps the input's (float32 boxes and scores stay float32: exact, and half the
+    bytes). Tensors of the right shape take one ``torch.cat``; anything else goes image by image,
+    which names the first bad entry as ``name[i]['key']``.
     """
-    one = 1.0 if pixel_inclusive else 0.0
-    d, g = det_boxes[:, :, None, :], gt_boxes[:, None, :, :]  # [B, D, 1, 4], [B, 1, G, 4]
-    iw = np.maximum(np.minimum(g[..., 2], d[..., 2]) - np.maximum(g[..., 0], d[..., 0]) + one, 0.0)
-    ih = np.maximum(np.minimum(g[..., 3], d[..., 3]) - np.maximum(g[..., 1], d[..., 1]) + one, 0.0)
-    inters = iw * ih
-    union = (
-        (d[..., 2] - d[..., 0] + one) * (d[..., 3] - d[..., 1] + one)
-        + (g[..., 2] - g[..., 0] + one) * (g[..., 3] - g[..., 1] + one)
-        - inters
+    values = [item[key] for item in items]
+    try:
+        lengths = np.array([v.shape[0] for v in values], dtype=np.int64)
+        array = torch.cat(values).detach().cpu().numpy()
+        if array.shape[1:] == shape_tail and array.ndim == 1 + len(shape_tail):
+            return array.astype(dtype or array.dtype, copy=False), lengths
+    except (AttributeError, IndexError, RuntimeError, TypeError, ValueError):  # not all tensors of [N, ...]
+        pass
+    arrays = [_as_array(v, dtype, shape_tail, f"{name}[{i}]['{key}']") for i, v in enumerate(values)]
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    return (np.concatenate(arrays) if arrays else np.zeros((0, *shape_tail), dtype or np.float32)), lengths
+
+
+def _check_labels(labels: np.ndarray, lengths: np.ndarray, name: str, num_classes: int) -> None:
+    """Raise naming the first image (``name[i]``) with a label outside ``1..num_classes-1``."""
+    if len(labels) == 0 or (labels.min() >= 1 and labels.max() < num_classes):
+        return
+    bad = np.flatnonzero((labels < 1) | (labels >= num_classes))[0]
+    i = int(np.searchsorted(np.cumsum(lengths), bad, side="right"))
+    own = labels[lengths[:i].sum():][: lengths[i]]
+    raise ValueError(
+        f"{name}[{i}]['labels']: expected labels in 1..{num_classes - 1}, found {own.min()}..{own.max()}"
     )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = inters / union  # [B, D, G]
-    same_class = det_labels[:, :, None] == gt_labels[:, None, :]
-    iou = np.where(same_class, iou, -np.inf)
-    if iou.shape[2] == 0:
-        shape = iou.shape[:2]
-        return np.full(shape, -np.inf), np.zeros(shape, dtype=np.int64)
-    return iou.max(axis=2), iou.argmax(axis=2)
 
 
-def average_precision(
-    recall: np.ndarray, precision: np.ndarray, valid: np.ndarray, use_07_metric: bool
-) -> np.ndarray:
-    """AP of each row of padded precision/recall curves.
-
-    Args:
-        recall, precision: float64 ``[C, L]``, each row one class's curve in score order.
-        valid: bool ``[C, L]``, True on the first ``n_c`` entries of row ``c`` (its detections).
-        use_07_metric: 11-point interpolated AP (VOC2007) if True, else the area under the
-            monotone precision envelope (VOC2010+).
-
-    Returns float64 ``[C]``.
-    """
-    if use_07_metric:
-        ap = np.zeros(len(recall))
-        for t in np.arange(0.0, 1.1, 0.1):  # the devkit's 11 recall levels, in its order
-            p = np.where(valid & (recall >= t), precision, -1.0).max(axis=1, initial=-1.0)
-            ap += np.maximum(p, 0.0) / 11.0
-        return ap
-    # Sentinels as in voc_eval: recall 0 then ..., 1; precision 0 then ..., 0. Padding repeats the
-    # end sentinels, which adds zero-width steps only.
-    zeros = np.zeros((len(recall), 1))
-    mrec = np.concatenate([zeros, np.where(valid, recall, 1.0), zeros + 1.0], axis=1)
-    mpre = np.concatenate([zeros, np.where(valid, precision, 0.0), zeros], axis=1)
-    envelope = np.maximum.accumulate(mpre[:, ::-1], axis=1)[:, ::-1]
-    return ((mrec[:, 1:] - mrec[:, :-1]) * envelope[:, 1:]).sum(axis=1)
+def _check_lengths(name: str, keys: tuple[str, str, str], *lengths: np.ndarray) -> None:
+    """Raise naming the first image (``name[i]``) whose three arrays differ in length."""
+    a, b, c = lengths
+    bad = np.flatnonzero((a != b) | (a != c))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"{name}[{i}]: {', '.join(keys)} differ in length: {a[i]}, {b[i]}, {c[i]}")
 
 
 class VOCEvaluator:
@@ -161,118 +142,100 @@ class VOCEvaluator:
     def reset(self) -> None:
         """Forget everything seen so far."""
         self._num_gt = 0
-        self._dets: list[dict[str, np.ndarray]] = []  # per update: score, label, iou, gt, difficult
-        self._gts: list[dict[str, np.ndarray]] = []  # per update: label, difficult
+        self._npos = np.zeros(self.num_classes, dtype=np.int64)  # non-difficult boxes per label
+        self._pending: list[dict[str, np.ndarray]] = []  # checked batches, not matched yet
+        self._pending_images = self._pending_size = 0  # their images and detections
+        # Per chunk of matched batches, per detection: label, score, outcome (_FP, _IGNORED or _CLAIM)
+        # and the dataset-wide id of the box it claims (meaningful for claims only).
+        self._matched: list[dict[str, np.ndarray]] = []
 
-    def _read(self, predictions: Sequence[Mapping], targets: Sequence[Mapping]) -> tuple:
-        """Convert and check one batch; returns lists of numpy arrays per image."""
+    def update(self, predictions: Sequence[Mapping], targets: Sequence[Mapping]) -> None:
+        """Add one batch of per-image predictions and targets (see the class doc for the keys)."""
         if len(predictions) != len(targets):
             raise ValueError(
                 f"update: expected as many predictions as targets, got {len(predictions)} "
                 f"predictions and {len(targets)} targets"
             )
-        dets, gts = [], []
-        for i, (pred, target) in enumerate(zip(predictions, targets)):
-            boxes = _as_array(pred["boxes"], np.float64, (4,), f"predictions[{i}]['boxes']")
-            scores = _as_array(pred["scores"], np.float64, (), f"predictions[{i}]['scores']")
-            labels = _as_array(pred["labels"], np.int64, (), f"predictions[{i}]['labels']")
-            gt_boxes = _as_array(target["boxes"], np.float64, (4,), f"targets[{i}]['boxes']")
-            gt_labels = _as_array(target["labels"], np.int64, (), f"targets[{i}]['labels']")
-            difficult = target.get("difficult")
-            difficult = np.zeros(len(gt_labels), bool) if difficult is None else _as_array(
-                difficult, bool, (), f"targets[{i}]['difficult']"
-            )
-            for name, lab in (("predictions", labels), ("targets", gt_labels)):
-                if len(lab) and (lab.min() < 1 or lab.max() >= self.num_classes):
-                    raise ValueError(
-                        f"{name}[{i}]['labels']: expected labels in 1..{self.num_classes - 1}, "
-                        f"found {lab.min()}..{lab.max()}"
-                    )
-            if not len(boxes) == len(scores) == len(labels):
-                raise ValueError(
-                    f"predictions[{i}]: boxes, scores and labels differ in length: "
-                    f"{len(boxes)}, {len(scores)}, {len(labels)}"
-                )
-            if not len(gt_boxes) == len(gt_labels) == len(difficult):
-                raise ValueError(
-                    f"targets[{i}]: boxes, labels and difficult differ in length: "
-                    f"{len(gt_boxes)}, {len(gt_labels)}, {len(difficult)}"
-                )
-            dets.append((boxes, scores, labels))
-            gts.append((gt_boxes, gt_labels, difficult))
-        return dets, gts
-
-    def update(self, predictions: Sequence[Mapping], targets: Sequence[Mapping]) -> None:
-        """Add one batch of per-image predictions and targets (see the class doc for the keys)."""
-        dets, gts = self._read(predictions, targets)
-        # Chunks of images keep the padded [B, D, G] IoU array small.
-        most = max((len(d[0]) for d in dets), default=0) * max((len(g[0]) for g in gts), default=0)
-        step = max(1, 2**21 // max(1, most))
-        for start in range(0, len(dets), step):
-            self._update_chunk(dets[start : start + step], gts[start : start + step])
-
-    def _update_chunk(self, dets: list[tuple], gts: list[tuple]) -> None:
-        if not dets:
-            return
-        det_boxes, scores, det_labels = (_pad([d[k] for d in dets], 0) for k in range(3))
-        det_valid = _pad([np.ones(len(d[0]), bool) for d in dets], False)
-        gt_boxes = _pad([g[0] for g in gts], 0)
-        gt_labels = _pad([g[1] for g in gts], -1)
-        gt_difficult = _pad([g[2] for g in gts], False)
-        iou, index = best_overlaps(det_boxes, det_labels, gt_boxes, gt_labels, self.pixel_inclusive)
-        counts = np.array([len(g[1]) for g in gts])
-        first_gt = self._num_gt + np.concatenate([[0], np.cumsum(counts)[:-1]])  # [B] global ids
-        if gt_difficult.shape[1]:
-            best_difficult = np.take_along_axis(gt_difficult, index, axis=1)
+        boxes, n_boxes = _gather(predictions, "boxes", "predictions", None, (4,))
+        scores, n_scores = _gather(predictions, "scores", "predictions", None)
+        labels, n_labels = _gather(predictions, "labels", "predictions", np.int64)
+        gt_boxes, n_gt_boxes = _gather(targets, "boxes", "targets", None, (4,))
+        gt_labels, n_gt = _gather(targets, "labels", "targets", np.int64)
+        if all(t.get("difficult") is None for t in targets):
+            gt_difficult, n_difficult = np.zeros(len(gt_labels), bool), n_gt
         else:
-            best_difficult = np.zeros(index.shape, bool)
-        self._dets.append({
-            "score": scores[det_valid],
-            "label": det_labels[det_valid],
-            "iou": iou[det_valid],
-            "gt": (first_gt[:, None] + index)[det_valid],
-            "difficult": best_difficult[det_valid],
+            difficult = [t.get("difficult") for t in targets]  # a target without it has none
+            targets = [{"difficult": torch.zeros(n, dtype=torch.bool) if d is None else d}
+                       for d, n in zip(difficult, n_gt.tolist())]
+            gt_difficult, n_difficult = _gather(targets, "difficult", "targets", bool)
+        _check_labels(labels, n_labels, "predictions", self.num_classes)
+        _check_labels(gt_labels, n_gt, "targets", self.num_classes)
+        _check_lengths("predictions", ("boxes", "scores", "labels"), n_boxes, n_scores, n_labels)
+        _check_lengths("targets", ("boxes", "labels", "difficult"), n_gt_boxes, n_gt, n_difficult)
+        images = self._pending_images + np.arange(len(predictions))  # numbered within the pending ones
+        self._pending.append({
+            "boxes": boxes, "score": scores, "label": labels, "image": np.repeat(images, n_labels),
+            "gt_boxes": gt_boxes, "gt_label": gt_labels, "gt_difficult": gt_difficult,
+            "gt_image": np.repeat(images, n_gt),
         })
-        gt_valid = gt_labels >= 0
-        self._gts.append({"label": gt_labels[gt_valid], "difficult": gt_difficult[gt_valid]})
-        self._num_gt += int(counts.sum())
+        self._pending_images += len(predictions)
+        self._pending_size += len(labels)
+        if self._pending_size >= 2**16:  # match in chunks: few numpy calls, arrays still in cache
+            self._match_pending()
+
+    def _match_pending(self) -> None:
+        """Match the pending batches: each detection only against its (image, class) group's boxes.
+
+        A miss is a false positive, a match on a difficult box is ignored, any other match claims
+        its box; ``compute`` decides which claim on a box comes first.
+        """
+        if not self._pending:
+            return
+        chunk = {k: np.concatenate([b[k] for b in self._pending]) for k in self._pending[0]}
+        iou, index = grouped_best_overlaps(
+            chunk["boxes"], chunk["image"] * self.num_classes + chunk["label"],
+            chunk["gt_boxes"], chunk["gt_image"] * self.num_classes + chunk["gt_label"],
+            self._pending_images * self.num_classes, self.pixel_inclusive,
+        )
+        matched = np.flatnonzero(iou > self.iou_threshold)  # nan and -inf (no box) are misses
+        outcome = np.full(len(iou), _FP, np.int8)
+        outcome[matched] = np.where(chunk["gt_difficult"][index[matched]], _IGNORED, _CLAIM)
+        self._matched.append({"label": chunk["label"], "score": chunk["score"], "outcome": outcome,
+                              "box": index + self._num_gt})
+        self._npos += np.bincount(chunk["gt_label"][~chunk["gt_difficult"]], minlength=self.num_classes)
+        self._num_gt += len(chunk["gt_label"])
+        self._pending, self._pending_images, self._pending_size = [], 0, 0
 
     def compute(self) -> dict:
         """``{"map": float, "ap": {label: float}}`` (+ ``"ap_by_name"``) over everything seen."""
-        num_fg = self.num_classes - 1
-        det = {k: np.concatenate([d[k] for d in self._dets] or [np.zeros(0)]) for k in
-               ("score", "label", "iou", "gt", "difficult")}
-        gt_labels = np.concatenate([g["label"] for g in self._gts] or [np.zeros(0, np.int64)])
-        gt_difficult = np.concatenate([g["difficult"] for g in self._gts] or [np.zeros(0, bool)])
-        positives = gt_labels[~gt_difficult].astype(np.int64)
-        npos = np.bincount(positives, minlength=self.num_classes)[1:]  # [num_fg]
+        self._match_pending()
+        num_fg, npos = self.num_classes - 1, self._npos[1:]  # [num_fg]
+        empty = {"label": np.zeros(0, np.int64), "score": np.zeros(0, np.float32),
+                 "outcome": np.zeros(0, np.int8), "box": np.zeros(0, np.int64)}
+        det = {k: np.concatenate([empty[k]] + [b[k] for b in self._matched]) for k in empty}  # [N] each
 
-        # Group detections by class, each class in decreasing score (stable: ties keep input order).
-        order = np.lexsort((-det["score"], det["label"]))
-        label = det["label"][order].astype(np.int64) - 1  # 0-based class row
-        hit = det["iou"][order] > self.iou_threshold
-        on_difficult = det["difficult"][order].astype(bool)
-        claims = np.flatnonzero(hit & ~on_difficult)
-        _, first = np.unique(det["gt"][order][claims], return_index=True)
-        tp = np.zeros(len(order), bool)
-        tp[claims[first]] = True  # the first, highest-scoring claim on each box wins
-        fp = ~tp & ~(hit & on_difficult)  # matches on difficult boxes are ignored
+        # Group detections by class, each class in decreasing score (stable: ties keep input order);
+        # the first claim on each box is the true positive, later ones are false positives.
+        order = score_order(det["label"], det["score"])
+        outcome = det["outcome"][order]
+        claims = np.flatnonzero(outcome == _CLAIM)
+        first = np.full(self._num_gt, len(order))  # [M] position of the first claim on each box
+        np.minimum.at(first, det["box"][order[claims]], claims)
+        outcome[claims] = _FP
+        outcome[first[first < len(order)]] = _TP
 
-        # Per-class cumulative counts laid out as padded rows [num_fg, longest].
-        per_class = np.bincount(label, minlength=num_fg)
-        starts = np.concatenate([[0], np.cumsum(per_class)[:-1]])
-        position = np.arange(len(order)) - starts[label]
-        tp_cum, fp_cum = np.cumsum(tp), np.cumsum(fp)
-        tp_c = (tp_cum - np.concatenate([[0], tp_cum])[starts][label]).astype(np.float64)
-        fp_c = (fp_cum - np.concatenate([[0], fp_cum])[starts][label]).astype(np.float64)
-        shape = (num_fg, int(per_class.max(initial=0)))
-        recall, precision, valid = np.zeros(shape), np.zeros(shape), np.zeros(shape, bool)
+        # Padded rows [num_fg, longest]: row c holds label c + 1's detections in score order.
+        per_class = np.bincount(det["label"] - 1, minlength=num_fg)
+        longest = int(per_class.max(initial=0))
+        row_offset = np.arange(num_fg) * longest - (np.cumsum(per_class) - per_class)
+        rows = np.full((num_fg, longest), _PAD, np.int8)
+        rows.ravel()[np.arange(len(order)) + np.repeat(row_offset, per_class)] = outcome
+        tp, fp = np.cumsum(rows == _TP, axis=1), np.cumsum(rows == _FP, axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            recall[label, position] = tp_c / npos[label]
-        precision[label, position] = tp_c / np.maximum(tp_c + fp_c, np.finfo(np.float64).eps)
-        valid[label, position] = True
+            recall = tp / npos[:, None]
+        precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
 
-        ap = average_precision(recall, precision, valid, self.use_07_metric)
+        ap = average_precision(recall, precision, rows != _PAD, self.use_07_metric)
         ap[npos == 0] = np.nan
         result: dict = {
             "map": float(np.mean(ap[npos > 0])) if (npos > 0).any() else float("nan"),
