@@ -63,3 +63,14 @@ def test_command_line(tmp_path, capsys):
     lists = tmp_path / "cli" / "VOC2007" / "ImageSets" / "Main"
     assert (lists / "trainval.txt").read_text() == "train_000000\n"
     assert (lists / "test.txt").read_text() == "test_000000\n"
+
+
+def test_image_sides_option(tmp_path, capsys):
+    main([str(tmp_path / "small"), "--train", "3", "--test", "0", "--sides", "128", "160"])
+    for image, target in VOCDataset(tmp_path / "small", "2007-trainval"):
+        height, width = image.shape[-2:]
+        assert 128 <= height <= 160 and 128 <= width <= 160
+        assert (target["boxes"][:, 2] < width).all() and (target["boxes"][:, 3] < height).all()
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "bad"), "--sides", "200", "100"])
+    assert "expected 32 <= MIN <= MAX, found 200 100" in capsys.readouterr().err

@@ -29,7 +29,7 @@ from ssd_zoo.data.voc import CLASSES_FILE
 
 SHAPES_CLASSES: tuple[str, ...] = ("circle", "ellipse", "square", "rectangle", "triangle", "cross")
 
-IMAGE_SIDES = (256, 352)  # width and height are each drawn from this range (pixels)
+IMAGE_SIDES = (256, 352)  # default range from which width and height are each drawn (pixels)
 MAX_OBJECTS = 6
 TINY = 16  # objects whose longer side is below this (pixels) are marked difficult
 TINY_P = 0.06  # probability that an object is drawn tiny (8-15 px)
@@ -92,13 +92,16 @@ def _visible_fraction(owner: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
     return np.array([(owner[m] == k).mean() for k, m in enumerate(masks)])
 
 
-def render_shapes_image(rng: np.random.Generator) -> tuple[np.ndarray, list[dict]]:
+def render_shapes_image(
+    rng: np.random.Generator, sides: tuple[int, int] = IMAGE_SIDES
+) -> tuple[np.ndarray, list[dict]]:
     """Draw one image: returns uint8 ``[H, W, 3]`` and objects ``{"name", "box", "difficult"}``.
 
+    Width and height are each drawn from ``sides`` (pixels, inclusive).
     ``box`` is ``(x1, y1, x2, y2)`` in 0-based inclusive pixel indices of the object's full
     (unoccluded) extent, the same convention as ``VOCDataset``'s boxes.
     """
-    width, height = (int(s) for s in rng.integers(IMAGE_SIDES[0], IMAGE_SIDES[1] + 1, size=2))
+    width, height = (int(s) for s in rng.integers(sides[0], sides[1] + 1, size=2))
     canvas = _background(rng, height, width)
     owner = np.full((height, width), -1, dtype=np.int64)
     names: list[str] = []
@@ -157,10 +160,11 @@ def _voc_xml(image_id: str, width: int, height: int, objects: list[dict]) -> ET.
 
 
 def generate_shapes_voc(
-    out_dir: str | Path, num_train: int, num_test: int, seed: int = 0
+    out_dir: str | Path, num_train: int, num_test: int, seed: int = 0, sides: tuple[int, int] = IMAGE_SIDES
 ) -> Path:
     """Write the shapes dataset as a VOCdevkit folder at ``out_dir`` and return ``out_dir``.
 
+    ``sides``: the range (pixels) of image widths and heights; objects span 16 px to half the image.
     ``out_dir/classes.txt`` lists ``SHAPES_CLASSES``, so ``VOCDataset(out_dir)`` labels them 1..6.
 
     ``num_train`` images go to ``VOC2007/ImageSets/Main/trainval.txt`` (ids ``train_000000``, ...),
@@ -178,7 +182,7 @@ def generate_shapes_voc(
         ids = []
         for i in range(count):
             image_id = f"{split}_{i:06d}"
-            pixels, objects = render_shapes_image(np.random.default_rng([seed, split_index, i]))
+            pixels, objects = render_shapes_image(np.random.default_rng([seed, split_index, i]), sides)
             Image.fromarray(pixels).save(year_dir / "JPEGImages" / f"{image_id}.jpg", quality=92)
             xml = _voc_xml(image_id, pixels.shape[1], pixels.shape[0], objects)
             xml.write(year_dir / "Annotations" / f"{image_id}.xml", encoding="unicode")
@@ -198,8 +202,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", type=int, default=2000, help="images in trainval (2000)")
     parser.add_argument("--test", type=int, default=500, help="images in test (500)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument("--sides", type=int, nargs=2, default=IMAGE_SIDES, metavar=("MIN", "MAX"),
+                        help=f"range of image widths and heights in pixels {IMAGE_SIDES}")
     args = parser.parse_args(argv)
-    out = generate_shapes_voc(args.out, args.train, args.test, args.seed)
+    if not 32 <= args.sides[0] <= args.sides[1]:
+        parser.error(f"--sides: expected 32 <= MIN <= MAX, found {args.sides[0]} {args.sides[1]}")
+    out = generate_shapes_voc(args.out, args.train, args.test, args.seed, tuple(args.sides))
     print(
         f"wrote {args.train} trainval + {args.test} test images to {out / 'VOC2007'}; read with "
         f"VOCDataset({str(out)!r}, '2007-trainval')"
