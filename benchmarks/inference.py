@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import subprocess
 import sys
 from collections.abc import Callable
@@ -76,10 +77,8 @@ def main() -> None:
     precisions = ["fp32", "fp16", "bf16"] if device.startswith("cuda") else ["fp32", "bf16"]
     tv, ours = (m.to(device) for m in paired_models())
     if not args.no_compile and device == "cpu":
-        import torch._inductor.config
-
         # Inference only, so inductor may treat the weights as constants: pre-packed for oneDNN, ReLU fused in.
-        torch._inductor.config.freezing = True
+        importlib.import_module("torch._inductor.config").freezing = True
     compiled = None if args.no_compile else torch.compile(ours, dynamic=False)
     rows = []
     for batch in [1] if args.quick else [1, 8]:
