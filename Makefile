@@ -24,12 +24,13 @@ test: $(STAMP)
 DEMO_DATA := data/shapes
 DEMO_TRAIN ?= 1500
 DEMO_TEST ?= 300
+DEMO_SIDES ?= 128 160
 DEMO_ARGS ?=  # more train_voc.py flags, e.g. DEMO_ARGS="--max-iters 50" for a smoke run
-DEMO_STAMP := $(DEMO_DATA)/.generated-$(DEMO_TRAIN)-$(DEMO_TEST)
+DEMO_STAMP := $(DEMO_DATA)/.generated-$(DEMO_TRAIN)-$(DEMO_TEST)-$(subst $() ,x,$(DEMO_SIDES))
 
 $(DEMO_STAMP): | $(STAMP)
 	rm -rf $(DEMO_DATA)
-	$(PY) -m ssd_zoo.data.shapes $(DEMO_DATA) --train $(DEMO_TRAIN) --test $(DEMO_TEST) --seed 0
+	$(PY) -m ssd_zoo.data.shapes $(DEMO_DATA) --train $(DEMO_TRAIN) --test $(DEMO_TEST) --sides $(DEMO_SIDES) --seed 0
 	touch $(DEMO_STAMP)
 
 demo: $(STAMP) $(DEMO_STAMP)
