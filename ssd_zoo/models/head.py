@@ -30,19 +30,27 @@ class SSDHead(nn.Module):
         super().__init__()
         if len(in_channels) != len(boxes_per_location):
             raise ValueError(
-                f"SSDHead: {len(in_channels)} feature maps but default boxes for {len(boxes_per_location)} levels"
+                f"{type(self).__name__}: {len(in_channels)} feature maps but default boxes for "
+                f"{len(boxes_per_location)} levels"
             )
         self.num_classes = num_classes
-        self.classification = nn.ModuleList(
-            nn.Conv2d(c, k * num_classes, 3, padding=1) for c, k in zip(in_channels, boxes_per_location)
-        )
-        self.regression = nn.ModuleList(nn.Conv2d(c, k * 4, 3, padding=1) for c, k in zip(in_channels, boxes_per_location))
+        pairs = list(zip(in_channels, boxes_per_location))
+        self.classification = nn.ModuleList(self.predictor(c, k * num_classes) for c, k in pairs)
+        self.regression = nn.ModuleList(self.predictor(c, k * 4) for c, k in pairs)
+        self.reset_parameters()
+
+    def predictor(self, in_channels: int, out_channels: int) -> nn.Module:
+        """One level's predictor: a 3x3 conv (subclasses such as SSDLite's head swap in their own)."""
+        return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform weights and zero biases, as Caffe SSD and torchvision."""
         for conv in [*self.classification, *self.regression]:
             nn.init.xavier_uniform_(conv.weight)
             nn.init.zeros_(conv.bias)
 
     def forward(self, features: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Returns ``cls_logits`` ``[B, A, C]`` and ``box_regression`` ``[B, A, 4]``."""
-        cls_logits = [flatten_level(conv(f), self.num_classes) for conv, f in zip(self.classification, features)]
-        box_regression = [flatten_level(conv(f), 4) for conv, f in zip(self.regression, features)]
+        cls_logits = [flatten_level(block(f), self.num_classes) for block, f in zip(self.classification, features)]
+        box_regression = [flatten_level(block(f), 4) for block, f in zip(self.regression, features)]
         return torch.cat(cls_logits, dim=1), torch.cat(box_regression, dim=1)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
 from ..ops.default_boxes import DefaultBoxSpec
-from .head import flatten_level
+from .head import SSDHead
 
 
 def ssdlite_spec(input_size: int = 320, *, min_ratio: float = 0.2, max_ratio: float = 0.95) -> DefaultBoxSpec:
@@ -47,7 +46,7 @@ def _predictor(in_ch: int, out_ch: int) -> nn.Sequential:
     ]))
 
 
-class SSDLiteHead(nn.Module):
+class SSDLiteHead(SSDHead):
     """Depthwise-separable predictors; same contract as :class:`ssd_zoo.models.head.SSDHead`.
 
     Args:
@@ -56,25 +55,12 @@ class SSDLiteHead(nn.Module):
         num_classes: classes including background.
     """
 
-    def __init__(self, in_channels: list[int], boxes_per_location: list[int], num_classes: int) -> None:
-        super().__init__()
-        if len(in_channels) != len(boxes_per_location):
-            raise ValueError(
-                f"SSDLiteHead: {len(in_channels)} feature maps but default boxes for {len(boxes_per_location)} levels"
-            )
-        self.num_classes = num_classes
-        self.classification = nn.ModuleList(
-            _predictor(c, k * num_classes) for c, k in zip(in_channels, boxes_per_location)
-        )
-        self.regression = nn.ModuleList(_predictor(c, k * 4) for c, k in zip(in_channels, boxes_per_location))
+    def predictor(self, in_channels: int, out_channels: int) -> nn.Module:
+        return _predictor(in_channels, out_channels)
+
+    def reset_parameters(self) -> None:
         for module in self.modules():
             if isinstance(module, nn.Conv2d):  # torchvision's SSDLite init
                 nn.init.normal_(module.weight, mean=0.0, std=0.03)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-
-    def forward(self, features: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """Returns ``cls_logits`` ``[B, A, C]`` and ``box_regression`` ``[B, A, 4]``."""
-        cls_logits = [flatten_level(block(f), self.num_classes) for block, f in zip(self.classification, features)]
-        box_regression = [flatten_level(block(f), 4) for block, f in zip(self.regression, features)]
-        return torch.cat(cls_logits, dim=1), torch.cat(box_regression, dim=1)
