@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
 from .models.ssd import SSD
-from .ops import box_coder
+from .ops.postprocess import class_scores_and_boxes
 
 OUTPUT_NAMES = ["num_detections", "boxes", "scores", "labels"]
 
@@ -75,10 +75,7 @@ def padded_detections(
         ``K = detections_per_img``, each image's detections best first, zeros past ``num_detections``.
     """
     num_anchors, num_classes = cls_logits.shape[1], cls_logits.shape[2]
-    scores = F.softmax(cls_logits.float(), dim=-1)[..., 1:].transpose(1, 2)  # (B, C-1, A)
-    boxes = box_coder.decode(box_regression.float(), default_boxes)  # (B, A, 4)
-    height, width = image_size
-    boxes = torch.stack([boxes[..., 0::2].clamp(0, width), boxes[..., 1::2].clamp(0, height)], dim=-1).flatten(-2)
+    scores, boxes = class_scores_and_boxes(cls_logits, box_regression, default_boxes, image_size)
 
     # Per image and class, the best k candidates; those at or below the threshold get score -1.
     k = min(topk_candidates, num_anchors)

@@ -30,6 +30,19 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float
     return kept[scores[kept].sort(descending=True, stable=True).indices]
 
 
+def class_scores_and_boxes(
+    cls_logits: Tensor, box_regression: Tensor, default_boxes: Tensor, image_size: tuple[int, int]
+) -> tuple[Tensor, Tensor]:
+    """Softmax scores of the foreground classes ``[B, C-1, A]`` and decoded boxes ``[B, A, 4]`` (xyxy, float32)
+    clipped to ``image_size = (H, W)``."""
+    scores = F.softmax(cls_logits.float(), dim=-1)[..., 1:].transpose(1, 2)  # (B, C-1, A)
+    boxes = box_coder.decode(box_regression.float(), default_boxes)  # (B, A, 4)
+    height, width = image_size
+    # (B, A, 2 corners, xy) -> back to (B, A, 4) x1, y1, x2, y2
+    boxes = torch.stack([boxes[..., 0::2].clamp(0, width), boxes[..., 1::2].clamp(0, height)], dim=-1).flatten(-2)
+    return scores, boxes
+
+
 def postprocess(
     cls_logits: Tensor,
     box_regression: Tensor,
@@ -58,11 +71,7 @@ def postprocess(
         in ``[1, C)``, sorted by decreasing score.
     """
     batch, num_anchors, num_classes = cls_logits.shape
-    scores = F.softmax(cls_logits.float(), dim=-1)[..., 1:].transpose(1, 2)  # (B, C-1, A)
-    boxes = box_coder.decode(box_regression.float(), default_boxes)  # (B, A, 4)
-    height, width = image_size
-    # (B, A, 2 corners, xy) -> back to (B, A, 4) x1, y1, x2, y2
-    boxes = torch.stack([boxes[..., 0::2].clamp(0, width), boxes[..., 1::2].clamp(0, height)], dim=-1).flatten(-2)
+    scores, boxes = class_scores_and_boxes(cls_logits, box_regression, default_boxes, image_size)
 
     # Per image and class, the best candidates above the threshold.
     k = min(topk_candidates, num_anchors)
