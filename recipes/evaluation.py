@@ -97,7 +97,7 @@ def draw_detections(dataset: Any, detections: list[tuple[str, dict]], class_name
                     output_dir: str | Path, count: int, min_score: float = 0.5) -> list[Path]:
     """Save the first ``count`` test images with their detections (score >= ``min_score``) drawn, as PNG
     files ``output_dir/pictures/<image_id>.png``; returns their paths."""
-    from torchvision.io import write_png
+    from PIL import Image  # torchvision.io's codecs are deprecated since torchvision 0.29
     from torchvision.utils import draw_bounding_boxes
 
     folder = Path(output_dir) / "pictures"
@@ -109,5 +109,5 @@ def draw_detections(dataset: Any, detections: list[tuple[str, dict]], class_name
         names = [f"{class_names[int(label) - 1]} {score:.2f}" for label, score in zip(det["labels"][keep], det["scores"][keep])]
         drawn = draw_bounding_boxes(image, det["boxes"][keep], labels=names, colors="yellow", width=2) if names else image
         paths.append(folder / f"{Path(image_id).name}.png")
-        write_png(drawn, str(paths[-1]))
+        Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(paths[-1])
     return paths
