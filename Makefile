@@ -22,7 +22,7 @@ test: $(STAMP)
 # make demo: generate the embedded shapes dataset (once), train recipes/configs/shapes_quick.yaml on the CPU,
 # evaluate it: the AP table, runs/demo/metrics.json and runs/demo/pictures/*.png. About 15 minutes on 2 cores.
 DEMO_DATA := data/shapes
-DEMO_TRAIN ?= 1500
+DEMO_TRAIN ?= 20000
 DEMO_TEST ?= 300
 DEMO_SIDES ?= 128 160
 DEMO_ARGS ?=  # more train_voc.py flags, e.g. DEMO_ARGS="--max-iters 50" for a smoke run
