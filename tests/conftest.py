@@ -1,6 +1,8 @@
 """Shared test fixtures: the real VOC photos in ../shared/samples and small helpers."""
 from __future__ import annotations
 
+import ipaddress
+import socket
 from pathlib import Path
 
 import pytest
@@ -22,3 +24,24 @@ def load_samples() -> list[torch.Tensor]:
 @pytest.fixture(scope="session")
 def sample_images() -> list[torch.Tensor]:
     return load_samples()
+
+
+_connect = socket.socket.connect
+
+
+def _loopback_only(self: socket.socket, address: object) -> object:
+    """socket.connect that refuses every address but this machine's: tests never reach the network."""
+    if isinstance(address, tuple) and self.family in (socket.AF_INET, socket.AF_INET6):
+        host = address[0]
+        try:
+            allowed = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            allowed = False
+        if not allowed:
+            raise ConnectionRefusedError(f"tests may only connect to 127.0.0.1/localhost, not {host!r}")
+    return _connect(self, address)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,3 +229,8 @@ def test_vgg16_backbone_files(tmp_path: Path, torch_home: Path) -> None:
     torch.save(files["reducedfc"], tmp_path / "broken.pth")
     with pytest.raises(KeyError, match=r"broken.pth \(ssd.pytorch vgg16_reducedfc layout\).*missing keys \['31.weight'\]"):
         load_vgg16_backbone(VGG16Backbone(300), tmp_path / "broken.pth")
+
+
+def test_the_suite_cannot_reach_the_network() -> None:
+    with pytest.raises(ConnectionRefusedError, match="only connect to 127.0.0.1"):
+        socket.create_connection(("203.0.113.1", 80), timeout=1)
