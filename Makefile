@@ -30,7 +30,7 @@ DEMO_STAMP := $(DEMO_DATA)/.generated-$(DEMO_TRAIN)-$(DEMO_TEST)-$(subst $() ,x,
 
 $(DEMO_STAMP): | $(STAMP)
 	rm -rf $(DEMO_DATA)
-	$(PY) -m ssd_zoo.data.shapes $(DEMO_DATA) --train $(DEMO_TRAIN) --test $(DEMO_TEST) --sides $(DEMO_SIDES) --seed 0
+	$(PY) -m ssd_zoo.data.shapes $(DEMO_DATA) --train $(DEMO_TRAIN) --test $(DEMO_TEST) --sides $(DEMO_SIDES) --seed 0 --workers 2
 	touch $(DEMO_STAMP)
 
 demo: $(STAMP) $(DEMO_STAMP)

@@ -74,3 +74,10 @@ def test_image_sides_option(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path / "bad"), "--sides", "200", "100"])
     assert "expected 32 <= MIN <= MAX, found 200 100" in capsys.readouterr().err
+
+
+def test_workers_write_the_same_files(shapes, tmp_path):
+    parallel = generate_shapes_voc(tmp_path / "parallel", num_train=4, num_test=2, seed=3, workers=2)
+    files = sorted(p.relative_to(shapes) for p in shapes.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(parallel) for p in parallel.rglob("*") if p.is_file())
+    assert all((shapes / f).read_bytes() == (parallel / f).read_bytes() for f in files)

@@ -19,6 +19,7 @@ its own seeded generator, so the output is the same for a seed whatever ``--trai
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -159,8 +160,17 @@ def _voc_xml(image_id: str, width: int, height: int, objects: list[dict]) -> ET.
     return ET.ElementTree(root)
 
 
+def _write_image(year_dir: Path, image_id: str, seed: list[int], sides: tuple[int, int]) -> None:
+    """Draw the image of ``seed`` and write its JPEG and XML annotation under ``year_dir``."""
+    pixels, objects = render_shapes_image(np.random.default_rng(seed), sides)
+    Image.fromarray(pixels).save(year_dir / "JPEGImages" / f"{image_id}.jpg", quality=92)
+    xml = _voc_xml(image_id, pixels.shape[1], pixels.shape[0], objects)
+    xml.write(year_dir / "Annotations" / f"{image_id}.xml", encoding="unicode")
+
+
 def generate_shapes_voc(
-    out_dir: str | Path, num_train: int, num_test: int, seed: int = 0, sides: tuple[int, int] = IMAGE_SIDES
+    out_dir: str | Path, num_train: int, num_test: int, seed: int = 0, sides: tuple[int, int] = IMAGE_SIDES,
+    workers: int = 1,
 ) -> Path:
     """Write the shapes dataset as a VOCdevkit folder at ``out_dir`` and return ``out_dir``.
 
@@ -169,26 +179,26 @@ def generate_shapes_voc(
 
     ``num_train`` images go to ``VOC2007/ImageSets/Main/trainval.txt`` (ids ``train_000000``, ...),
     ``num_test`` to ``test.txt`` (ids ``test_000000``, ...). Image ``i`` of a split is drawn from
-    ``numpy.random.default_rng([seed, split, i])``, so outputs are reproducible per seed.
+    ``numpy.random.default_rng([seed, split, i])``, so outputs are reproducible per seed, and the same
+    for any number of ``workers`` (processes drawing images side by side).
     """
     out_dir = Path(out_dir)
     year_dir = out_dir / "VOC2007"
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (year_dir / sub).mkdir(parents=True, exist_ok=True)
     (out_dir / CLASSES_FILE).write_text("".join(f"{name}\n" for name in SHAPES_CLASSES))
-    for split_index, (split, count, list_name) in enumerate(
-        (("train", num_train, "trainval"), ("test", num_test, "test"))
-    ):
-        ids = []
-        for i in range(count):
-            image_id = f"{split}_{i:06d}"
-            pixels, objects = render_shapes_image(np.random.default_rng([seed, split_index, i]), sides)
-            Image.fromarray(pixels).save(year_dir / "JPEGImages" / f"{image_id}.jpg", quality=92)
-            xml = _voc_xml(image_id, pixels.shape[1], pixels.shape[0], objects)
-            xml.write(year_dir / "Annotations" / f"{image_id}.xml", encoding="unicode")
-            ids.append(image_id)
+    splits = (("train", num_train, "trainval"), ("test", num_test, "test"))
+    jobs = [(year_dir, f"{split}_{i:06d}", [seed, split_index, i], tuple(sides))
+            for split_index, (split, count, _) in enumerate(splits) for i in range(count)]
+    if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            pool.starmap(_write_image, jobs, chunksize=64)
+    else:
+        for job in jobs:
+            _write_image(*job)
+    for split, count, list_name in splits:
         (year_dir / "ImageSets" / "Main" / f"{list_name}.txt").write_text(
-            "".join(f"{image_id}\n" for image_id in ids)
+            "".join(f"{split}_{i:06d}\n" for i in range(count))
         )
     return out_dir
 
@@ -204,10 +214,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
     parser.add_argument("--sides", type=int, nargs=2, default=IMAGE_SIDES, metavar=("MIN", "MAX"),
                         help=f"range of image widths and heights in pixels {IMAGE_SIDES}")
+    parser.add_argument("--workers", type=int, default=1, help="processes drawing images side by side (1)")
     args = parser.parse_args(argv)
     if not 32 <= args.sides[0] <= args.sides[1]:
         parser.error(f"--sides: expected 32 <= MIN <= MAX, found {args.sides[0]} {args.sides[1]}")
-    out = generate_shapes_voc(args.out, args.train, args.test, args.seed, tuple(args.sides))
+    if args.workers < 1:
+        parser.error(f"--workers: expected at least 1, found {args.workers}")
+    out = generate_shapes_voc(args.out, args.train, args.test, args.seed, tuple(args.sides), args.workers)
     print(
         f"wrote {args.train} trainval + {args.test} test images to {out / 'VOC2007'}; read with "
         f"VOCDataset({str(out)!r}, '2007-trainval')"
