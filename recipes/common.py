@@ -28,13 +28,17 @@ VGG16_URLS = (
 
 
 # --- the model -------------------------------------------------------------------------------------------
-def small_input_spec(input_size: int, anchors: str = "coco") -> DefaultBoxSpec:
+def small_input_spec(input_size: int, anchors: str = "coco", box_sizes: tuple[float, ...] | None = None,
+                     aspect_ratios: tuple[tuple[float, ...], ...] | None = None) -> DefaultBoxSpec:
     """Default boxes of an SSD at any ``input_size``: maps at strides 8/16/32, then halving down to 1.
 
     Each level's step is ``input_size / side`` so that the centres tile the image (a 192 input gets maps
     24/12/6/3/2/1 and steps 8/16/32/64/96/192). With 6 levels (inputs 161 to 256) the box sizes and aspect
     ratios are the 300 preset's, sizes scaled by ``input_size / 300``; with fewer levels (smaller inputs,
     e.g. for tests) the sizes are spaced evenly between the preset's smallest and largest.
+
+    ``box_sizes`` (pixels of the input, one more than there are levels) and ``aspect_ratios`` (one tuple
+    per level) replace the preset's when given, for data whose objects span another range of sizes.
     """
     grid = [math.ceil(input_size / stride) for stride in (8, 16, 32)]
     while grid[-1] > 1:
@@ -50,16 +54,22 @@ def small_input_spec(input_size: int, anchors: str = "coco") -> DefaultBoxSpec:
         low, high = base.sizes[0] * scale, base.sizes[-1] * scale
         sizes = tuple(low + (high - low) * k / levels for k in range(levels + 1))
         ratios = base.aspect_ratios[: levels - 1] + base.aspect_ratios[-1:]
+    if (box_sizes is not None and len(box_sizes) != levels + 1) or (aspect_ratios is not None and len(aspect_ratios) != levels):
+        raise ValueError(f"input_size={input_size}: maps {grid} are {levels} levels, so expected {levels + 1} box_sizes and "
+                         f"{levels} aspect_ratios, found {box_sizes} and {aspect_ratios}")
+    sizes = tuple(float(s) for s in box_sizes) if box_sizes is not None else sizes
+    ratios = tuple(tuple(float(r) for r in level) for level in aspect_ratios) if aspect_ratios is not None else ratios
     return DefaultBoxSpec(input_size, sizes, ratios, tuple(input_size / side for side in grid), clip=base.clip)
 
 
 def small_input_ssd(backbone: str, input_size: int, num_classes: int, *, anchors: str = "coco",
                     extra_channels: tuple[int, ...] = (256, 256, 128), timm_kwargs: dict | None = None,
+                    box_sizes: tuple[float, ...] | None = None, aspect_ratios: tuple[tuple[float, ...], ...] | None = None,
                     **kwargs: Any) -> ssd_zoo.SSD:
     """An SSD on the timm model ``backbone`` at an ``input_size`` other than 300/512 (e.g. the demo's 192)."""
     from ssd_zoo.models.timm_backbone import TimmBackbone, create_features
 
-    spec = small_input_spec(input_size, anchors)
+    spec = small_input_spec(input_size, anchors, box_sizes, aspect_ratios)
     grid = [round(input_size / step) for step in spec.steps]
     body = create_features(backbone, **(timm_kwargs or {}))
     net = TimmBackbone(body, input_size=input_size, grid=grid, extra_channels=extra_channels)

@@ -212,3 +212,12 @@ def test_pad_to_square_keeps_boxes_and_pixels() -> None:
     padded, same = PadToSquare((0.5, 0.5, 0.5))(image, target)
     assert padded.shape == (3, 30, 30) and torch.equal(padded[:, :20], image)
     assert torch.all(padded[:, 20:] == 0.5) and same is target
+
+
+def test_small_input_spec_takes_the_datas_box_sizes() -> None:
+    spec = common.small_input_spec(128, box_sizes=(18, 34, 52, 84, 109, 134), aspect_ratios=((2, 3),) * 4 + ((2,),))
+    assert spec.sizes == (18.0, 34.0, 52.0, 84.0, 109.0, 134.0) and spec.steps == (8.0, 16.0, 32.0, 64.0, 128.0)
+    assert spec.boxes_per_location == [6, 6, 6, 6, 4]
+    assert common.small_input_spec(128).sizes[0] == pytest.approx(21 * 128 / 300)  # the COCO preset, scaled
+    with pytest.raises(ValueError, match=r"maps \[16, 8, 4, 2, 1\] are 5 levels, so expected 6 box_sizes and 5 aspect_ratios"):
+        common.small_input_spec(128, box_sizes=(18, 34, 52))
