@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 # make demo: generate the embedded shapes dataset (once), train recipes/configs/shapes_quick.yaml on the CPU,
-# evaluate it: the AP table, runs/demo/metrics.json and runs/demo/pictures/*.png. About 10 minutes on 2 cores.
+# evaluate it: the AP table, runs/demo/metrics.json and runs/demo/pictures/*.png. About 12 minutes on 2 cores.
 DEMO_DATA := data/shapes
 DEMO_TRAIN ?= 20000
 DEMO_TEST ?= 300
