@@ -54,7 +54,8 @@ def small_input_spec(input_size: int, anchors: str = "coco", box_sizes: tuple[fl
         low, high = base.sizes[0] * scale, base.sizes[-1] * scale
         sizes = tuple(low + (high - low) * k / levels for k in range(levels + 1))
         ratios = base.aspect_ratios[: levels - 1] + base.aspect_ratios[-1:]
-    if (box_sizes is not None and len(box_sizes) != levels + 1) or (aspect_ratios is not None and len(aspect_ratios) != levels):
+    wrong_sizes = box_sizes is not None and len(box_sizes) != levels + 1
+    if wrong_sizes or (aspect_ratios is not None and len(aspect_ratios) != levels):
         raise ValueError(f"input_size={input_size}: maps {grid} are {levels} levels, so expected {levels + 1} box_sizes and "
                          f"{levels} aspect_ratios, found {box_sizes} and {aspect_ratios}")
     sizes = tuple(float(s) for s in box_sizes) if box_sizes is not None else sizes
@@ -66,7 +67,10 @@ def small_input_ssd(backbone: str, input_size: int, num_classes: int, *, anchors
                     extra_channels: tuple[int, ...] = (256, 256, 128), timm_kwargs: dict | None = None,
                     box_sizes: tuple[float, ...] | None = None, aspect_ratios: tuple[tuple[float, ...], ...] | None = None,
                     **kwargs: Any) -> ssd_zoo.SSD:
-    """An SSD on the timm model ``backbone`` at an ``input_size`` other than 300/512 (e.g. the demo's 192)."""
+    """An SSD on the timm model ``backbone`` at an ``input_size`` other than 300/512 (e.g. the demo's 128).
+
+    ``anchors``, ``box_sizes`` and ``aspect_ratios`` choose the default boxes (see :func:`small_input_spec`);
+    ``kwargs`` go to :class:`ssd_zoo.SSD` (e.g. ``iou_thresh``, the matching threshold)."""
     from ssd_zoo.models.timm_backbone import TimmBackbone, create_features
 
     spec = small_input_spec(input_size, anchors, box_sizes, aspect_ratios)
