@@ -30,8 +30,7 @@ def evaluate(model: nn.Module, loader: DataLoader, class_names: Sequence[str], d
     was_training = model.training
     model.eval()
     num_classes = len(class_names) + 1
-    voc07 = VOCEvaluator(num_classes, use_07_metric=True, class_names=class_names)
-    voc12 = VOCEvaluator(num_classes, use_07_metric=False, class_names=class_names)
+    voc = VOCEvaluator(num_classes, class_names=class_names)
     detections: list[tuple[str, dict]] = []
     dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     for images, targets in tqdm(loader, desc="eval", disable=not progress, dynamic_ncols=True):
@@ -39,11 +38,10 @@ def evaluate(model: nn.Module, loader: DataLoader, class_names: Sequence[str], d
             predictions = model([im.to(device, non_blocking=True) for im in images])
         predictions = [{k: v.float() if v.is_floating_point() else v for k, v in p.items()}
                        for p in to_device(predictions, "cpu")]
-        voc07.update(predictions, targets)
-        voc12.update(predictions, targets)
+        voc.update(predictions, targets)
         detections.extend((str(t.get("image_id", len(detections))), p) for t, p in zip(targets, predictions))
     model.train(was_training)
-    r07, r12 = voc07.compute(), voc12.compute()
+    r07, r12 = voc.compute(use_07_metric=True), voc.compute(use_07_metric=False)
     metrics = {
         "map_voc07": _number(r07["map"]), "map_voc12": _number(r12["map"]),
         "ap": {name: _number(ap) for name, ap in r07["ap_by_name"].items()},

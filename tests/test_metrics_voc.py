@@ -239,3 +239,16 @@ def test_matches_per_detection_reference(use_07_metric, pixel_inclusive, seed):
     for cls in range(1, num_classes):
         expected = reference_eval(predictions, targets, cls, 0.5, use_07_metric, one)
         assert result["ap"][cls] == pytest.approx(expected, abs=1e-12, nan_ok=True), cls
+
+
+def test_compute_overrides_the_metric_for_one_call():
+    rng = np.random.default_rng(3)
+    predictions, targets = random_batch(rng, 12, 4)
+    both = VOCEvaluator(4)  # 11-point by default
+    both.update(predictions, targets)
+    for use_07_metric in (False, True):
+        alone = VOCEvaluator(4, use_07_metric=use_07_metric)
+        alone.update(predictions, targets)
+        assert both.compute(use_07_metric=use_07_metric)["ap"] == pytest.approx(alone.compute()["ap"], nan_ok=True)
+    assert both.compute()["ap"] == pytest.approx(both.compute(use_07_metric=True)["ap"], nan_ok=True)
+    assert both.compute(use_07_metric=False)["ap"] != pytest.approx(both.compute()["ap"], nan_ok=True)

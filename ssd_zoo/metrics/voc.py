@@ -206,8 +206,11 @@ class VOCEvaluator:
         self._num_gt += len(chunk["gt_label"])
         self._pending, self._pending_images, self._pending_size = [], 0, 0
 
-    def compute(self) -> dict:
-        """``{"map": float, "ap": {label: float}}`` (+ ``"ap_by_name"``) over everything seen."""
+    def compute(self, use_07_metric: bool | None = None) -> dict:
+        """``{"map": float, "ap": {label: float}}`` (+ ``"ap_by_name"``) over everything seen.
+
+        ``use_07_metric`` overrides the constructor's for this call, so one evaluator (one matching pass)
+        gives both the VOC2007 and the VOC2010+ numbers."""
         self._match_pending()
         num_fg, npos = self.num_classes - 1, self._npos[1:]  # [num_fg]
         empty = {"label": np.zeros(0, np.int64), "score": np.zeros(0, np.float32),
@@ -235,7 +238,8 @@ class VOCEvaluator:
             recall = tp / npos[:, None]
         precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
 
-        ap = average_precision(recall, precision, rows != _PAD, self.use_07_metric)
+        use_07 = self.use_07_metric if use_07_metric is None else use_07_metric
+        ap = average_precision(recall, precision, rows != _PAD, use_07)
         ap[npos == 0] = np.nan
         result: dict = {
             "map": float(np.mean(ap[npos > 0])) if (npos > 0).any() else float("nan"),
