@@ -26,7 +26,7 @@ import ssd_zoo  # noqa: E402
 from recipes.common import build_model  # noqa: E402
 from recipes.config import TrainConfig, load_config, parse_override  # noqa: E402
 from recipes.data import test_loader  # noqa: E402
-from recipes.evaluation import ap_table, draw_detections, evaluate, write_metrics, write_voc_results  # noqa: E402
+from recipes.evaluation import evaluate_and_report  # noqa: E402
 
 MODEL_KEYS = ("model", "backbone", "input_size", "model_kwargs")  # what a recipe checkpoint's config decides
 
@@ -73,15 +73,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model, cfg = load_model(cfg, args.weights, len(names) + 1)
     model.to(device).eval()
 
-    metrics, detections = evaluate(model, loader, names, device, args.amp)
-    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-    path = write_metrics(metrics, cfg.output_dir, weights=str(args.weights), model=cfg.model, backbone=cfg.backbone)
-    folder = write_voc_results(detections, names, cfg.output_dir)
-    if args.draw:
-        draw_detections(loader.dataset, detections, names, cfg.output_dir, args.draw, cfg.draw_score)
-    print(ap_table(metrics))
-    print(f"wrote {path} and {folder}/comp4_det_test_<class>.txt")
-    return metrics
+    return evaluate_and_report(model, loader, device, args.amp, cfg.output_dir, args.draw, cfg.draw_score,
+                               {"weights": str(args.weights), "model": cfg.model, "backbone": cfg.backbone})
 
 
 if __name__ == "__main__":

@@ -109,3 +109,19 @@ def draw_detections(dataset: Any, detections: list[tuple[str, dict]], class_name
         paths.append(folder / f"{Path(image_id).name}.png")
         Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(paths[-1])
     return paths
+
+
+def evaluate_and_report(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool, output_dir: str | Path,
+                        draw: int = 0, draw_score: float = 0.5, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`evaluate`, then write ``metrics.json`` (plus the entries of ``info``, e.g. the model's name), the VOC
+    results files and ``draw`` pictures into ``output_dir`` and print the AP table; returns the metrics."""
+    names = loader.dataset.class_names
+    metrics, detections = evaluate(model, loader, names, device, amp)
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    path = write_metrics(metrics, output_dir, **(info or {}))
+    folder = write_voc_results(detections, names, output_dir)
+    if draw:
+        draw_detections(loader.dataset, detections, names, output_dir, draw, draw_score)
+    print(ap_table(metrics))
+    print(f"wrote {path} and {folder}/comp4_det_test_<class>.txt")
+    return metrics

@@ -27,12 +27,12 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make `recipes` importable
 
 from recipes.common import (  # noqa: E402
-    Dist, Recorder, all_reduce_mean, build_model, load_checkpoint, rng_state, save_atomic, set_rng_state,
+    Recorder, all_reduce_mean, build_model, load_checkpoint, rng_state, save_atomic, set_rng_state,
     setup_distributed,
 )
 from recipes.config import TrainConfig, load_config, parse_override, scale_to_batch  # noqa: E402
 from recipes.data import set_position, test_loader, train_loader  # noqa: E402
-from recipes.evaluation import ap_table, draw_detections, evaluate, write_metrics, write_voc_results  # noqa: E402
+from recipes.evaluation import evaluate, evaluate_and_report  # noqa: E402
 from ssd_zoo.data import to_device  # noqa: E402
 
 
@@ -104,20 +104,6 @@ def lr_factor(cfg: TrainConfig, iteration: int) -> float:
     if cfg.schedule == "cosine":
         return warmup * 0.5 * (1 + math.cos(math.pi * min(iteration, cfg.max_iters) / cfg.max_iters))
     raise ValueError(f"schedule: expected 'multistep' or 'cosine', found {cfg.schedule!r}")
-
-
-def final_evaluation(cfg: TrainConfig, model: nn.Module, ctx: Dist, iteration: int) -> dict[str, Any]:
-    """Evaluate on the test split; write metrics.json, the VOC results files and pictures; print the table."""
-    loader = test_loader(cfg)
-    names = loader.dataset.class_names
-    metrics, detections = evaluate(model, loader, names, ctx.device, cfg.amp)
-    write_metrics(metrics, cfg.output_dir, iteration=iteration, model=cfg.model, backbone=cfg.backbone)
-    write_voc_results(detections, names, cfg.output_dir)
-    if cfg.draw:
-        draw_detections(loader.dataset, detections, names, cfg.output_dir, cfg.draw, cfg.draw_score)
-    print(ap_table(metrics))
-    print(f"wrote {Path(cfg.output_dir) / 'metrics.json'}")
-    return metrics
 
 
 def train(argv: list[str] | None = None) -> TrainResult:
@@ -232,7 +218,8 @@ def train(argv: list[str] | None = None) -> TrainResult:
     # --- the final evaluation (rank 0): metrics.json, results files, pictures, best.pth ---
     metrics = None
     if ctx.main:
-        metrics = final_evaluation(cfg, model, ctx, iteration)
+        metrics = evaluate_and_report(model, test_loader(cfg), ctx.device, cfg.amp, cfg.output_dir, cfg.draw,
+                                      cfg.draw_score, {"iteration": iteration, "model": cfg.model, "backbone": cfg.backbone})
         recorder.log(iteration, {"map_voc07": metrics["map_voc07"] or 0.0, "map_voc12": metrics["map_voc12"] or 0.0}, "test")
         recorder.close()
         if (metrics["map_voc07"] or 0.0) > best_map:
