@@ -187,19 +187,17 @@ def generate_shapes_voc(
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (year_dir / sub).mkdir(parents=True, exist_ok=True)
     (out_dir / CLASSES_FILE).write_text("".join(f"{name}\n" for name in SHAPES_CLASSES))
-    splits = (("train", num_train, "trainval"), ("test", num_test, "test"))
-    jobs = [(year_dir, f"{split}_{i:06d}", [seed, split_index, i], tuple(sides))
-            for split_index, (split, count, _) in enumerate(splits) for i in range(count)]
+    ids = {"trainval": [f"train_{i:06d}" for i in range(num_train)], "test": [f"test_{i:06d}" for i in range(num_test)]}
+    jobs = [(year_dir, image_id, [seed, split_index, i], tuple(sides))
+            for split_index, split_ids in enumerate(ids.values()) for i, image_id in enumerate(split_ids)]
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             pool.starmap(_write_image, jobs, chunksize=64)
     else:
         for job in jobs:
             _write_image(*job)
-    for split, count, list_name in splits:
-        (year_dir / "ImageSets" / "Main" / f"{list_name}.txt").write_text(
-            "".join(f"{split}_{i:06d}\n" for i in range(count))
-        )
+    for list_name, split_ids in ids.items():
+        (year_dir / "ImageSets" / "Main" / f"{list_name}.txt").write_text("".join(f"{i}\n" for i in split_ids))
     return out_dir
 
 
