@@ -56,9 +56,8 @@ class _NonMaxSuppression(torch.autograd.Function):
 
 
 def padded_detections(
-    cls_logits: Tensor,
-    box_regression: Tensor,
-    default_boxes: Tensor,
+    scores: Tensor,
+    boxes: Tensor,
     image_size: tuple[int, int],
     *,
     score_thresh: float = 0.01,
@@ -66,16 +65,17 @@ def padded_detections(
     topk_candidates: int = 400,
     detections_per_img: int = 200,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """:func:`ssd_zoo.ops.postprocess.postprocess` with fixed-size, zero-padded outputs.
+    """:func:`ssd_zoo.ops.postprocess.select_detections` with fixed-size, zero-padded outputs.
 
-    Args: as ``postprocess`` (``cls_logits [B, A, C]``, ``box_regression [B, A, 4]``, ``default_boxes [A, 4]``).
+    Args: as ``select_detections``: ``scores [B, A, C]`` and ``boxes [B, A, 4]`` from
+    :meth:`ssd_zoo.SSD.dense_predictions`, ``image_size = (H, W)`` of the network input.
 
     Returns:
         ``(num_detections [B] int64, boxes [B, K, 4], scores [B, K], labels [B, K] int64)`` with
         ``K = detections_per_img``, each image's detections best first, zeros past ``num_detections``.
     """
-    num_anchors, num_classes = cls_logits.shape[1], cls_logits.shape[2]
-    scores, boxes = class_scores_and_boxes(cls_logits, box_regression, default_boxes, image_size)
+    num_anchors, num_classes = scores.shape[1], scores.shape[2]
+    scores, boxes = class_scores_and_boxes(scores, boxes, image_size)
 
     # Per image and class, the best k candidates; those at or below the threshold get score -1.
     k = min(topk_candidates, num_anchors)
@@ -119,15 +119,8 @@ class ExportableSSD(nn.Module):
         size = model.input_size
         if images.dim() != 4 or tuple(images.shape[1:]) != (3, size, size):
             raise ValueError(f"ExportableSSD: expected images [N, 3, {size}, {size}], found {list(images.shape)}")
-        x = (images - model.transform.mean) / model.transform.std
-        features = model.backbone(x)
-        cls_logits, box_regression = model.head(features)
-        anchors = model.default_boxes(features, (size, size))
-        return padded_detections(
-            cls_logits, box_regression, anchors, (size, size),
-            score_thresh=model.score_thresh, nms_thresh=model.nms_thresh,
-            topk_candidates=model.topk_candidates, detections_per_img=model.detections_per_img,
-        )
+        dense = model.dense_predictions(images)
+        return padded_detections(dense["scores"], dense["boxes"], (size, size), **model.thresholds)
 
 
 def export_onnx(model: SSD, path: str | os.PathLike, *, opset: int = 17, batch_size: int = 2) -> None:

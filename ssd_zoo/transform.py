@@ -5,6 +5,8 @@ as in the paper and in torchvision. Boxes follow the same stretch on the way in 
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -16,23 +18,32 @@ CAFFE_MEAN = (0.48235, 0.45882, 0.40784)
 CAFFE_STD = (1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0)
 
 
-class Batch:
+class Targets(NamedTuple):
+    """A batch's ground truth, padded to its largest ``G``, in pixels of the network input.
+
+    Attributes:
+        boxes: ``[B, G, 4]`` float32 xyxy, stretched like their images (zeros on padding).
+        labels: ``[B, G]`` int64, 0 on padding.
+        valid: ``[B, G]`` bool, False on padding.
+    """
+
+    boxes: Tensor
+    labels: Tensor
+    valid: Tensor
+
+
+class Batch(NamedTuple):
     """What the transform hands to the network.
 
     Attributes:
-        images: ``[B, 3, H, W]`` normalised, at the network input size.
+        images: ``[B, 3, S, S]`` normalised, at the network input size, channels_last.
         original_sizes: per image, its ``(height, width)`` before resizing.
-        gt_boxes: ``[B, G, 4]`` xyxy pixels of the network input, padded (training only, else None).
-        gt_labels: ``[B, G]`` int64, padded with 0.
-        gt_valid: ``[B, G]`` bool, False on padding.
+        targets: the padded ground truth (when targets were given), else None.
     """
 
-    def __init__(self, images: Tensor, original_sizes: list[tuple[int, int]]) -> None:
-        self.images = images
-        self.original_sizes = original_sizes
-        self.gt_boxes: Tensor | None = None
-        self.gt_labels: Tensor | None = None
-        self.gt_valid: Tensor | None = None
+    images: Tensor
+    original_sizes: list[tuple[int, int]]
+    targets: Targets | None = None
 
 
 def check_images(images: list[Tensor]) -> None:
@@ -62,11 +73,13 @@ def check_targets(targets: list[dict[str, Tensor]], num_images: int) -> None:
             )
 
 
-def check_target_values(boxes: Tensor, labels: Tensor, valid: Tensor, num_classes: int) -> None:
+def check_target_values(targets: Targets, num_classes: int) -> None:
     """Raise ValueError naming image and box for NaN/inf or degenerate boxes and out-of-range labels.
 
-    Takes the padded batch (``boxes`` ``[B, G, 4]``, ``labels``/``valid`` ``[B, G]``): one host sync per batch.
+    Takes the padded batch (see :class:`Targets`; the boxes may be at any scale): one host sync per batch.
+    The model calls it, since it knows ``num_classes``; the transform checks only structure.
     """
+    boxes, labels, valid = targets
     non_finite = ~torch.isfinite(boxes).all(-1)
     degenerate = (boxes[..., 2] <= boxes[..., 0]) | (boxes[..., 3] <= boxes[..., 1])
     bad_label = (labels < 1) | (labels >= num_classes)
@@ -82,7 +95,7 @@ def check_target_values(boxes: Tensor, labels: Tensor, valid: Tensor, num_classe
             f"targets[{i}]['labels'][{j}] = {int(labels[i, j])}: expected a class in [1, {num_classes}) (0 is background)"
         )
     problem = "found NaN or inf" if name == "non_finite" else "expected xyxy with x2 > x1 and y2 > y1"
-    raise ValueError(f"targets[{i}]['boxes'][{j}] = {boxes[i, j].tolist()}: {problem}")
+    raise ValueError(f"targets[{i}]['boxes'][{j}] = {boxes[i, j].tolist()} (at the network input): {problem}")
 
 
 class SSDTransform(nn.Module):
@@ -97,45 +110,60 @@ class SSDTransform(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
-    def forward(
-        self, images: list[Tensor] | Tensor, targets: list[dict[str, Tensor]] | None = None, num_classes: int = 0
-    ) -> Batch:
-        """``images``: list of float ``[3, H, W]`` in [0, 1] (or ``[B, 3, H, W]``); targets as torchvision's."""
-        images = list(images.unbind(0)) if isinstance(images, Tensor) and images.dim() == 4 else list(images)
+    def resize(self, images: list[Tensor] | Tensor) -> tuple[Tensor, list[tuple[int, int]]]:
+        """Checked images -> ``([B, 3, S, S]`` bilinear resize, each image's ``(H, W)`` before it).
+
+        A ``[B, 3, H, W]`` tensor is resized as one batch (not at all when already ``S x S``), so that
+        tracing for export keeps the batch axis dynamic.
+        """
+        out_size = (self.size, self.size)
+        if isinstance(images, Tensor) and images.dim() == 4 and len(images):
+            check_images([images[0]])  # one tensor: one dtype and shape for all
+            height, width = int(images.shape[-2]), int(images.shape[-1])
+            if (height, width) != out_size:
+                images = F.interpolate(images, size=out_size, mode="bilinear", align_corners=False)
+            return images, [(height, width)] * images.shape[0]
+        images = list(images)
         if not images:
             raise ValueError("images: expected at least one image, found an empty list")
         check_images(images)
         sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
-        out_size = (self.size, self.size)
         if len(set(sizes)) == 1:
-            resized = F.interpolate(torch.stack(images), size=out_size, mode="bilinear", align_corners=False)
-        else:
-            resized = torch.cat(
-                [F.interpolate(im[None], size=out_size, mode="bilinear", align_corners=False) for im in images]
-            )
-        if not torch.isfinite(resized).all():
+            return F.interpolate(torch.stack(images), size=out_size, mode="bilinear", align_corners=False), sizes
+        return torch.cat([F.interpolate(im[None], size=out_size, mode="bilinear", align_corners=False)
+                          for im in images]), sizes
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """``[B, 3, S, S]`` RGB in [0, 1] at the input size -> normalised, channels_last (no resizing)."""
+        # channels_last (NHWC): the layout in which oneDNN and cuDNN run convolutions fastest (see SSD).
+        return ((images - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+
+    def forward(self, images: list[Tensor] | Tensor, targets: list[dict[str, Tensor]] | None = None) -> Batch:
+        """``images``: list of float ``[3, H, W]`` in [0, 1] (or ``[B, 3, H, W]``); targets as torchvision's.
+
+        Returns the batch with ``targets`` padded and stretched like the images (see :class:`Batch`); label
+        ranges and box values are checked by the model (:func:`check_target_values`).
+        """
+        resized, sizes = self.resize(images)
+        if not torch.jit.is_tracing() and not torch.isfinite(resized).all():
             bad = next(i for i, im in enumerate(images) if not torch.isfinite(im).all())
             raise ValueError(f"images[{bad}]: found NaN or inf values")
-        # channels_last (NHWC): the layout in which oneDNN and cuDNN run convolutions fastest (see SSD).
-        batch = Batch(((resized - self.mean) / self.std).contiguous(memory_format=torch.channels_last), sizes)
+        padded = None
         if targets is not None:
             check_targets(targets, len(images))
-            self._batch_targets(batch, targets, num_classes)
-        return batch
+            padded = self.pad_targets(targets, sizes, resized.device)
+        return Batch(self.normalize(resized), sizes, padded)
 
-    def _batch_targets(self, batch: Batch, targets: list[dict[str, Tensor]], num_classes: int) -> None:
-        """Pad the targets into ``batch.gt_*``, checked, with boxes stretched like their images."""
+    def pad_targets(self, targets: list[dict[str, Tensor]], original_sizes: list[tuple[int, int]],
+                    device: torch.device) -> Targets:
+        """The targets padded into one :class:`Targets`, boxes stretched like their images."""
         # float32 new/old ratios, as torchvision's resize_boxes computes them, so resized boxes agree bit for bit.
-        device = batch.images.device
-        scales = torch.tensor([[self.size / w, self.size / h] * 2 for h, w in batch.original_sizes], device=device)
+        scales = torch.tensor([[self.size / w, self.size / h] * 2 for h, w in original_sizes], device=device)
         boxes = [t["boxes"].to(device, torch.float32) for t in targets]
-        labels = [t["labels"].to(device) for t in targets]
-        padded_boxes = pad_sequence(boxes, batch_first=True)
-        batch.gt_labels = pad_sequence(labels, batch_first=True)
+        labels = pad_sequence([t["labels"].to(device) for t in targets], batch_first=True)
         counts = torch.tensor([len(b) for b in boxes], device=device)
-        batch.gt_valid = torch.arange(batch.gt_labels.shape[1], device=device)[None, :] < counts[:, None]
-        check_target_values(padded_boxes, batch.gt_labels, batch.gt_valid, num_classes)
-        batch.gt_boxes = padded_boxes * scales[:, None, :]
+        valid = torch.arange(labels.shape[1], device=device)[None, :] < counts[:, None]
+        return Targets(pad_sequence(boxes, batch_first=True) * scales[:, None, :], labels, valid)
 
     def postprocess(self, detections: list[dict[str, Tensor]], original_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
         """Map each image's ``boxes`` from the network input back to its own pixels (new dicts)."""

@@ -30,17 +30,31 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float
     return kept[scores[kept].sort(descending=True, stable=True).indices]
 
 
-def class_scores_and_boxes(
-    cls_logits: Tensor, box_regression: Tensor, default_boxes: Tensor, image_size: tuple[int, int]
-) -> tuple[Tensor, Tensor]:
-    """Softmax scores of the foreground classes ``[B, C-1, A]`` and decoded boxes ``[B, A, 4]`` (xyxy, float32)
-    clipped to ``image_size = (H, W)``."""
-    scores = F.softmax(cls_logits.float(), dim=-1)[..., 1:].transpose(1, 2)  # (B, C-1, A)
-    boxes = box_coder.decode(box_regression.float(), default_boxes)  # (B, A, 4)
+def decode_predictions(cls_logits: Tensor, box_regression: Tensor, default_boxes: Tensor) -> dict[str, Tensor]:
+    """The head's outputs as probabilities and boxes, per default box (what :meth:`SSD.dense_predictions` returns).
+
+    Args:
+        cls_logits: ``[B, A, C]``, class 0 is background; box_regression: ``[B, A, 4]``;
+        default_boxes: ``[A, 4]`` xyxy pixels of the network input.
+
+    Returns:
+        ``scores`` float32 ``[B, A, C]`` softmax probabilities (index 0 background), ``boxes`` float32
+        ``[B, A, 4]`` decoded xyxy input pixels (not clipped), ``default_boxes`` ``[A, 4]`` as given.
+    """
+    return {
+        "scores": F.softmax(cls_logits.float(), dim=-1),
+        "boxes": box_coder.decode(box_regression.float(), default_boxes),
+        "default_boxes": default_boxes,
+    }
+
+
+def class_scores_and_boxes(scores: Tensor, boxes: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Foreground scores ``[B, C-1, A]`` and boxes ``[B, A, 4]`` clipped to ``image_size = (H, W)``, from
+    :func:`decode_predictions`' ``scores [B, A, C]`` and ``boxes [B, A, 4]``."""
     height, width = image_size
     # (B, A, 2 corners, xy) -> back to (B, A, 4) x1, y1, x2, y2
     boxes = torch.stack([boxes[..., 0::2].clamp(0, width), boxes[..., 1::2].clamp(0, height)], dim=-1).flatten(-2)
-    return scores, boxes
+    return scores[..., 1:].transpose(1, 2), boxes
 
 
 def postprocess(
@@ -48,19 +62,33 @@ def postprocess(
     box_regression: Tensor,
     default_boxes: Tensor,
     image_size: tuple[int, int],
+    **thresholds: float,
+) -> list[dict[str, Tensor]]:
+    """Detections for a batch from the head's outputs: :func:`decode_predictions`, then :func:`select_detections`.
+
+    Args: ``cls_logits [B, A, C]`` (class 0 background), ``box_regression [B, A, 4]``, ``default_boxes [A, 4]``
+    xyxy pixels, ``image_size = (H, W)`` of the network input; ``thresholds`` as :func:`select_detections`.
+    """
+    dense = decode_predictions(cls_logits, box_regression, default_boxes)
+    return select_detections(dense["scores"], dense["boxes"], image_size, **thresholds)
+
+
+def select_detections(
+    scores: Tensor,
+    boxes: Tensor,
+    image_size: tuple[int, int],
     *,
     score_thresh: float = 0.01,
     nms_thresh: float = 0.45,
     topk_candidates: int = 400,
     detections_per_img: int = 200,
 ) -> list[dict[str, Tensor]]:
-    """Detections for a batch, in pixels of the network input.
+    """Detections for a batch, in pixels of the network input, from per-default-box predictions.
 
     Args:
-        cls_logits: ``[B, A, C]``, class 0 is background.
-        box_regression: ``[B, A, 4]``.
-        default_boxes: ``[A, 4]`` xyxy pixels.
-        image_size: ``(H, W)`` of the network input; boxes are clipped to it.
+        scores: ``[B, A, C]`` class probabilities, class 0 is background.
+        boxes: ``[B, A, 4]`` decoded xyxy pixels of the network input; clipped to ``image_size`` here.
+        image_size: ``(H, W)`` of the network input.
         score_thresh: a detection needs a softmax score above this.
         nms_thresh: IoU above which NMS suppresses the lower-scoring box of a class.
         topk_candidates: per image and class, the most boxes that enter NMS.
@@ -70,8 +98,8 @@ def postprocess(
         One dict per image: ``boxes`` float ``[D, 4]`` xyxy, ``scores`` float ``[D]``, ``labels`` int64 ``[D]``
         in ``[1, C)``, sorted by decreasing score.
     """
-    batch, num_anchors, num_classes = cls_logits.shape
-    scores, boxes = class_scores_and_boxes(cls_logits, box_regression, default_boxes, image_size)
+    batch, num_anchors, num_classes = scores.shape
+    scores, boxes = class_scores_and_boxes(scores, boxes, image_size)
 
     # Per image and class, the best candidates above the threshold.
     k = min(topk_candidates, num_anchors)
