@@ -1,24 +1,30 @@
-"""Shared test fixtures: the real VOC photos in ../shared/samples and small helpers."""
+"""Shared test fixtures: the VOC photos in <repo>/assets, and no network for the tests or their subprocesses."""
 from __future__ import annotations
 
-import ipaddress
+import os
 import socket
 from pathlib import Path
 
 import pytest
 import torch
+from _netguard.loopback_only import guarded
 from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "assets"  # see assets/README.md; test_cli runs `detect` on the folder
+SAMPLE_NAMES = ("voc2007_000004.jpg", "voc2007_000017.jpg", "voc2007_000023.jpg")
+NETGUARD = Path(__file__).resolve().parent / "_netguard"  # its sitecustomize.py guards subprocesses
 
 
 def load_samples() -> list[torch.Tensor]:
-    """The VOC 2007 sample photos as float ``[3, H, W]`` tensors in [0, 1], sorted by file name."""
-    paths = sorted(SAMPLES.glob("*.jpg"))
-    if not paths:
-        pytest.skip(f"no sample photos in {SAMPLES}")
-    return [pil_to_tensor(Image.open(p).convert("RGB")).float() / 255 for p in paths]
+    """The sample photos as float ``[3, H, W]`` tensors in [0, 1], in ``SAMPLE_NAMES`` order (by name).
+
+    They are part of the repository, so a missing one fails the test that wants it (never a skip)."""
+    missing = [str(SAMPLES / name) for name in SAMPLE_NAMES if not (SAMPLES / name).is_file()]
+    if missing:
+        pytest.fail(f"sample photos missing: expected {missing} (see assets/README.md), found no such files")
+    return [pil_to_tensor(Image.open(SAMPLES / name).convert("RGB")).float() / 255 for name in SAMPLE_NAMES]
 
 
 @pytest.fixture(scope="session")
@@ -26,22 +32,23 @@ def sample_images() -> list[torch.Tensor]:
     return load_samples()
 
 
-_connect = socket.socket.connect
+_PYTHONPATH_BEFORE = os.environ.get("PYTHONPATH")
 
 
-def _loopback_only(self: socket.socket, address: object) -> object:
-    """socket.connect that refuses every address but this machine's: tests never reach the network."""
-    if isinstance(address, tuple) and self.family in (socket.AF_INET, socket.AF_INET6):
-        host = address[0]
-        try:
-            allowed = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            allowed = False
-        if not allowed:
-            raise ConnectionRefusedError(f"tests may only connect to 127.0.0.1/localhost, not {host!r}")
-    return _connect(self, address)
+def pytest_configure(config: pytest.Config) -> None:
+    # Every Python subprocess a test starts inherits os.environ, so it runs _netguard/sitecustomize.py first.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), _PYTHONPATH_BEFORE]))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _PYTHONPATH_BEFORE is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = _PYTHONPATH_BEFORE
 
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+    """This process's sockets connect to loopback only (see _netguard/loopback_only.py)."""
+    monkeypatch.setattr(socket.socket, "connect", guarded(socket.socket.connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded(socket.socket.connect_ex))
