@@ -43,7 +43,7 @@ demo: $(STAMP) $(DEMO_STAMP)
 # GPU rows: bash benchmarks/gpu.sh OUT_DIR on a CUDA machine.
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
-	$(PY) benchmarks/run_all.py --out benchmarks/RESULTS.md
+	$(PY) -m benchmarks.run_all --out benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,6 +1,6 @@
 """Does bf16 autocast cost accuracy? The shapes demo's VOC07 mAP in fp32 and under bf16 autocast.
 
-    python benchmarks/bf16_accuracy.py [--checkpoint runs/demo/best.pth] [--json rows.jsonl]
+    python -m benchmarks.bf16_accuracy [--checkpoint runs/demo/best.pth] [--json rows.jsonl]
 
 Needs the trained demo (``make demo``: ``runs/demo/*.pth`` and ``data/shapes``); without it the row says
 so. Both evaluations go through ``recipes/eval_voc.py``, the second with ``--amp``.
@@ -8,15 +8,12 @@ so. Both evaluations go through ``recipes/eval_voc.py``, the second with ``--amp
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-from common import emit
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.harness import ROOT, emit
 
 
 def main() -> None:
@@ -33,8 +30,7 @@ def main() -> None:
     if checkpoint is None or not (ROOT / "data/shapes").is_dir():
         emit([{**row, "ssd_zoo": "-", "alternative": "skipped: no trained demo (run make demo first)"}], args.json)
         return
-    sys.path.insert(0, str(ROOT))
-    from recipes import eval_voc
+    from recipes import eval_voc  # the repository root is on sys.path: python -m from the root
 
     maps = {}
     with tempfile.TemporaryDirectory() as out:

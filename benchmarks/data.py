@@ -1,6 +1,6 @@
 """Data: SSD augmentation throughput, images/s in one worker (one thread, as a DataLoader worker runs).
 
-    python benchmarks/data.py [--repeat 3] [--quick] [--json rows.jsonl]
+    python -m benchmarks.data [--repeat 3] [--quick] [--json rows.jsonl]
 
 ssd_zoo's ``SSDAugmentation`` on float images (what the datasets give) against the same recipe as
 torchvision's detection reference composes it for SSD, on uint8 images (its dataset format). Both are
@@ -12,7 +12,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from common import emit, interleaved, parse_args, voc_sized_images
+from benchmarks.harness import emit, interleaved, parse_args, voc_sized_images
 from ssd_zoo.data.augment import SSDAugmentation
 
 

@@ -1,6 +1,6 @@
 """Evaluation: ``VOCEvaluator`` vs a per-detection loop; ``COCOEvaluator`` vs torchmetrics' mAP.
 
-    python benchmarks/evaluation.py [--repeat 3] [--quick] [--json rows.jsonl]
+    python -m benchmarks.evaluation [--repeat 3] [--quick] [--json rows.jsonl]
 
 The VOC workload is VOC07-test-sized: 4952 images, 20 classes, 100 detections each, about 3 objects per
 image (a fifth of them difficult); detections are jittered copies of the objects plus clutter. The loop is
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from common import emit, interleaved, ms, parse_args, ratio
+from benchmarks.harness import emit, interleaved, ms, parse_args, ratio
 from ssd_zoo.metrics import COCOEvaluator, VOCEvaluator
 
 

@@ -1,6 +1,6 @@
 """Inference, end to end: a list of VOC-sized photos in, detections out; ssd_zoo vs torchvision, same weights.
 
-    python benchmarks/inference.py [--device cuda] [--repeat 3] [--no-compile] [--quick] [--json rows.jsonl]
+    python -m benchmarks.inference [--device cuda] [--repeat 3] [--no-compile] [--quick] [--json rows.jsonl]
 
 Per batch size (1 and 8): torchvision's ``ssd300_vgg16`` and ssd_zoo's (converted weights, 21 classes) in
 fp32 and under autocast (bf16 on CPU; fp16 and bf16 on CUDA), and ``torch.compile(model)``; then the peak
@@ -12,14 +12,13 @@ import argparse
 import contextlib
 import importlib
 import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from common import (cuda_peak_mib, detections_agree, emit, interleaved, ms, paired_models, parse_args, ratio,
-                    rss_peak_mib, top_reproduced, voc_sized_images)
+from benchmarks.harness import (ROOT, cuda_peak_mib, detections_agree, emit, interleaved, module_command, ms,
+                                paired_models, parse_args, ratio, rss_peak_mib, top_reproduced, voc_sized_images)
 
 TARGETS = {"fp32": ">= 1.5x", "bf16": ">= 2.5x vs torchvision fp32", "fp16": ""}
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -53,8 +52,8 @@ def measure_memory(spec: str, device: str) -> None:
 
 def memory_rows(precisions: list[str], batch: int, device: str) -> list[dict[str, str]]:
     def peak(name: str, precision: str) -> float:
-        command = [sys.executable, __file__, "--device", device, "--memory-of", f"{name} {precision} {batch}"]
-        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        command, env = module_command("benchmarks.inference", "--device", device, "--memory-of", f"{name} {precision} {batch}")
+        out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
         return float(out.strip().splitlines()[-1])
 
     baseline = peak("torchvision", "fp32")

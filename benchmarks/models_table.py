@@ -1,6 +1,6 @@
 """The README's models table: each named model's backbone, input size, default boxes, parameters, GFLOPs, latency.
 
-    python benchmarks/models_table.py [--repeat 5] [--threads N] [--pattern "ssd300*"]
+    python -m benchmarks.models_table [--repeat 5] [--threads N] [--pattern "ssd300*"]
 
 Both numbers are for the network — transform-normalised ``[1, 3, S, S]`` input through backbone and head —
 since random weights make post-processing cost meaningless (every class scores about 1/C). GFLOPs are counted

@@ -1,6 +1,6 @@
 """Hardware limit: GFLOP/s of SSD300-VGG16's network part (backbone + head) vs a large convolution's.
 
-    python benchmarks/roofline.py [--device cuda] [--repeat 5] [--quick] [--json rows.jsonl]
+    python -m benchmarks.roofline [--device cuda] [--repeat 5] [--quick] [--json rows.jsonl]
 
 The network's FLOPs are counted by ``torch.utils.flop_counter`` (2 per multiply-add); the reference is a
 3x3, 512 -> 512 convolution on a batch-8 38x38 map (VGG's conv4_3 shape, ~50 GFLOP), the fastest dense
@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import ssd_zoo
-from common import emit, interleaved, parse_args
+from benchmarks.harness import emit, interleaved, parse_args
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -1,6 +1,6 @@
 """Run the benchmark scripts, each in its own process, and write their rows as one markdown table.
 
-    python benchmarks/run_all.py [--out benchmarks/RESULTS.md] [--gpu] [--quick]
+    python -m benchmarks.run_all [--out benchmarks/RESULTS.md] [--gpu] [--quick]     (from the repository root)
 
 CPU (the default, ``make bench``): inference, training, evaluation, data, hardware limit and, when the
 trained demo exists, bf16 accuracy; about 10-12 minutes on 2 cores. ``--gpu``: only the device-bound benchmarks (inference without torch.compile, training,
@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from common import COLUMNS, machine  # noqa: E402
+from benchmarks.harness import COLUMNS, ROOT, machine, module_command
 
-CPU_SCRIPTS = [["inference.py"], ["training.py"], ["evaluation.py"], ["data.py"], ["roofline.py"], ["bf16_accuracy.py"]]
+HERE = Path(__file__).resolve().parent
+CPU_SCRIPTS = [["inference"], ["training"], ["evaluation"], ["data"], ["roofline"], ["bf16_accuracy"]]
 # A GPU runs a step in milliseconds: more rounds, same few minutes.
-GPU_SCRIPTS = [["inference.py", "--no-compile", "--repeat", "20"], ["training.py", "--repeat", "10"],
-               ["roofline.py", "--repeat", "20"]]
+GPU_SCRIPTS = [["inference", "--no-compile", "--repeat", "20"], ["training", "--repeat", "10"],
+               ["roofline", "--repeat", "20"]]
 
 
 def markdown(rows: list[dict[str, str]], info: dict[str, str], seconds: float) -> str:
@@ -57,12 +54,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows_file = Path(tmp) / "rows.jsonl"
         for script, *extra in scripts:
-            command = [sys.executable, str(HERE / script), *device, *extra, "--json", str(rows_file)]
+            command, env = module_command(f"benchmarks.{script}", *device, *extra, "--json", str(rows_file))
             command += ["--quick"] if args.quick else []
             print(f"$ {' '.join(command[1:])}", flush=True)
-            # The repository root on the path, so that ssd_zoo imports even where it is not pip-installed.
-            path = os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
-            result = subprocess.run(command, env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": path})
+            result = subprocess.run(command, cwd=ROOT, env={**env, "PYTHONWARNINGS": "ignore"})
             if result.returncode != 0:
                 with open(rows_file, "a") as f:
                     f.write(json.dumps({"benchmark": script, "case": f"FAILED (exit code {result.returncode})"}) + "\n")

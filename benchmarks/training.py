@@ -1,6 +1,6 @@
 """One training step (forward, loss, backward, SGD step), batch 8: ssd_zoo vs torchvision, same weights and targets.
 
-    python benchmarks/training.py [--device cuda] [--repeat 2] [--quick] [--json rows.jsonl]
+    python -m benchmarks.training [--device cuda] [--repeat 2] [--quick] [--json rows.jsonl]
 
 ssd_zoo in fp32 and under autocast (bf16 on CPU; bf16 and fp16 with a GradScaler on CUDA) against
 torchvision's fp32 step. Before timing, the losses of both models on the same batch are compared.
@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from common import emit, interleaved, ms, paired_models, parse_args, ratio, voc_sized_images
+from benchmarks.harness import emit, interleaved, ms, paired_models, parse_args, ratio, voc_sized_images
 
 TARGETS = {"fp32": ">= 1.2x", "bf16": ">= 2.5x", "fp16": ""}
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

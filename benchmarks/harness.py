@@ -3,21 +3,35 @@
 A benchmark measures ssd_zoo and its alternative in one process, interleaved (A B A B ...) after a warm-up,
 so that both see the same machine load; it reports medians, the ratio alternative / ssd_zoo (> 1: ssd_zoo
 is faster) and whether the outputs agree. Rows go to stdout and, with ``--json PATH``, are appended to a
-JSON-lines file that ``benchmarks/run_all.py`` turns into the markdown table.
+JSON-lines file that ``python -m benchmarks.run_all`` turns into the markdown table.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository root
+
+
+def module_command(module: str, *args: str) -> tuple[list[str], dict[str, str]]:
+    """``(command, environment)`` that run ``python -m module *args`` from :data:`ROOT` in a fresh process.
+
+    The repository root goes on ``PYTHONPATH``, so that ``ssd_zoo`` and ``benchmarks`` import even where the
+    package is not pip-installed; run the command with ``cwd=ROOT``.
+    """
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return [sys.executable, "-m", module, *args], {**os.environ, "PYTHONPATH": path}
 
 
 def parse_args(
