@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
@@ -16,95 +15,36 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 import ssd_zoo
-from ssd_zoo.ops.default_boxes import DefaultBoxSpec, preset
+from ssd_zoo.weights import VGG16_Backbone_Weights, load_vgg16_backbone
 
 from .config import TrainConfig
 
-# Where the VGG16 backbone files come from (ssd.pytorch's reduced-fc VGG, torchvision's ImageNet VGG16).
-VGG16_URLS = (
-    "https://s3.amazonaws.com/amdegroot-models/vgg16_reducedfc.pth",
-    "https://download.pytorch.org/models/vgg16_features-amdegroot-88682ab5.pth",
-)
-
 
 # --- the model -------------------------------------------------------------------------------------------
-def small_input_spec(input_size: int, anchors: str = "coco", box_sizes: tuple[float, ...] | None = None,
-                     aspect_ratios: tuple[tuple[float, ...], ...] | None = None) -> DefaultBoxSpec:
-    """Default boxes of an SSD at any ``input_size``: maps at strides 8/16/32, then halving down to 1.
-
-    Each level's step is ``input_size / side`` so that the centres tile the image (a 192 input gets maps
-    24/12/6/3/2/1 and steps 8/16/32/64/96/192). With 6 levels (inputs 161 to 256) the box sizes and aspect
-    ratios are the 300 preset's, sizes scaled by ``input_size / 300``; with fewer levels (smaller inputs,
-    e.g. for tests) the sizes are spaced evenly between the preset's smallest and largest.
-
-    ``box_sizes`` (pixels of the input, one more than there are levels) and ``aspect_ratios`` (one tuple
-    per level) replace the preset's when given, for data whose objects span another range of sizes.
-    """
-    grid = [math.ceil(input_size / stride) for stride in (8, 16, 32)]
-    while grid[-1] > 1:
-        grid.append(math.ceil(grid[-1] / 2))
-    base = preset(300, anchors)
-    if len(grid) > len(base.aspect_ratios):
-        raise ValueError(f"input_size={input_size}: maps {grid} need {len(grid)} levels, the preset has "
-                         f"{len(base.aspect_ratios)}; use an input size up to 256 (or 300/512 with the registry)")
-    scale, levels = input_size / 300, len(grid)
-    if levels == len(base.aspect_ratios):
-        sizes, ratios = tuple(s * scale for s in base.sizes), base.aspect_ratios
-    else:
-        low, high = base.sizes[0] * scale, base.sizes[-1] * scale
-        sizes = tuple(low + (high - low) * k / levels for k in range(levels + 1))
-        ratios = base.aspect_ratios[: levels - 1] + base.aspect_ratios[-1:]
-    wrong_sizes = box_sizes is not None and len(box_sizes) != levels + 1
-    if wrong_sizes or (aspect_ratios is not None and len(aspect_ratios) != levels):
-        raise ValueError(f"input_size={input_size}: maps {grid} are {levels} levels, so expected {levels + 1} box_sizes and "
-                         f"{levels} aspect_ratios, found {box_sizes} and {aspect_ratios}")
-    sizes = tuple(float(s) for s in box_sizes) if box_sizes is not None else sizes
-    ratios = tuple(tuple(float(r) for r in level) for level in aspect_ratios) if aspect_ratios is not None else ratios
-    return DefaultBoxSpec(input_size, sizes, ratios, tuple(input_size / side for side in grid), clip=base.clip)
-
-
-def small_input_ssd(backbone: str, input_size: int, num_classes: int, *, anchors: str = "coco",
-                    extra_channels: tuple[int, ...] = (256, 256, 128), timm_kwargs: dict | None = None,
-                    box_sizes: tuple[float, ...] | None = None, aspect_ratios: tuple[tuple[float, ...], ...] | None = None,
-                    **kwargs: Any) -> ssd_zoo.SSD:
-    """An SSD on the timm model ``backbone`` at an ``input_size`` other than 300/512 (e.g. the demo's 128).
-
-    ``anchors``, ``box_sizes`` and ``aspect_ratios`` choose the default boxes (see :func:`small_input_spec`);
-    ``kwargs`` go to :class:`ssd_zoo.SSD` (e.g. ``iou_thresh``, the matching threshold)."""
-    from ssd_zoo.models.timm_backbone import TimmBackbone, create_features
-
-    spec = small_input_spec(input_size, anchors, box_sizes, aspect_ratios)
-    grid = [round(input_size / step) for step in spec.steps]
-    body = create_features(backbone, **(timm_kwargs or {}))
-    net = TimmBackbone(body, input_size=input_size, grid=grid, extra_channels=extra_channels)
-    head = ssd_zoo.SSDHead(net.out_channels, spec.boxes_per_location, num_classes)
-    transform = ssd_zoo.SSDTransform(input_size, net.mean, net.std)
-    return ssd_zoo.SSD(net, head, ssd_zoo.DefaultBoxGenerator(spec), transform, num_classes, **kwargs)
-
-
 def init_vgg16_backbone(model: nn.Module, path: str) -> None:
     """Load an ImageNet VGG16 file into ``model.backbone``; a missing file says where to get it and put it."""
     if not os.path.isfile(path):
+        urls = [member.url for member in VGG16_Backbone_Weights]
         raise FileNotFoundError(
             f"backbone_init: expected the ImageNet VGG16 weights at {path!r}, found no file there. Download "
-            f"{VGG16_URLS[0]} (or torchvision's {VGG16_URLS[1]}) and put it at that path, or pass "
+            f"{urls[0]} (or torchvision's {urls[1]}) and put it at that path, or pass "
             "--set backbone_init=/path/to/vgg16_reducedfc.pth (backbone_init=null trains from scratch)")
-    from ssd_zoo.weights import load_vgg16_backbone
-
     load_vgg16_backbone(model.backbone, path)
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> ssd_zoo.SSD:
-    """The SSD that ``cfg`` names, for ``num_classes`` classes (with background), backbone initialised."""
+    """The SSD that ``cfg`` names, for ``num_classes`` classes (with background), backbone initialised.
+
+    ``model: ssd`` is the registered generic builder at ``cfg.input_size`` (any size, e.g. the demo's 128).
+    """
     kwargs = dict(cfg.model_kwargs)
+    if cfg.backbone is not None:
+        kwargs["backbone"] = cfg.backbone
     if cfg.model == "ssd":
         if cfg.backbone is None or cfg.input_size is None:
             raise ValueError(f"model='ssd': expected backbone and input_size, found {cfg.backbone!r}, {cfg.input_size!r}")
-        model = small_input_ssd(cfg.backbone, cfg.input_size, num_classes, **kwargs)
-    else:
-        if cfg.backbone is not None:
-            kwargs["backbone"] = cfg.backbone
-        model = ssd_zoo.build(cfg.model, num_classes=num_classes, **kwargs)
+        kwargs["input_size"] = cfg.input_size
+    model = ssd_zoo.build(cfg.model, num_classes=num_classes, **kwargs)
     if cfg.backbone_init:
         init_vgg16_backbone(model, cfg.backbone_init)
     return model
@@ -170,14 +110,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
-    """``torch.save`` to ``path`` + ".tmp", fsync, then rename: a crash mid-write leaves the old file intact."""
+    """``torch.save`` to ``path`` + ".tmp", fsync, then rename: a crash mid-write leaves the old file intact
+    (and no temporary file behind)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

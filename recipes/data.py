@@ -12,28 +12,9 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ssd_zoo.data import CocoDataset, SSDAugmentation, VOCDataset, collate
+from ssd_zoo.data import CocoDataset, PadToSquare, SSDAugmentation, VOCDataset, collate
 
 from .config import TrainConfig
-
-
-class PadToSquare:
-    """Pad an image at the bottom and right to a square of its longer side, filled with ``fill`` (RGB, 0..1).
-
-    SSD's transform stretches every image to a square, which changes the shapes' aspect ratios by the
-    image's (up to 352:256 in the shapes dataset, enough to make a circle look like an ellipse). Padding
-    first makes the stretch uniform; boxes keep their coordinates, so detections need no correction.
-    """
-
-    def __init__(self, fill: Sequence[float]) -> None:
-        self.fill = torch.tensor([float(f) for f in fill]).view(3, 1, 1)
-
-    def __call__(self, image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
-        height, width = image.shape[-2:]
-        side = max(height, width)
-        canvas = self.fill.to(image.dtype).expand(3, side, side).clone()
-        canvas[:, :height, :width] = image
-        return canvas, target
 
 
 def make_dataset(cfg: TrainConfig, train: bool, transforms: object = None) -> Dataset:
@@ -92,13 +73,14 @@ class ResumableSampler(DistributedSampler):
         return self.num_samples - self.start
 
 
-def train_loader(cfg: TrainConfig, mean: Sequence[float], rank: int, world_size: int) -> DataLoader:
-    """Batches of ``cfg.batch_size`` per process; ``loader.dataset`` is a :class:`SeededAugmentation`.
+def train_loader(cfg: TrainConfig, dataset: Dataset, mean: Sequence[float], rank: int, world_size: int) -> DataLoader:
+    """Batches of ``cfg.batch_size`` per process of the training ``dataset`` (:func:`make_dataset`), augmented;
+    ``loader.dataset`` is a :class:`SeededAugmentation`.
 
     ``mean``: the model's normalisation mean (RGB, 0..1), the zoom-out canvas colour.
     """
     augment = SSDAugmentation(fill=tuple(float(m) for m in mean), **cfg.augment)
-    dataset = SeededAugmentation(make_dataset(cfg, train=True), augment, cfg.seed)
+    dataset = SeededAugmentation(dataset, augment, cfg.seed)
     if len(dataset) < cfg.batch_size * world_size:
         raise ValueError(f"training set: {len(dataset)} images, fewer than one batch of {cfg.batch_size} x {world_size} processes")
     sampler = ResumableSampler(dataset, world_size, rank, cfg.seed)

@@ -23,15 +23,16 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make `recipes` importable
 
 from recipes.common import (  # noqa: E402
-    Recorder, all_reduce_mean, build_model, load_checkpoint, rng_state, save_atomic, set_rng_state,
+    Dist, Recorder, all_reduce_mean, build_model, load_checkpoint, rng_state, save_atomic, set_rng_state,
     setup_distributed,
 )
 from recipes.config import TrainConfig, load_config, parse_override, scale_to_batch  # noqa: E402
-from recipes.data import set_position, test_loader, train_loader  # noqa: E402
+from recipes.data import make_dataset, set_position, test_loader, train_loader  # noqa: E402
 from recipes.evaluation import evaluate, evaluate_and_report  # noqa: E402
 from ssd_zoo.data import to_device  # noqa: E402
 
@@ -106,6 +107,91 @@ def lr_factor(cfg: TrainConfig, iteration: int) -> float:
     raise ValueError(f"schedule: expected 'multistep' or 'cosine', found {cfg.schedule!r}")
 
 
+@dataclass
+class Run:
+    """Everything the loop changes and a checkpoint keeps: the model and its optimiser state, the position."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    iteration: int = 0
+    best_map: float = -1.0
+    last_good: Path | None = None  # the newest checkpoint written (or resumed from)
+
+    def save(self, path: Path, cfg: TrainConfig, class_names: list[str]) -> Path:
+        """Write ``last.pth``/``best.pth`` atomically: weights, optimiser, schedule, scaler, position, RNG, config."""
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                 "iteration": self.iteration, "best_map": self.best_map, "rng": rng_state(),
+                 "config": dataclasses.asdict(cfg), "class_names": list(class_names)}
+        save_atomic(state, path)
+        return path
+
+    def restore(self, checkpoint: dict[str, Any], path: Path) -> None:
+        """Continue exactly from ``checkpoint`` (as :meth:`save` wrote it)."""
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.iteration, self.best_map, self.last_good = checkpoint["iteration"], checkpoint["best_map"], path
+        set_rng_state(checkpoint["rng"])
+
+
+def voc07(metrics: dict[str, Any]) -> float:
+    """VOC07 mAP of an evaluation, 0 where no class had ground truth (None in metrics.json)."""
+    return metrics["map_voc07"] or 0.0
+
+
+def eval_scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {"map_voc07": voc07(metrics), "map_voc12": metrics["map_voc12"] or 0.0}
+
+
+def start_run(cfg: TrainConfig, ctx: Dist, num_classes: int) -> Run:
+    """The model (the same initial weights in every process), its optimiser, schedule and loss scaler."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, num_classes).to(ctx.device)
+    if cfg.sync_bn and ctx.world_size > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = make_optimizer(cfg, model)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_factor(cfg, i))
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and ctx.device.type == "cuda")  # bf16 needs no scaling
+    return Run(model, optimizer, scheduler, scaler)
+
+
+def train_step(run: Run, ddp: nn.Module, images: list[torch.Tensor], targets: list[dict], cfg: TrainConfig,
+               ctx: Dist) -> tuple[torch.Tensor, list[str]]:
+    """One optimiser step; returns the process-mean ``[total, each loss]`` and the loss names.
+
+    A non-finite loss stops the run (:class:`NonFiniteLoss`) or, with ``skip_nonfinite``, skips the step.
+    Every process sees the same mean losses, so all of them take (or skip) the step together.
+    """
+    amp_dtype = torch.float16 if ctx.device.type == "cuda" else torch.bfloat16
+    with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=cfg.amp):
+        losses = ddp(images, targets)
+    loss = sum(losses.values())
+    logged = all_reduce_mean(torch.stack([loss.detach(), *(v.detach() for v in losses.values())]).float(), ctx)
+    run.optimizer.zero_grad(set_to_none=True)
+    if torch.isfinite(logged).all():
+        run.scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            run.scaler.unscale_(run.optimizer)
+            nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        where = f"last good checkpoint: {run.last_good}" if run.last_good else "no checkpoint was written yet"
+        if not cfg.skip_nonfinite:
+            raise NonFiniteLoss(f"non-finite loss {logged.tolist()} (total, {', '.join(losses)}) at iteration "
+                                f"{run.iteration}; {where}. Resume from it with a lower lr or grad_clip, or set "
+                                "skip_nonfinite: true")
+        if ctx.main:
+            tqdm.write(f"iteration {run.iteration}: non-finite loss {logged.tolist()}, step skipped ({where})")
+    run.scheduler.step()
+    run.iteration += 1
+    return logged, list(losses)
+
+
 def train(argv: list[str] | None = None) -> TrainResult:
     """Run the recipe with command-line ``argv`` (``sys.argv[1:]`` when None); see the module docstring."""
     args = parse_args(argv)
@@ -116,119 +202,69 @@ def train(argv: list[str] | None = None) -> TrainResult:
     ctx = setup_distributed(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
     output_dir = Path(cfg.output_dir)
     if ctx.main:
         output_dir.mkdir(parents=True, exist_ok=True)
         print(f"config: {dataclasses.asdict(cfg)}")
-    use_scaler = cfg.amp and ctx.device.type == "cuda"  # bf16 on the CPU needs no loss scaling
-    amp_dtype = torch.float16 if ctx.device.type == "cuda" else torch.bfloat16
 
-    # --- data and model ---
-    probe = build_model(cfg, 2)  # the normalisation mean (zoom-out fill) does not depend on the classes
-    loader = train_loader(cfg, probe.transform.mean.flatten().tolist(), ctx.rank, ctx.world_size)
-    class_names = loader.dataset.class_names
-    torch.manual_seed(cfg.seed)  # every process builds the same initial weights
-    model = build_model(cfg, len(class_names) + 1).to(ctx.device)
-    if cfg.sync_bn and ctx.world_size > 1:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    optimizer = make_optimizer(cfg, model)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_factor(cfg, i))
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-
-    # --- resume: weights, optimiser, schedule, loss scale, position in the data, RNG streams ---
-    iteration, best_map, last_good = 0, -1.0, None
+    # --- data, model, optimiser; the loader fills zoom-out canvases with the model's normalisation mean ---
+    dataset = make_dataset(cfg, train=True)
+    class_names = list(dataset.class_names)
+    run = start_run(cfg, ctx, len(class_names) + 1)
+    loader = train_loader(cfg, dataset, run.model.transform.mean.flatten().tolist(), ctx.rank, ctx.world_size)
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        iteration, best_map, last_good = checkpoint["iteration"], checkpoint["best_map"], args.resume
-        set_rng_state(checkpoint["rng"])
-    ddp = model
+        run.restore(checkpoint, args.resume)
+    ddp = run.model
     if ctx.world_size > 1:
-        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        ddp = nn.parallel.DistributedDataParallel(run.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
 
-    def save(name: str) -> Path:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "scaler": scaler.state_dict(), "iteration": iteration, "best_map": best_map, "rng": rng_state(),
-                 "config": dataclasses.asdict(cfg), "class_names": list(class_names)}
-        save_atomic(state, output_dir / name)
-        return output_dir / name
-
-    # --- the loop ---
-    from tqdm import tqdm
-
+    # --- the loop: step, records, checkpoints, evaluations ---
     recorder = Recorder(output_dir, cfg.tensorboard) if ctx.main else None
-    bar = tqdm(total=cfg.max_iters, initial=iteration, disable=not ctx.main, dynamic_ncols=True, desc="train")
-    model.train()
+    bar = tqdm(total=cfg.max_iters, initial=run.iteration, disable=not ctx.main, dynamic_ncols=True, desc="train")
+    run.model.train()
     tick, seen = time.perf_counter(), 0
-    while iteration < cfg.max_iters:
-        set_position(loader, iteration)
+    while run.iteration < cfg.max_iters:
+        set_position(loader, run.iteration)
         for images, targets in loader:
             images = [im.to(ctx.device, non_blocking=True) for im in images]
-            targets = to_device(targets, ctx.device)
-            with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=cfg.amp):
-                losses = ddp(images, targets)
-            loss = sum(losses.values())
-            # Every process sees the same mean losses, so all of them take (or skip) the step together.
-            logged = all_reduce_mean(torch.stack([loss.detach(), *(v.detach() for v in losses.values())]).float(), ctx)
-            optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(logged).all():
-                where = f"last good checkpoint: {last_good}" if last_good else "no checkpoint was written yet"
-                if not cfg.skip_nonfinite:
-                    raise NonFiniteLoss(
-                        f"non-finite loss {logged.tolist()} (total, {', '.join(losses)}) at iteration {iteration}; "
-                        f"{where}. Resume from it with a lower lr or grad_clip, or set skip_nonfinite: true")
-                if ctx.main:
-                    bar.write(f"iteration {iteration}: non-finite loss {logged.tolist()}, step skipped ({where})")
-            else:
-                scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-            scheduler.step()
-            iteration += 1
+            logged, names = train_step(run, ddp, images, to_device(targets, ctx.device), cfg, ctx)
             seen += len(images) * ctx.world_size
             bar.update(1)
-
-            if ctx.main and (iteration % cfg.log_every == 0 or iteration == cfg.max_iters):
+            if ctx.main and (run.iteration % cfg.log_every == 0 or run.iteration == cfg.max_iters):
                 rate = seen / (time.perf_counter() - tick)
                 tick, seen = time.perf_counter(), 0
-                scalars = {"loss": logged[0].item(), **{k: v.item() for k, v in zip(losses, logged[1:])},
-                           "lr": optimizer.param_groups[0]["lr"], "images_per_s": rate}
-                recorder.log(iteration, scalars)
+                scalars = {"loss": logged[0].item(), **{k: v.item() for k, v in zip(names, logged[1:])},
+                           "lr": run.optimizer.param_groups[0]["lr"], "images_per_s": rate}
+                recorder.log(run.iteration, scalars)
                 bar.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{scalars['lr']:.2e}", img_s=f"{rate:.1f}")
-            if ctx.main and (iteration % cfg.checkpoint_every == 0 or iteration == cfg.max_iters):
-                last_good = save("last.pth")
-            if ctx.main and cfg.eval_every and iteration % cfg.eval_every == 0 and iteration < cfg.max_iters:
-                metrics, _ = evaluate(model, test_loader(cfg), class_names, ctx.device, cfg.amp)
-                recorder.log(iteration, {"map_voc07": metrics["map_voc07"] or 0.0, "map_voc12": metrics["map_voc12"] or 0.0}, "test")
-                bar.write(f"iteration {iteration}: VOC07 mAP {metrics['map_voc07']:.4f}")
-                if (metrics["map_voc07"] or 0.0) > best_map:
-                    best_map = metrics["map_voc07"] or 0.0
-                    save("best.pth")
+            if ctx.main and (run.iteration % cfg.checkpoint_every == 0 or run.iteration == cfg.max_iters):
+                run.last_good = run.save(output_dir / "last.pth", cfg, class_names)
+            if ctx.main and cfg.eval_every and run.iteration % cfg.eval_every == 0 and run.iteration < cfg.max_iters:
+                metrics, _ = evaluate(run.model, test_loader(cfg), class_names, ctx.device, cfg.amp)
+                recorder.log(run.iteration, eval_scalars(metrics), "test")
+                bar.write(f"iteration {run.iteration}: VOC07 mAP {voc07(metrics):.4f}")
+                if voc07(metrics) > run.best_map:
+                    run.best_map = voc07(metrics)
+                    run.save(output_dir / "best.pth", cfg, class_names)
                 tick, seen = time.perf_counter(), 0
-            if iteration >= cfg.max_iters:
+            if run.iteration >= cfg.max_iters:
                 break
     bar.close()
 
     # --- the final evaluation (rank 0): metrics.json, results files, pictures, best.pth ---
     metrics = None
     if ctx.main:
-        metrics = evaluate_and_report(model, test_loader(cfg), ctx.device, cfg.amp, cfg.output_dir, cfg.draw,
-                                      cfg.draw_score, {"iteration": iteration, "model": cfg.model, "backbone": cfg.backbone})
-        recorder.log(iteration, {"map_voc07": metrics["map_voc07"] or 0.0, "map_voc12": metrics["map_voc12"] or 0.0}, "test")
+        metrics = evaluate_and_report(run.model, test_loader(cfg), ctx.device, cfg.amp, cfg.output_dir, cfg.draw,
+                                      cfg.draw_score, {"iteration": run.iteration, "model": cfg.model, "backbone": cfg.backbone})
+        recorder.log(run.iteration, eval_scalars(metrics), "test")
         recorder.close()
-        if (metrics["map_voc07"] or 0.0) > best_map:
-            best_map = metrics["map_voc07"] or 0.0
-            save("best.pth")
+        if voc07(metrics) > run.best_map:
+            run.best_map = voc07(metrics)
+            run.save(output_dir / "best.pth", cfg, class_names)
     if ctx.world_size > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-    return TrainResult(model, metrics, cfg, iteration)
+    return TrainResult(run.model, metrics, cfg, run.iteration)
 
 
 if __name__ == "__main__":

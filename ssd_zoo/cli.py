@@ -3,6 +3,7 @@
     ssd-zoo list
     ssd-zoo detect photo.jpg photos/ --model ssd300_vgg16 --weights VOC0712 --score 0.5 --out detections/
     ssd-zoo convert --from ssd.pytorch ssd300_mAP_77.43_v2.pth ssd300_voc.pth
+    ssd-zoo convert --to torchvision --anchors coco my_coco_ssd300.pth for_torchvision.pth
     ssd-zoo export ssd300_vgg16 --weights VOC0712 ssd300_vgg16.onnx
 
 Adding a subcommand: write ``add_<name>(subparsers)`` that calls ``subparsers.add_parser(...)``, adds its
@@ -19,8 +20,11 @@ import torch
 from torch import Tensor
 
 from . import convert
+from .hub import read_file
 from .registry import build, list_models
-from .weights import COCO_CATEGORIES, VOC_CATEGORIES, get_model_weights, get_weights, list_weights, resolve_weights
+from .weights import (
+    COCO_CATEGORIES, VOC_CATEGORIES, get_model_weights, get_weights, list_weights, load_state_dict, resolve_weights,
+)
 
 Subparsers = Any  # argparse's _SubParsersAction, private in the standard library
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -144,7 +148,66 @@ def run_detect(args: argparse.Namespace) -> int:
 
 def add_convert(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("convert", help="convert a checkpoint between ssd_zoo, torchvision, ssd.pytorch")
-    convert.add_arguments(parser).set_defaults(run=convert.run)
+    parser.add_argument("input", help="checkpoint to read (.pth)")
+    parser.add_argument("output", help="where to write the converted state dict (.pth)")
+    parser.add_argument("--from", dest="source", choices=["auto", *convert.LAYOUTS], default="auto",
+                        help="layout of INPUT (default: detected from its keys)")
+    parser.add_argument("--to", dest="target", choices=convert.LAYOUTS, default="ssd_zoo",
+                        help="layout of OUTPUT (default: ssd_zoo)")
+    parser.add_argument("--input-order", choices=["rgb", "bgr"], default="rgb",
+                        help="channel order the non-ssd_zoo network was trained on (ssd_zoo models take RGB)")
+    parser.add_argument("--anchors", choices=["voc", "coco"],
+                        help="the default boxes an ssd_zoo INPUT was trained with (its file does not say); "
+                             "needed for --to torchvision, whose ssd300_vgg16 always uses 'coco'")
+    parser.set_defaults(run=run_convert)
+
+
+# torchvision's ssd300_vgg16 builds its own default boxes, the ones ssd_zoo calls anchors="coco" (at 300 px).
+TORCHVISION_ANCHORS = "coco"
+
+
+def _check_torchvision_can_use(state: dict[str, Tensor], anchors: str | None, where: str) -> None:
+    """Refuse a conversion to torchvision that torchvision would decode against other default boxes."""
+    from .ops.default_boxes import preset
+
+    levels = convert.num_levels(state)
+    if levels != 6:
+        raise SystemExit(f"ssd-zoo convert: {where} has {levels} head levels; torchvision's ssd300_vgg16 has 6 (SSD300)")
+    if anchors is None:
+        raise SystemExit(f"ssd-zoo convert: {where} does not say which default boxes it was trained with; torchvision's "
+                         f"ssd300_vgg16 uses anchors='coco' (sizes {list(preset(300, 'coco').sizes)} px). Pass "
+                         "--anchors coco if that is the model's, else keep it in ssd_zoo's layout")
+    if anchors != TORCHVISION_ANCHORS:
+        theirs, ours = preset(300, TORCHVISION_ANCHORS), preset(300, anchors)
+        raise SystemExit(
+            f"ssd-zoo convert: {where} was trained with anchors={anchors!r} (default-box sizes {list(ours.sizes)} px, "
+            f"clip={ours.clip!r}), but torchvision's ssd300_vgg16 decodes with its own anchors='coco' (sizes "
+            f"{list(theirs.sizes)} px, clip={theirs.clip!r}): every detection would be decoded against the wrong "
+            "boxes. Use the model with ssd_zoo (ssd_zoo.build('ssd300_vgg16', weights=FILE)) instead")
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    """Convert ``args.input`` to ``args.output``; the result is checked by loading it into an ssd_zoo model."""
+    raw = convert.unwrap(read_file(args.input))
+    source = convert.detect_layout(raw, args.input) if args.source == "auto" else args.source
+    state = convert.to_ssd_zoo(raw, source, args.input_order if source != "ssd_zoo" else "rgb", where=args.input)
+    _check_fits_a_model(state, args.input)
+    if args.target == "torchvision":
+        _check_torchvision_can_use(state, convert.LAYOUT_ANCHORS[source] or args.anchors, args.input)
+    out = convert.from_ssd_zoo(state, args.target, args.input_order if args.target != "ssd_zoo" else "rgb")
+    torch.save(out, args.output)
+    print(f"{args.input} ({source}) -> {args.output} ({args.target}): {len(out)} tensors")
+    return 0
+
+
+def _check_fits_a_model(state: dict[str, Tensor], where: str) -> None:
+    """Load ``state`` into the VGG16 SSD it describes (6 levels: SSD300, 7: SSD512), so shapes are checked too."""
+    levels = convert.num_levels(state)
+    if levels not in (6, 7):
+        raise SystemExit(f"ssd-zoo convert: {where}: expected the 6 (SSD300) or 7 (SSD512) head levels of a VGG16 SSD, "
+                         f"found {levels}")
+    load_state_dict(build("ssd300_vgg16" if levels == 6 else "ssd512_vgg16", num_classes=convert.head_classes(state)),
+                    state, where)
 
 
 def add_export(subparsers: Subparsers) -> None:

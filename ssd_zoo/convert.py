@@ -1,8 +1,10 @@
-"""State-dict converters between ssd_zoo and other SSD projects' layouts.
+"""State-dict converters between ssd_zoo and other SSD projects' layouts: pure functions on key tables.
 
-Each layout is described once, as a table ``ssd_zoo key -> other project's key``; the conversion in either
-direction reads that table, and any missing or unexpected key raises an error that lists them all
-(mis-shaped tensors are reported when the result is loaded, see :func:`ssd_zoo.weights.load_state_dict`).
+Each layout is data, described once: a table ``ssd_zoo key -> other project's key`` and the tensor
+permutations it needs (conv1_1's input channels for BGR-trained weights). The conversion in either direction
+reads that table, and any missing or unexpected key raises an error that lists them all (mis-shaped tensors
+are reported when the result is loaded, see :func:`ssd_zoo.weights.load_state_dict`). This module imports
+nothing else of ssd_zoo.
 
 Layouts:
 - ``"ssd_zoo"``: this project (``backbone.features.conv1_1.weight``, ``head.classification.0.weight``, ...).
@@ -12,11 +14,10 @@ Layouts:
   ``L2Norm.weight``, ``extras.0.weight``, ``loc.0.weight``, ``conf.0.weight``).
 
 All three order a level's head channels box-major (``channel = box * C + class``), so head tensors are
-copied unchanged. Command line: ``python -m ssd_zoo.convert --from ssd.pytorch IN.pth OUT.pth``.
+copied unchanged. Command line: ``ssd-zoo convert --from ssd.pytorch IN.pth OUT.pth`` (:mod:`ssd_zoo.cli`).
 """
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Mapping
 from typing import Literal
 
@@ -86,7 +87,7 @@ def _rename(state_dict: Mapping[str, Tensor], expected: dict[str, str], source: 
     return {expected[key]: value for key, value in state_dict.items()}
 
 
-def _num_levels(state_dict: Mapping[str, Tensor], pattern: str) -> int:
+def num_levels(state_dict: Mapping[str, Tensor], pattern: str = "head.regression.{}.weight") -> int:
     """How many head levels a state dict has: the count of keys ``pattern.format(level)`` present."""
     level = 0
     while pattern.format(level) in state_dict:
@@ -123,15 +124,26 @@ def from_ssd_pytorch(state_dict: Mapping[str, Tensor], input_order: InputOrder =
             flips OpenCV's BGR after mean subtraction); ``"bgr"`` permutes conv1_1's input channels so that
             the converted model takes RGB, like every ssd_zoo model.
     """
-    inverse = {v: k for k, v in _ssd_pytorch_table(_num_levels(state_dict, "loc.{}.weight")).items()}
+    inverse = {v: k for k, v in _ssd_pytorch_table(num_levels(state_dict, "loc.{}.weight")).items()}
     return _permute_first_conv(_rename(state_dict, inverse, "ssd.pytorch"), input_order)
 
 
 def to_ssd_pytorch(state_dict: Mapping[str, Tensor], input_order: InputOrder = "rgb") -> dict[str, Tensor]:
     """ssd_zoo state dict -> ssd.pytorch's layout; ``input_order="bgr"`` for a network fed BGR images."""
     state = _permute_first_conv(dict(state_dict), input_order)
-    return _rename(state, _ssd_pytorch_table(_num_levels(state, "head.regression.{}.weight")), "ssd_zoo")
+    return _rename(state, _ssd_pytorch_table(num_levels(state, "head.regression.{}.weight")), "ssd_zoo")
 
+
+def head_classes(state_dict: Mapping[str, Tensor]) -> int | None:
+    """Classes with background of an ssd_zoo-layout state dict, from level 0's head convs ``[k*C, ...]`` and
+    ``[k*4, ...]``; None where they are not there."""
+    cls, reg = state_dict.get("head.classification.0.weight"), state_dict.get("head.regression.0.weight")
+    return None if cls is None or reg is None else cls.shape[0] // (reg.shape[0] // 4)
+
+
+# What a layout implies about default boxes: torchvision's SSD300 uses its own (= "coco") scales,
+# ssd.pytorch the paper's VOC ones; an ssd_zoo file does not say.
+LAYOUT_ANCHORS: dict[str, str | None] = {"torchvision": "coco", "ssd.pytorch": "voc", "ssd_zoo": None}
 
 # A key prefix that only one layout has, to recognise it (ssd_zoo's holds for every backbone and head type).
 _MARKERS = {"ssd_zoo": "head.classification.", "torchvision": "backbone.scale_weight", "ssd.pytorch": "L2Norm.weight"}
@@ -203,52 +215,3 @@ def vgg16_backbone_from(state_dict: Mapping[str, Tensor], where: str = "state di
     state = _permute_first_conv(_rename(state_dict, inverse, source), input_order)
     return {k.removeprefix("backbone."): v for k, v in state.items()}
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The converter's command-line arguments (shared by ``python -m ssd_zoo.convert`` and ``ssd-zoo convert``)."""
-    parser.add_argument("input", help="checkpoint to read (.pth)")
-    parser.add_argument("output", help="where to write the converted state dict (.pth)")
-    parser.add_argument("--from", dest="source", choices=["auto", *LAYOUTS], default="auto",
-                        help="layout of INPUT (default: detected from its keys)")
-    parser.add_argument("--to", dest="target", choices=LAYOUTS, default="ssd_zoo", help="layout of OUTPUT (default: ssd_zoo)")
-    parser.add_argument("--input-order", choices=["rgb", "bgr"], default="rgb",
-                        help="channel order the non-ssd_zoo network was trained on (ssd_zoo models take RGB)")
-    return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    """Convert ``args.input`` to ``args.output``; the result is checked by loading it into an ssd_zoo model."""
-    import torch
-
-    from .weights import read_file  # lazy: weights imports this module
-
-    raw = unwrap(read_file(args.input))
-    source = detect_layout(raw, args.input) if args.source == "auto" else args.source
-    state = to_ssd_zoo(raw, source, args.input_order if source != "ssd_zoo" else "rgb", where=args.input)
-    _check_fits_a_model(state, args.input)
-    out = from_ssd_zoo(state, args.target, args.input_order if args.target != "ssd_zoo" else "rgb")
-    torch.save(out, args.output)
-    print(f"{args.input} ({source}) -> {args.output} ({args.target}): {len(out)} tensors")
-    return 0
-
-
-def _check_fits_a_model(state: dict[str, Tensor], where: str) -> None:
-    """Load ``state`` into the VGG16 SSD it describes (6 levels: SSD300, 7: SSD512), so shapes are checked too."""
-    from .registry import build
-    from .weights import load_state_dict
-
-    levels = _num_levels(state, "head.regression.{}.weight")
-    if levels not in (6, 7):
-        raise ValueError(f"{where}: expected the 6 (SSD300) or 7 (SSD512) head levels of a VGG16 SSD, found {levels}")
-    boxes = state["head.regression.0.weight"].shape[0] // 4
-    num_classes = state["head.classification.0.weight"].shape[0] // boxes
-    load_state_dict(build("ssd300_vgg16" if levels == 6 else "ssd512_vgg16", num_classes=num_classes), state, where)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ssd_zoo.convert", description=__doc__.split("\n")[0])
-    return run(add_arguments(parser).parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

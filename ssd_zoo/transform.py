@@ -16,6 +16,9 @@ from torch.nn.utils.rnn import pad_sequence
 # Caffe convention (subtract the mean pixel from 0..255 values) that ssd.pytorch's weights expect too.
 CAFFE_MEAN = (0.48235, 0.45882, 0.40784)
 CAFFE_STD = (1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0)
+# ImageNet's normalisation on the 0..1 scale, as timm and torchvision's classifiers use it.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Targets(NamedTuple):

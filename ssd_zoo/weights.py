@@ -13,27 +13,28 @@ Metadata sits on torchvision's public multi-weight API: one ``WeightsEnum`` per 
 - ``mean``, ``std``: normalisation of RGB in [0, 1]; ``dataset``: what it was trained on;
 - ``metrics``: ``{benchmark: {metric: value}}`` as published, ``metrics_source``: where; ``recipe``: how.
 
-Downloads go through ``torch.hub.load_state_dict_from_url`` into ``$TORCH_HOME/hub/checkpoints``, always
-with ``weights_only=True``.
+What a user passes as ``weights=`` is resolved by one function (:func:`resolve_weights`: an enum member, a
+``"NAME"`` / ``"model.NAME"`` string, a path or a URL), read by one (:func:`read_weights`: downloads and files
+through :mod:`ssd_zoo.hub`, any layout converted by :mod:`ssd_zoo.convert`) and loaded by one, with one
+key/shape check (:func:`load_state_dict`).
 """
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
-import urllib.error
 import warnings
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 from torchvision.models import Weights, WeightsEnum
 from torchvision.models.detection import SSD300_VGG16_Weights as _TorchvisionSSD300Weights
 
-from . import convert
+from . import convert, hub
+from .hub import read_file  # noqa: F401  (part of this module's API since 0.1)
 from .transform import CAFFE_MEAN, CAFFE_STD, SSDTransform
 
 VOC_CATEGORIES = [
@@ -79,7 +80,8 @@ class SSD300_VGG16_Weights(WeightsEnum):
 
 
 class VGG16_Backbone_Weights(WeightsEnum):
-    """ImageNet VGG16 files that SSD training starts from; load them with :func:`load_vgg16_backbone`.
+    """ImageNet VGG16 files that SSD training starts from (``weights="vgg16_backbone.DEFAULT"``); load them
+    with :func:`load_vgg16_backbone`.
 
     ``meta["layout"]``: "ssd.pytorch-vgg" (conv1_1 ... conv5_3, fc6, fc7) or "torchvision-vgg16"
     (conv1_1 ... conv5_3 only; fc6 and fc7 keep their initialisation, as in torchvision's SSD300).
@@ -100,19 +102,9 @@ class VGG16_Backbone_Weights(WeightsEnum):
     DEFAULT = IMAGENET1K_REDUCEDFC
 
 
-# model name -> its weights enum. Other modules add theirs with @register_weights("model_name").
+# model name -> its weights enum (the VGG16 backbone files under "vgg16_backbone").
 _WEIGHTS: dict[str, type[WeightsEnum]] = {"ssd300_vgg16": SSD300_VGG16_Weights, "vgg16_backbone": VGG16_Backbone_Weights}
-E = TypeVar("E", bound=type[WeightsEnum])
-
-
-def register_weights(model_name: str) -> Callable[[E], E]:
-    """Class decorator: ``enum`` holds the weights of ``model_name``; registering a name twice raises."""
-    def register(enum: E) -> E:
-        if model_name in _WEIGHTS:
-            raise ValueError(f"register_weights: {model_name!r} already has weights {_WEIGHTS[model_name].__name__}")
-        _WEIGHTS[model_name] = enum
-        return enum
-    return register
+Resolved = WeightsEnum | Path | str  # a published entry, a local file, or a URL (str)
 
 
 def get_model_weights(model_name: str) -> type[WeightsEnum]:
@@ -122,13 +114,26 @@ def get_model_weights(model_name: str) -> type[WeightsEnum]:
     return _WEIGHTS[model_name]
 
 
+def _lookup(name: str, model_name: str | None = None) -> WeightsEnum | None:
+    """The member that ``name`` means: ``"MEMBER"`` (with ``model_name``), ``"<model>.MEMBER"`` or
+    ``"<Enum class>.MEMBER"`` (members include aliases such as DEFAULT); None if it means none."""
+    owner, _, member = name.rpartition(".")
+    if not owner and model_name is not None:
+        owner = model_name
+    enum = _WEIGHTS.get(owner) or next((e for e in _WEIGHTS.values() if e.__name__ == owner), None)
+    if enum is None or member not in enum.__members__:
+        return None
+    if model_name is not None and enum is not _WEIGHTS.get(model_name):
+        return None
+    return enum[member]
+
+
 def get_weights(name: str) -> WeightsEnum:
     """``"ssd300_vgg16.VOC0712"`` or ``"SSD300_VGG16_Weights.VOC0712"`` (or ``.DEFAULT``) -> the member."""
-    owner, _, member = name.rpartition(".")
-    enums = {e.__name__: e for e in _WEIGHTS.values()} | _WEIGHTS
-    if owner not in enums or member not in enums[owner].__members__:
+    weights = _lookup(name)
+    if weights is None:
         raise ValueError(f"unknown weights {name!r}; expected one of {list_weights()} (or <model>.DEFAULT)")
-    return enums[owner][member]
+    return weights
 
 
 def list_weights(model_name: str | None = None) -> list[str]:
@@ -142,128 +147,12 @@ def _weights_name(weights: WeightsEnum) -> str:
     return f"{type(weights).__name__}.{weights.name}"
 
 
-def download_state_dict(weights: WeightsEnum, progress: bool = True) -> dict[str, Any]:
-    """The published file of ``weights``, as stored (its own layout), from torch.hub's cache or its URL.
-
-    The sha256 prefix in ``meta["sha256"]`` is checked on download and on every load from the cache. Raises
-    RuntimeError naming the URL, the cache path and how to pass the file by path when offline, or when the
-    file's hash does not match.
-    """
-    meta, name = weights.meta, _weights_name(weights)
-    cache = Path(torch.hub.get_dir()) / "checkpoints" / meta["file_name"]
-    fix = f"download {weights.url} yourself and pass weights='/path/to/{meta['file_name']}', or put it at {cache}"
-    if cache.is_file() and meta["sha256"] and not _sha256(cache).startswith(meta["sha256"]):
-        raise RuntimeError(f"{name}: cached file {cache} does not match sha256 prefix {meta['sha256']}; delete it to re-download")
-    try:
-        return torch.hub.load_state_dict_from_url(
-            weights.url, map_location="cpu", progress=progress, check_hash=meta["sha256"] is not None,
-            file_name=meta["file_name"], weights_only=True,
-        )
-    except urllib.error.URLError as error:  # also HTTPError; offline is a URLError too
-        raise RuntimeError(f"{name}: could not download {weights.url} into {cache} ({error}); {fix}") from error
-    except RuntimeError as error:
-        if "invalid hash value" not in str(error):
-            raise
-        raise RuntimeError(
-            f"{name}: the file at {weights.url} does not match the sha256 prefix {meta['sha256']!r} in its name "
-            f"({error}); it was not kept in {cache}"
-        ) from error
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_file(path: str | os.PathLike) -> dict[str, Any]:
-    """A local checkpoint, loaded with ``weights_only=True``; the error names the path."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"weights: expected a checkpoint file at {os.fspath(path)!r}, found nothing there") from None
-    except Exception as error:  # unpickling refused or a corrupt file: say which file
-        raise RuntimeError(f"could not read checkpoint {os.fspath(path)!r} with weights_only=True: {error}") from error
-
-
-@dataclass
-class Checkpoint:
-    """Weights ready to load into an ssd_zoo model; named weights are downloaded only when first needed.
-
-    Attributes:
-        read: returns the state dict (parameter name -> tensor) in ssd_zoo's layout.
-        source: the URL or path it comes from (for error messages).
-        layout: the layout it is stored in ("ssd_zoo", "torchvision" or "ssd.pytorch").
-        num_classes: classes with background (None where the head was not recognised).
-        anchors: the default-box preset it was trained with, where known ("voc", "coco" or None).
-        weights: the named entry it comes from, None for a local file.
-    """
-
-    read: Callable[[], dict[str, Tensor]]
-    source: str
-    layout: str
-    num_classes: int | None
-    anchors: str | None
-    weights: WeightsEnum | None = None
-
-    @cached_property
-    def state_dict(self) -> dict[str, Tensor]:
-        return self.read()
-
-    def load_into(self, model: nn.Module) -> nn.Module:
-        """Copy the tensors into ``model`` (every key and shape must match) and return it."""
-        return load_state_dict(model, self.state_dict, self.source)
-
-    def config(self, num_classes: int | None, anchors: str | None, default_anchors: str = "voc") -> tuple[int, str]:
-        """``(num_classes, anchors)`` for the builder: the caller's, else the checkpoint's. A caller's value
-        that contradicts named weights raises ValueError (for a local file, an explicit ``anchors`` wins)."""
-        what = _weights_name(self.weights) if self.weights is not None else self.source
-        if num_classes is not None and self.num_classes is not None and num_classes != self.num_classes:
-            raise ValueError(f"num_classes={num_classes} conflicts with weights {what}, trained for {self.num_classes} "
-                             "classes (with background); leave num_classes out, or build without weights")
-        if self.weights is not None and anchors is not None and anchors != self.anchors:
-            raise ValueError(f"anchors={anchors!r} conflicts with weights {what}, trained with anchors={self.anchors!r}")
-        return (num_classes or self.num_classes or 21), (anchors or self.anchors or default_anchors)
-
-
-def _head_classes(state_dict: dict[str, Tensor]) -> int | None:
-    """Classes with background, from level 0's head convs: ``[k*C, ...]`` and ``[k*4, ...]``."""
-    cls, reg = state_dict.get("head.classification.0.weight"), state_dict.get("head.regression.0.weight")
-    return None if cls is None or reg is None else cls.shape[0] // (reg.shape[0] // 4)
-
-
-# What a layout implies about default boxes: torchvision's SSD300 uses its own (= "coco") scales.
-_LAYOUT_ANCHORS = {"torchvision": "coco", "ssd.pytorch": "voc", "ssd_zoo": None}
-
-
-def read_weights(weights: WeightsEnum | str | os.PathLike, input_order: str | None = None,
-                 progress: bool = True) -> Checkpoint:
-    """A checkpoint in ssd_zoo's layout: named weights are downloaded on first use, a path is read now.
-
-    ``input_order`` (for files; named weights carry theirs): "bgr" for a network trained on BGR images.
-    """
-    if isinstance(weights, WeightsEnum):
-        meta = weights.meta
-
-        def download() -> dict[str, Tensor]:
-            raw = convert.unwrap(download_state_dict(weights, progress))
-            return convert.to_ssd_zoo(raw, meta["layout"], meta["input_order"], where=weights.url)
-
-        return Checkpoint(download, weights.url, meta["layout"], meta["num_classes"], meta["anchors"], weights)
-    source = os.fspath(weights)
-    raw = convert.unwrap(read_file(source))
-    layout = convert.detect_layout(raw, where=source)
-    state = convert.to_ssd_zoo(raw, layout, input_order or "rgb", where=source)
-    return Checkpoint(lambda: state, source, layout, _head_classes(state), _LAYOUT_ANCHORS[layout])
-
-
-def resolve_weights(weights: Any, model_name: str, pretrained: bool | None = None) -> WeightsEnum | Path | None:
-    """What a builder's ``weights=`` means: None, a member of the model's enum, or a local file.
+def resolve_weights(weights: Any, model_name: str, pretrained: bool | None = None) -> Resolved | None:
+    """What ``weights=`` means for the model ``model_name``: None, a member of its enum, a local file or a URL.
 
     Accepts None, ``"DEFAULT"``, a member name (``"VOC0712"``, ``"SSD300_VGG16_Weights.VOC0712"``,
-    ``"ssd300_vgg16.VOC0712"``), a ``WeightsEnum`` member whose ``meta["model"]`` is ``model_name``, or a path.
+    ``"ssd300_vgg16.VOC0712"``), a ``WeightsEnum`` member whose ``meta["model"]`` is ``model_name``, a path
+    (str or ``os.PathLike``), or an ``http(s)://`` / ``file://`` URL (returned as the string).
     ``pretrained=True`` (deprecated, as in torchvision) means ``"DEFAULT"``.
     """
     if pretrained is not None:
@@ -278,17 +167,115 @@ def resolve_weights(weights: Any, model_name: str, pretrained: bool | None = Non
             raise ValueError(f"weights {_weights_name(weights)} are for {weights.meta['model']!r}, not {model_name!r}")
         return weights
     if not isinstance(weights, (str, os.PathLike)):
-        raise TypeError(f"weights: expected None, a name, a WeightsEnum member or a path, found {type(weights).__name__}")
+        raise TypeError(f"weights: expected None, a name, a WeightsEnum member, a path or a URL, "
+                        f"found {type(weights).__name__}")
     name = os.fspath(weights)
-    enum = _WEIGHTS.get(model_name)
-    member = name.rpartition(".")[2]
-    if enum is not None and member in enum.__members__ and name.rpartition(".")[0] in ("", model_name, enum.__name__):
-        return enum[member]
+    if hub.is_url(name):
+        return name
+    member = _lookup(name, model_name)
+    if member is not None:
+        return member
     if os.path.isfile(name):
         return Path(name)
+    enum = _WEIGHTS.get(model_name)
     known = f"one of {list(enum.__members__)}" if enum else f"no published weights for {model_name} (see list_weights())"
-    raise ValueError(f"weights={name!r} for {model_name}: expected a weights name ({known}) or a checkpoint file, "
-                     f"but no file exists at {name!r}")
+    raise ValueError(f"weights={name!r} for {model_name}: expected a weights name ({known}), a URL or a checkpoint "
+                     f"file, but no file exists at {name!r}")
+
+
+def download_state_dict(weights: WeightsEnum, progress: bool = True) -> dict[str, Any]:
+    """The published file of ``weights``, as stored (its own layout), from torch.hub's cache or its URL
+    (see :func:`ssd_zoo.hub.download`; the sha256 prefix in ``meta["sha256"]`` is checked)."""
+    meta = weights.meta
+    return hub.download(weights.url, file_name=meta["file_name"], sha256=meta["sha256"], progress=progress,
+                        what=_weights_name(weights))
+
+
+def _read_stored(weights: Resolved, progress: bool) -> dict[str, Any]:
+    """The file that resolved ``weights`` point at, as stored, its training-state wrapper removed."""
+    if isinstance(weights, WeightsEnum):
+        raw = download_state_dict(weights, progress)
+    elif isinstance(weights, Path):
+        raw = hub.read_file(weights)
+    else:
+        raw = hub.download(weights, progress=progress)
+    return convert.unwrap(raw)
+
+
+@dataclass
+class Checkpoint:
+    """Weights ready to load into an ssd_zoo model; named weights are downloaded only when first needed.
+
+    Attributes:
+        read: returns the state dict (parameter name -> tensor) in ssd_zoo's layout.
+        source: the URL or path it comes from (for error messages).
+        layout: the layout it is stored in ("ssd_zoo", "torchvision" or "ssd.pytorch").
+        num_classes: classes with background (None where the head was not recognised).
+        anchors: the default-box preset it was trained with, where known ("voc", "coco" or None).
+        weights: the named entry it comes from, None for a file or URL.
+    """
+
+    read: Callable[[], dict[str, Tensor]]
+    source: str
+    layout: str
+    num_classes: int | None
+    anchors: str | None
+    weights: WeightsEnum | None = None
+
+    @cached_property
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.read()
+
+    @property
+    def name(self) -> str:
+        return _weights_name(self.weights) if self.weights is not None else self.source
+
+    def load_into(self, model: nn.Module) -> nn.Module:
+        """Copy the tensors into ``model`` (every key and shape must match) and return it."""
+        return load_state_dict(model, self.state_dict, self.source)
+
+    def config(self, num_classes: int | None, anchors: str | None, default_anchors: str = "voc") -> tuple[int, str]:
+        """``(num_classes, anchors)`` for the builder: the caller's, else the checkpoint's. A caller's value
+        that contradicts named weights raises ValueError (for a local file, an explicit ``anchors`` wins)."""
+        if num_classes is not None and self.num_classes is not None and num_classes != self.num_classes:
+            raise ValueError(f"num_classes={num_classes} conflicts with weights {self.name}, trained for "
+                             f"{self.num_classes} classes (with background); leave num_classes out, or build without weights")
+        if self.weights is not None and anchors is not None and anchors != self.anchors:
+            raise ValueError(f"anchors={anchors!r} conflicts with weights {self.name}, trained with anchors={self.anchors!r}")
+        return (num_classes or self.num_classes or DEFAULT_NUM_CLASSES), (anchors or self.anchors or default_anchors)
+
+
+# Without weights, a builder makes a VOC detector: 20 classes and background.
+DEFAULT_NUM_CLASSES = len(VOC_CATEGORIES)
+
+
+def builder_config(checkpoint: Checkpoint | None, num_classes: int | None, anchors: str | None,
+                   default_anchors: str = "voc") -> tuple[int, str]:
+    """``(num_classes, anchors)`` a builder uses: the caller's, else the checkpoint's, else VOC's 21 classes
+    and ``default_anchors`` (see :meth:`Checkpoint.config` for conflicts)."""
+    if checkpoint is not None:
+        return checkpoint.config(num_classes, anchors, default_anchors)
+    return num_classes or DEFAULT_NUM_CLASSES, anchors or default_anchors
+
+
+def read_weights(weights: Resolved, input_order: str | None = None, progress: bool = True) -> Checkpoint:
+    """A :class:`Checkpoint` in ssd_zoo's layout from what :func:`resolve_weights` returned.
+
+    Named weights are downloaded on first use (they carry their layout and channel order); a file or URL is
+    read now and its layout recognised from its keys. ``input_order``: "bgr" for a file trained on BGR images.
+    """
+    if isinstance(weights, WeightsEnum):
+        meta = weights.meta
+
+        def download() -> dict[str, Tensor]:
+            return convert.to_ssd_zoo(_read_stored(weights, progress), meta["layout"], meta["input_order"], where=weights.url)
+
+        return Checkpoint(download, weights.url, meta["layout"], meta["num_classes"], meta["anchors"], weights)
+    source = os.fspath(weights)
+    raw = _read_stored(weights, progress)
+    layout = convert.detect_layout(raw, where=source)
+    state = convert.to_ssd_zoo(raw, layout, input_order or "rgb", where=source)
+    return Checkpoint(lambda: state, source, layout, convert.head_classes(state), convert.LAYOUT_ANCHORS[layout])
 
 
 def fetch_weights(weights: Any, model_name: str, pretrained: bool | None = None, progress: bool = True) -> Checkpoint | None:
@@ -297,23 +284,28 @@ def fetch_weights(weights: Any, model_name: str, pretrained: bool | None = None,
     return None if resolved is None else read_weights(resolved, progress=progress)
 
 
-def load_state_dict(model: nn.Module, state_dict: dict[str, Tensor], source: str = "state dict") -> nn.Module:
-    """``model.load_state_dict(state_dict)`` with one error listing missing, unexpected and mis-shaped keys."""
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state_dict)), sorted(set(state_dict) - set(own))
+def load_state_dict(module: nn.Module, state_dict: dict[str, Tensor], source: str = "state dict", *,
+                    partial: bool = False) -> nn.Module:
+    """``module.load_state_dict(state_dict)`` with one error listing missing, unexpected and mis-shaped keys.
+
+    ``partial=True`` fills only the keys ``state_dict`` has (e.g. a backbone's ImageNet convs); its other
+    keys must still be the module's, with the module's shapes.
+    """
+    own = module.state_dict()
+    missing = [] if partial else sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
     shapes = {k: (tuple(own[k].shape), tuple(v.shape)) for k, v in state_dict.items() if k in own and own[k].shape != v.shape}
     if missing or unexpected or shapes:
-        raise ValueError(f"{source} does not fit {type(model).__name__}: missing keys {missing}, unexpected keys "
+        raise ValueError(f"{source} does not fit {type(module).__name__}: missing keys {missing}, unexpected keys "
                          f"{unexpected}, mis-shaped keys (expected, found) {shapes}")
-    model.load_state_dict(state_dict)
-    return model
+    module.load_state_dict(state_dict, strict=not partial)
+    return module
 
 
 def load_weights(model: nn.Module, weights: Any, model_name: str, progress: bool = True) -> nn.Module:
-    """Load ``weights`` (anything :func:`resolve_weights` accepts) into an already built ``model``.
+    """Load ``weights`` (anything :func:`resolve_weights` accepts for ``model_name``) into a built ``model``.
 
-    For builders that settle ``num_classes`` themselves; to let the weights decide ``num_classes``, call
-    :func:`fetch_weights` before building and :meth:`Checkpoint.config` / :meth:`Checkpoint.load_into`.
+    For a model whose ``num_classes`` is settled; to let the weights decide it, build with ``weights=`` instead.
     """
     checkpoint = fetch_weights(weights, model_name, progress=progress)
     if checkpoint is not None:
@@ -326,21 +318,12 @@ def load_vgg16_backbone(backbone: nn.Module, weights: WeightsEnum | str | os.Pat
                         input_order: str = "rgb", progress: bool = True) -> nn.Module:
     """Initialise a :class:`~ssd_zoo.models.vgg.VGG16Backbone` from an ImageNet VGG16 file.
 
-    ``weights``: a :class:`VGG16_Backbone_Weights` member or name, or a path to either layout: ssd.pytorch's
-    ``vgg16_reducedfc.pth`` (keys ``N.*`` or ``vgg.N.*``; fills conv1_1 ... conv5_3, fc6, fc7) or
-    torchvision's ``vgg16_features-*.pth`` (``features.N.*``; fills conv1_1 ... conv5_3; ``classifier.*`` is
-    ignored). L2Norm and the extra layers keep their initialisation. ``input_order="bgr"`` for BGR weights.
+    ``weights``: a :class:`VGG16_Backbone_Weights` member or name, a URL, or a path to either layout:
+    ssd.pytorch's ``vgg16_reducedfc.pth`` (keys ``N.*`` or ``vgg.N.*``; fills conv1_1 ... conv5_3, fc6, fc7)
+    or torchvision's ``vgg16_features-*.pth`` (``features.N.*``; fills conv1_1 ... conv5_3; ``classifier.*``
+    is ignored). L2Norm and the extra layers keep their initialisation. ``input_order="bgr"`` for BGR weights.
     """
-    looks_like_a_path = isinstance(weights, str) and (os.sep in weights or weights.endswith((".pth", ".pt")))
-    if isinstance(weights, str) and not looks_like_a_path and not os.path.isfile(weights):
-        weights = get_weights(weights if "." in weights else f"vgg16_backbone.{weights}")
-    raw = convert.unwrap(download_state_dict(weights, progress) if isinstance(weights, WeightsEnum) else read_file(weights))
-    where = weights.url if isinstance(weights, WeightsEnum) else os.fspath(weights)
-    state = convert.vgg16_backbone_from(raw, where, input_order)
-    own = backbone.state_dict()
-    shapes = {k: (tuple(own[k].shape), tuple(v.shape)) for k, v in state.items() if k in own and own[k].shape != v.shape}
-    if shapes or not set(state) <= set(own):
-        raise ValueError(f"{where} does not fit {type(backbone).__name__}: mis-shaped keys (expected, found) {shapes}, "
-                         f"unknown keys {sorted(set(state) - set(own))}")
-    backbone.load_state_dict(state, strict=False)
-    return backbone
+    resolved = resolve_weights(weights, "vgg16_backbone")
+    where = resolved.url if isinstance(resolved, WeightsEnum) else os.fspath(resolved)
+    state = convert.vgg16_backbone_from(_read_stored(resolved, progress), where, input_order)
+    return load_state_dict(backbone, state, where, partial=True)

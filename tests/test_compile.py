@@ -12,7 +12,7 @@ import torch._dynamo
 import ssd_zoo
 
 # The generic timm builders take the backbone by name (as in test_registry_models.py).
-BUILD_KWARGS = {"ssd300": {"backbone": "resnet10t"}, "ssd512": {"backbone": "resnet10t"},
+BUILD_KWARGS = {"ssd": {"backbone": "resnet10t", "input_size": 128}, "ssd300": {"backbone": "resnet10t"}, "ssd512": {"backbone": "resnet10t"},
                 "ssdlite320": {"backbone": "mobilenetv3_small_050"}}
 
 

@@ -13,6 +13,7 @@ import torchvision
 
 import ssd_zoo
 from ssd_zoo import convert
+from ssd_zoo.cli import main
 from ssd_zoo.weights import load_state_dict
 
 # ssd.pytorch's SSD300 as data: its `vgg` cfg ("M" pool, "C" ceil-mode pool), extras (out, kernel, stride,
@@ -146,13 +147,49 @@ def test_input_order_must_be_rgb_or_bgr() -> None:
         convert.from_ssd_pytorch(ssd_pytorch_state_dict(), input_order="rbg")  # type: ignore[arg-type]
 
 
-def test_command_line_converts_ssd_pytorch_to_torchvision_and_back(tmp_path: Path) -> None:
+def test_command_line_converts_ssd_pytorch_to_ssd_zoo_and_back(tmp_path: Path) -> None:
     state = ssd_pytorch_state_dict(num_classes=21)
     torch.save(state, tmp_path / "ssd.pth")
-    done = subprocess.run([sys.executable, "-m", "ssd_zoo.convert", "--to", "torchvision", str(tmp_path / "ssd.pth"),
-                           str(tmp_path / "tv.pth")], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "ssd_zoo.cli", "convert", str(tmp_path / "ssd.pth"), str(tmp_path / "zoo.pth")],
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "(ssd.pytorch)" in done.stdout and "(torchvision)" in done.stdout
-    assert convert.main(["--from", "torchvision", "--to", "ssd.pytorch", str(tmp_path / "tv.pth"), str(tmp_path / "back.pth")]) == 0
+    assert "(ssd.pytorch)" in done.stdout and "(ssd_zoo)" in done.stdout
+    assert main(["convert", "--from", "ssd_zoo", "--to", "ssd.pytorch", str(tmp_path / "zoo.pth"), str(tmp_path / "back.pth")]) == 0
     back = torch.load(tmp_path / "back.pth", weights_only=True)
     assert back.keys() == state.keys() and all(torch.equal(back[k], v) for k, v in state.items())
+
+
+def test_converting_voc_default_boxes_to_torchvision_is_refused(tmp_path: Path) -> None:
+    """torchvision's ssd300_vgg16 always decodes with its own (COCO) default boxes: a VOC-box model would be wrong."""
+    torch.save(ssd_pytorch_state_dict(num_classes=21), tmp_path / "ssd.pth")
+    done = subprocess.run([sys.executable, "-m", "ssd_zoo.cli", "convert", "--to", "torchvision", str(tmp_path / "ssd.pth"),
+                           str(tmp_path / "tv.pth")], capture_output=True, text=True)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "anchors='voc' (default-box sizes [30, 60, 111" in done.stderr and "anchors='coco' (sizes [21, 45, 99" in done.stderr
+    assert not (tmp_path / "tv.pth").exists()
+    torch.save(ssd_zoo.build("ssd300_vgg16", num_classes=21).state_dict(), tmp_path / "zoo.pth")  # the file does not say
+    with pytest.raises(SystemExit, match="does not say which default boxes.*--anchors coco"):
+        main(["convert", "--to", "torchvision", str(tmp_path / "zoo.pth"), str(tmp_path / "tv.pth")])
+    with pytest.raises(SystemExit, match="trained with anchors='voc'"):
+        main(["convert", "--to", "torchvision", "--anchors", "voc", str(tmp_path / "zoo.pth"), str(tmp_path / "tv.pth")])
+
+
+def test_converted_coco_box_model_detects_the_same_in_torchvision(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    ours = ssd_zoo.build("ssd300_vgg16", num_classes=5, anchors="coco").eval()
+    with torch.no_grad():  # scaled heads: scores spread out, boxes move a little off the default boxes
+        for conv in ours.head.classification:
+            conv.weight.mul_(0.05)
+        for conv in ours.head.regression:
+            conv.weight.mul_(0.2)
+    torch.save(ours.state_dict(), tmp_path / "zoo.pth")
+    assert main(["convert", "--to", "torchvision", "--anchors", "coco", str(tmp_path / "zoo.pth"), str(tmp_path / "tv.pth")]) == 0
+    tv = torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None, num_classes=5).eval()
+    tv.load_state_dict(torch.load(tmp_path / "tv.pth", weights_only=True), strict=True)
+    images = [torch.rand(3, 240, 320, generator=torch.Generator().manual_seed(1))]
+    with torch.no_grad():
+        expected, found = ours(images)[0], tv(images)[0]
+    k = 20  # the best detections: far from score ties
+    assert len(expected["scores"]) >= k and torch.equal(found["labels"][:k], expected["labels"][:k])
+    torch.testing.assert_close(found["boxes"][:k], expected["boxes"][:k], atol=1e-3, rtol=0)
+    torch.testing.assert_close(found["scores"][:k], expected["scores"][:k], atol=1e-5, rtol=1e-4)

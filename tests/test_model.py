@@ -114,3 +114,45 @@ def test_checkpoint_round_trip(tmp_path, ssd300) -> None:
     loaded = ssd_zoo.build("ssd300_vgg16", num_classes=4, weights=str(path))
     for key, value in ssd300.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_dense_predictions_are_what_forward_post_processes() -> None:
+    from ssd_zoo.ops.postprocess import select_detections
+
+    torch.manual_seed(0)
+    model = ssd_zoo.build("ssd300_vgg16", num_classes=4).eval()
+    with torch.no_grad():
+        for conv in model.head.classification:
+            conv.weight.mul_(0.05)
+    images = [torch.rand(3, 200, 260), torch.rand(3, 300, 300)]
+    with torch.no_grad():
+        dense = model.dense_predictions(images)
+        expected = model(images)
+        batch = torch.stack([torch.nn.functional.interpolate(im[None], size=(300, 300), mode="bilinear")[0]
+                             for im in images])
+        same = model.dense_predictions(batch)  # a tensor at the input size is used as it is
+    assert dense["scores"].shape == (2, 8732, 4) and dense["boxes"].shape == (2, 8732, 4)
+    assert dense["default_boxes"].shape == (8732, 4)
+    torch.testing.assert_close(dense["scores"].sum(-1), torch.ones(2, 8732))
+    torch.testing.assert_close(same["scores"], dense["scores"])
+    assert dense["boxes"].min() < 0 or dense["boxes"].max() > 300, "boxes are not clipped"
+    detections = select_detections(dense["scores"], dense["boxes"], (300, 300), **model.thresholds)
+    for (h, w), found, e in zip([(200, 260), (300, 300)], detections, expected):
+        scale = torch.tensor([w / 300, h / 300] * 2)
+        assert torch.equal(found["labels"], e["labels"]) and len(e["labels"]) > 0
+        torch.testing.assert_close(found["boxes"] * scale, e["boxes"])
+        torch.testing.assert_close(found["scores"], e["scores"])
+
+
+def test_the_generic_ssd_builder_takes_any_input_size() -> None:
+    pytest.importorskip("timm")
+    same = ssd_zoo.build("ssd", backbone="resnet10t", input_size=300)
+    assert same.default_boxes.spec == ssd_zoo.build("ssd300", backbone="resnet10t").default_boxes.spec
+    small = ssd_zoo.build("ssd", backbone="resnet10t", input_size=128, anchors="coco",
+                          box_sizes=[14, 34, 52, 84, 109, 134], aspect_ratios=[[2, 3]] * 4 + [[2]])
+    assert small.input_size == 128 and small.default_boxes.spec.sizes == (14, 34, 52, 84, 109, 134)
+    with torch.no_grad():
+        dense = small.eval().dense_predictions([torch.rand(3, 100, 140)])
+    assert dense["scores"].shape[1] == 6 * (16 * 16 + 8 * 8 + 4 * 4 + 2 * 2) + 4 * 1
+    with pytest.raises(ValueError, match="SSDLite has its own default boxes"):
+        ssd_zoo.build("ssdlite320", backbone="mobilenetv3_small_050", box_sizes=[1, 2, 3])

@@ -192,7 +192,7 @@ def test_missing_vgg16_file_says_where_to_put_it(tmp_path: Path) -> None:
 def test_every_named_variant_has_a_voc_config() -> None:
     import ssd_zoo
 
-    generic = {"ssd300", "ssd512", "ssdlite320"}  # need a backbone name: they have no config of their own
+    generic = {"ssd", "ssd300", "ssd512", "ssdlite320"}  # need a backbone name: they have no config of their own
     configs = {p.name.removesuffix("_voc0712.yaml") for p in (ROOT / "recipes/configs").glob("*_voc0712.yaml")}
     missing = sorted(set(ssd_zoo.list_models()) - generic - configs)
     assert not missing, f"no recipes/configs/<name>_voc0712.yaml for registered models {missing}"
@@ -215,9 +215,11 @@ def test_pad_to_square_keeps_boxes_and_pixels() -> None:
 
 
 def test_small_input_spec_takes_the_datas_box_sizes() -> None:
-    spec = common.small_input_spec(128, box_sizes=(18, 34, 52, 84, 109, 134), aspect_ratios=((2, 3),) * 4 + ((2,),))
+    from ssd_zoo.ops.default_boxes import default_box_spec
+
+    spec = default_box_spec(128, "coco", box_sizes=(18, 34, 52, 84, 109, 134), aspect_ratios=((2, 3),) * 4 + ((2,),))
     assert spec.sizes == (18.0, 34.0, 52.0, 84.0, 109.0, 134.0) and spec.steps == (8.0, 16.0, 32.0, 64.0, 128.0)
     assert spec.boxes_per_location == [6, 6, 6, 6, 4]
-    assert common.small_input_spec(128).sizes[0] == pytest.approx(21 * 128 / 300)  # the COCO preset, scaled
+    assert default_box_spec(128, "coco").sizes[0] == pytest.approx(21 * 128 / 300)  # the COCO preset, scaled
     with pytest.raises(ValueError, match=r"maps \[16, 8, 4, 2, 1\] are 5 levels, so expected 6 box_sizes and 5 aspect_ratios"):
-        common.small_input_spec(128, box_sizes=(18, 34, 52))
+        default_box_spec(128, "coco", box_sizes=(18, 34, 52))

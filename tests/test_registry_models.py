@@ -15,6 +15,7 @@ import ssd_zoo
 
 # Builders that need an argument to build at all: the generic timm ones take the backbone by name.
 BUILD_KWARGS = {
+    "ssd": {"backbone": "resnet10t", "input_size": 128},
     "ssd300": {"backbone": "resnet10t"},
     "ssd512": {"backbone": "resnet10t"},
     "ssdlite320": {"backbone": "mobilenetv3_small_050"},

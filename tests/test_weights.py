@@ -69,14 +69,13 @@ def save_hashed(state: dict, folder: Path, stem: str) -> tuple[Path, str]:
     return tmp.rename(folder / f"{stem}-{prefix}.pth"), prefix
 
 
-def test_weights_enum(url: str, sha256: str | None, layout: str = "ssd.pytorch", num_classes: int = 21) -> WeightsEnum:
+def make_weights_enum(url: str, sha256: str | None, layout: str = "ssd.pytorch", num_classes: int = 21) -> WeightsEnum:
     """One-member enum ``TestWeights.NET`` for ssd300_vgg16, as a user would write for their own file server."""
     entry = ssd_weights(url, sha256=sha256, model="ssd300_vgg16", input_size=300, layout=layout, num_classes=num_classes,
                         anchors="voc", categories=None, dataset="test", metrics={}, metrics_source="-", recipe="-")
     return WeightsEnum("TestWeights", {"NET": entry}).NET
 
 
-test_weights_enum.__test__ = False  # a helper, not a test
 
 
 def assert_same(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -116,7 +115,7 @@ def test_names_resolve_and_list() -> None:
     with pytest.raises(ValueError, match="no published weights for ssd512_vgg16"):
         ssd_zoo.build("ssd512_vgg16", weights="DEFAULT")
     with pytest.raises(ValueError, match="TestWeights.NET are for 'ssd300_vgg16', not 'ssd512_vgg16'"):
-        resolve_weights(test_weights_enum("file:///x.pth", None), "ssd512_vgg16")
+        resolve_weights(make_weights_enum("file:///x.pth", None), "ssd512_vgg16")
 
 
 def test_conflicts_raise_before_any_download() -> None:
@@ -132,7 +131,7 @@ def test_conflicts_raise_before_any_download() -> None:
 def test_named_weights_through_a_file_url(layout: str, tmp_path: Path, torch_home: Path, model_state: dict) -> None:
     published = convert.from_ssd_zoo(model_state, layout)
     path, prefix = save_hashed(published, tmp_path / "files", "ssd300-test")
-    weights = test_weights_enum(path.as_uri(), prefix, layout=layout)
+    weights = make_weights_enum(path.as_uri(), prefix, layout=layout)
     model = ssd_zoo.build("ssd300_vgg16", weights=weights)  # converted from the published layout on load
     assert_same(model, model_state)
     assert (torch_home / path.name).is_file()
@@ -142,7 +141,7 @@ def test_http_download_checks_the_hash_and_then_uses_the_cache(http_folder: tupl
     folder, base = http_folder
     state = {"backbone.l2norm.weight": torch.arange(4.0)}
     path, prefix = save_hashed(state, folder, "tiny")
-    weights = test_weights_enum(f"{base}/{path.name}", prefix)
+    weights = make_weights_enum(f"{base}/{path.name}", prefix)
     assert torch.equal(download_state_dict(weights, progress=False)["backbone.l2norm.weight"], torch.arange(4.0))
     path.unlink()  # the server has nothing now: the second load must come from the cache
     assert torch.equal(download_state_dict(weights, progress=False)["backbone.l2norm.weight"], torch.arange(4.0))
@@ -152,7 +151,7 @@ def test_a_tampered_download_is_rejected(http_folder: tuple[Path, str], torch_ho
     folder, base = http_folder
     path, prefix = save_hashed({"x": torch.zeros(3)}, folder, "tiny")
     torch.save({"x": torch.ones(3)}, path)  # same name, other bytes
-    weights = test_weights_enum(f"{base}/{path.name}", prefix)
+    weights = make_weights_enum(f"{base}/{path.name}", prefix)
     with pytest.raises(RuntimeError, match=rf"{base}/{path.name} does not match the sha256 prefix '{prefix}'"):
         download_state_dict(weights, progress=False)
     assert not (torch_home / path.name).exists()
@@ -163,14 +162,14 @@ def test_a_tampered_cache_file_is_rejected(tmp_path: Path, torch_home: Path) -> 
     torch_home.mkdir(parents=True)
     torch.save({"x": torch.ones(3)}, torch_home / path.name)
     with pytest.raises(RuntimeError, match=f"cached file {torch_home / path.name} does not match sha256 prefix {prefix}"):
-        download_state_dict(test_weights_enum(path.as_uri(), prefix), progress=False)
+        download_state_dict(make_weights_enum(path.as_uri(), prefix), progress=False)
 
 
 def test_offline_error_names_the_url_the_cache_and_the_way_out(torch_home: Path) -> None:
     url = "http://127.0.0.1:9/ssd300-0123abcd.pth"  # the discard port: nothing listens
     with pytest.raises(RuntimeError, match=rf"could not download {url} into {torch_home}/ssd300-0123abcd.pth.*"
                                            r"weights='/path/to/ssd300-0123abcd.pth'"):
-        download_state_dict(test_weights_enum(url, "0123abcd"), progress=False)
+        download_state_dict(make_weights_enum(url, "0123abcd"), progress=False)
 
 
 def test_voc0712_and_pretrained_from_a_seeded_cache(torch_home: Path, model_state: dict) -> None:
@@ -234,3 +233,17 @@ def test_vgg16_backbone_files(tmp_path: Path, torch_home: Path) -> None:
 def test_the_suite_cannot_reach_the_network() -> None:
     with pytest.raises(ConnectionRefusedError, match="only connect to 127.0.0.1"):
         socket.create_connection(("203.0.113.1", 80), timeout=1)
+
+
+def test_a_url_as_weights_is_downloaded_cached_and_converted(http_folder: tuple[Path, str], torch_home: Path,
+                                                             model_state: dict) -> None:
+    folder, base = http_folder
+    path, _ = save_hashed(convert.to_torchvision(model_state), folder, "net")  # any layout, detected from its keys
+    url = f"{base}/{path.name}"
+    assert resolve_weights(url, "ssd300_vgg16") == url
+    model = ssd_zoo.build("ssd300_vgg16", weights=url)
+    assert_same(model, model_state)
+    assert model.default_boxes.spec == preset(300, "coco")  # torchvision's layout implies its default boxes
+    assert (torch_home / path.name).is_file()
+    path.unlink()  # from the cache now
+    assert_same(ssd_zoo.build("ssd300_vgg16", weights=url), model_state)

@@ -24,8 +24,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from ssd_zoo.data.common import PER_BOX_KEYS
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+from ssd_zoo.transform import IMAGENET_MEAN
 
 
 def _per_box_entries(inputs: tuple) -> tuple[Tensor, ...]:

@@ -5,6 +5,6 @@ imported only when it computes.
 """
 
 from ssd_zoo.metrics.coco import STAT_NAMES, COCOEvaluator
-from ssd_zoo.metrics.voc import VOCEvaluator, average_precision, best_overlaps
+from ssd_zoo.metrics.voc import VOCEvaluator, average_precision
 
-__all__ = ["COCOEvaluator", "STAT_NAMES", "VOCEvaluator", "average_precision", "best_overlaps"]
+__all__ = ["COCOEvaluator", "STAT_NAMES", "VOCEvaluator", "average_precision"]

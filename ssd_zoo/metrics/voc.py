@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssd_zoo.metrics.voc_ops import average_precision, best_overlaps, grouped_best_overlaps, score_order
+from ssd_zoo.metrics.voc_ops import average_precision, grouped_best_overlaps, score_order
 
-__all__ = ["VOCEvaluator", "average_precision", "best_overlaps"]
+__all__ = ["VOCEvaluator", "average_precision"]
 
 _PAD, _TP, _FP, _IGNORED, _CLAIM = 0, 1, 2, 3, 4  # what a detection counts as (int8 codes)
 

@@ -26,33 +26,6 @@ def pairwise_iou(d: np.ndarray, g: np.ndarray, pixel_inclusive: bool = True) -> 
         return inters / union
 
 
-def best_overlaps(
-    det_boxes: np.ndarray,
-    det_labels: np.ndarray,
-    gt_boxes: np.ndarray,
-    gt_labels: np.ndarray,
-    pixel_inclusive: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """For each detection, the highest IoU with a ground-truth box of its class in its image (padded).
-
-    Args:
-        det_boxes: float64 ``[B, D, 4]`` xyxy; det_labels: int64 ``[B, D]``.
-        gt_boxes: float64 ``[B, G, 4]`` xyxy; gt_labels: int64 ``[B, G]`` (-1 for padding).
-        pixel_inclusive: see ``pairwise_iou``.
-
-    Returns ``(iou [B, D], index [B, D])``: the best IoU (``-inf`` when the image has no box of the
-    class) and the index of that box among the image's G boxes (the first one on ties).
-    ``grouped_best_overlaps`` does the same on flat arrays without padding.
-    """
-    d, g = np.moveaxis(det_boxes, -1, 0), np.moveaxis(gt_boxes, -1, 0)  # [4, B, D], [4, B, G]
-    iou = pairwise_iou(d[..., :, None], g[..., None, :], pixel_inclusive)  # [B, D, G]
-    iou = np.where(det_labels[:, :, None] == gt_labels[:, None, :], iou, -np.inf)
-    if iou.shape[2] == 0:
-        shape = iou.shape[:2]
-        return np.full(shape, -np.inf), np.zeros(shape, dtype=np.int64)
-    return iou.max(axis=2), iou.argmax(axis=2)
-
-
 def _coordinates(boxes: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``boxes[rows]`` as float64 ``[4, len(rows)]``, coordinates first (``np.take`` is the fast gather)."""
     return np.asarray(np.take(boxes, rows, axis=0).T, np.float64, order="C")

@@ -1,8 +1,7 @@
 """SSDLite (MobileNetV2 paper, sec. 6.3; MobileNetV3 paper, sec. 6.2): SSD with depthwise-separable predictors.
 
 Every 3x3 convolution of the SSD head becomes a 3x3 depthwise convolution + BatchNorm + ReLU6 followed
-by a 1x1 convolution, and the extra layers become depthwise blocks (see
-:func:`ssd_zoo.models.timm_backbone.lite_extra_block`). The default boxes are torchvision's
+by a 1x1 convolution, and the extra layers become depthwise blocks (:func:`lite_extra_block`). The default boxes are torchvision's
 ``ssdlite320_mobilenet_v3_large`` ones: 6 maps (20/10/5/3/2/1 at 320), scales 0.2 ... 0.95 (and 1.0 for the
 last level's extra square box), aspect ratios 2 and 3 on every level, centres at ``(j + 0.5) / f_k`` —
 6 boxes per location, 3234 default boxes at 320.
@@ -13,8 +12,9 @@ from collections import OrderedDict
 
 from torch import nn
 
-from ..ops.default_boxes import DefaultBoxSpec
+from ..ops.default_boxes import DefaultBoxSpec, feature_grid
 from .head import SSDHead
+from .layers import conv_norm_act
 
 
 def ssdlite_spec(input_size: int = 320, *, min_ratio: float = 0.2, max_ratio: float = 0.95) -> DefaultBoxSpec:
@@ -23,9 +23,7 @@ def ssdlite_spec(input_size: int = 320, *, min_ratio: float = 0.2, max_ratio: fl
     The first map is at stride 16 (``ceil(input_size / 16)``, 20 at 320); each further map halves (ceil)
     down to 1. Steps are ``input_size / side`` (fractional, e.g. 320/3), so centres sit at ``(j + 0.5) / side``.
     """
-    grid = [-(-input_size // 16)]
-    while grid[-1] > 1:
-        grid.append(-(-grid[-1] // 2))
+    grid = feature_grid(input_size, (16,))
     levels = len(grid)
     scales = [min_ratio + (max_ratio - min_ratio) * k / (levels - 1) for k in range(levels)] + [1.0]
     return DefaultBoxSpec(
@@ -34,6 +32,17 @@ def ssdlite_spec(input_size: int = 320, *, min_ratio: float = 0.2, max_ratio: fl
         ((2, 3),) * levels,
         tuple(input_size / side for side in grid),
     )
+
+
+def lite_extra_block(in_ch: int, out_ch: int, *, stride: int, padding: int) -> nn.Sequential:
+    """SSDLite's extra layer (torchvision's ``_extra_block``): 1x1 reduce, 3x3 depthwise, 1x1 expand; BN + ReLU6."""
+    mid = out_ch // 2
+    parts = [
+        ("reduce", conv_norm_act(in_ch, mid, 1, act=nn.ReLU6)),
+        ("depthwise", conv_norm_act(mid, mid, 3, stride=stride, padding=padding, groups=mid, act=nn.ReLU6)),
+        ("expand", conv_norm_act(mid, out_ch, 1, act=nn.ReLU6)),
+    ]
+    return nn.Sequential(OrderedDict((name, nn.Sequential(OrderedDict(layers))) for name, layers in parts))
 
 
 def _predictor(in_ch: int, out_ch: int) -> nn.Sequential:

@@ -11,7 +11,6 @@ the extra blocks' strides and paddings from the grid sizes they must produce.
 from __future__ import annotations
 
 import difflib
-import math
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -21,17 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.default_boxes import DefaultBoxSpec
+from ..ops.default_boxes import grid_sides as ssd_grid  # noqa: F401  (re-exported: the grid lives with the default boxes)
+from ..transform import IMAGENET_MEAN, IMAGENET_STD
+from .layers import conv_norm_act
+from .ssdlite import lite_extra_block
 
 # A backbone map may miss the SSD grid by this many cells (floor vs ceil padding conventions, e.g. ConvNeXt's
 # 37/18/9 at 300); it is then resampled onto the grid. A larger miss means a wrong stride: we raise.
 MAX_GRID_MISMATCH = 2
-
-
-def ssd_grid(spec: DefaultBoxSpec) -> list[int]:
-    """Per level, the side of the square map the default boxes were laid out for: ``ceil(input_size / step)``."""
-    # round() first: SSDLite's steps are fractions like 320/3, and 320 / (320/3) is 3.0000000000000004.
-    return [math.ceil(round(spec.input_size / step, 6)) for step in spec.steps]
 
 
 def _timm() -> ModuleType:
@@ -100,36 +96,13 @@ def create_features(
         ) from err
 
 
-def _conv_norm_act(
-    in_ch: int, out_ch: int, kernel: int, *, stride: int = 1, padding: int = 0, groups: int = 1,
-    norm: bool = True, act: type[nn.Module] = nn.ReLU,
-) -> list[tuple[str, nn.Module]]:
-    layers: list[tuple[str, nn.Module]] = [
-        ("conv", nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding, groups=groups, bias=not norm))
-    ]
-    if norm:
-        layers.append(("bn", nn.BatchNorm2d(out_ch)))
-    return layers + [("act", act(inplace=True))]
-
-
 def extra_block(in_ch: int, out_ch: int, *, stride: int, padding: int, batch_norm: bool) -> nn.Sequential:
     """SSD's extra layer: 1x1 conv to ``out_ch // 2``, then a 3x3 conv to ``out_ch`` (each + BN? + ReLU)."""
     mid = out_ch // 2
-    reduce = _conv_norm_act(in_ch, mid, 1, norm=batch_norm)
-    shrink = _conv_norm_act(mid, out_ch, 3, stride=stride, padding=padding, norm=batch_norm)
+    reduce = conv_norm_act(in_ch, mid, 1, norm=batch_norm)
+    shrink = conv_norm_act(mid, out_ch, 3, stride=stride, padding=padding, norm=batch_norm)
     return nn.Sequential(OrderedDict([("reduce", nn.Sequential(OrderedDict(reduce))),
                                       ("shrink", nn.Sequential(OrderedDict(shrink)))]))
-
-
-def lite_extra_block(in_ch: int, out_ch: int, *, stride: int, padding: int) -> nn.Sequential:
-    """SSDLite's extra layer (torchvision's ``_extra_block``): 1x1 reduce, 3x3 depthwise, 1x1 expand; BN + ReLU6."""
-    mid = out_ch // 2
-    parts = [
-        ("reduce", _conv_norm_act(in_ch, mid, 1, act=nn.ReLU6)),
-        ("depthwise", _conv_norm_act(mid, mid, 3, stride=stride, padding=padding, groups=mid, act=nn.ReLU6)),
-        ("expand", _conv_norm_act(mid, out_ch, 1, act=nn.ReLU6)),
-    ]
-    return nn.Sequential(OrderedDict((name, nn.Sequential(OrderedDict(layers))) for name, layers in parts))
 
 
 def shrink_geometry(size: int, target: int) -> tuple[int, int]:
@@ -204,8 +177,8 @@ class TimmBackbone(nn.Module):
         channels = [body.feature_info.channels()[i] for i in self.levels]
         self.extras = self._extras(channels[-1], grid[len(strides) - 1 :], extra_channels, lite, _uses_batch_norm(body))
         self.out_channels = channels + [int(c) for c in extra_channels[: len(self.extras)]]
-        self.mean = tuple(float(m) for m in body.pretrained_cfg.get("mean", (0.485, 0.456, 0.406)))
-        self.std = tuple(float(s) for s in body.pretrained_cfg.get("std", (0.229, 0.224, 0.225)))
+        self.mean = tuple(float(m) for m in body.pretrained_cfg.get("mean", IMAGENET_MEAN))
+        self.std = tuple(float(s) for s in body.pretrained_cfg.get("std", IMAGENET_STD))
 
     @staticmethod
     def _pick_levels(body: nn.Module, strides: Sequence[int], name: str, input_size: int) -> list[int]:

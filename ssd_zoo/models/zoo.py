@@ -1,29 +1,22 @@
 """Registered SSD variants: one short builder each, merging its defaults with the caller's keywords."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from ..ops.default_boxes import DefaultBoxGenerator, preset
 from ..registry import register_model
 from ..transform import SSDTransform
-from ..weights import fetch_weights, load_weights
+from ..weights import builder_config, fetch_weights
 from .head import SSDHead
 from .ssd import SSD
 from .vgg import VGG16Backbone
-
-
-def load_checkpoint(model: SSD, path: str | os.PathLike) -> SSD:
-    """Load a local checkpoint in any supported layout (ssd_zoo, torchvision, ssd.pytorch) into ``model``."""
-    return load_weights(model, Path(path), model_name="")
 
 
 def _vgg16_ssd(name: str, input_size: int, weights: Any, num_classes: int | None, anchors: str | None,
                **kwargs: Any) -> SSD:
     # Weights first: named weights and checkpoint files decide num_classes and anchors unless given.
     checkpoint = fetch_weights(weights, name, pretrained=kwargs.pop("pretrained", None))
-    num_classes, anchors = checkpoint.config(num_classes, anchors) if checkpoint else (num_classes or 21, anchors or "voc")
+    num_classes, anchors = builder_config(checkpoint, num_classes, anchors)
     spec = preset(input_size, anchors)
     backbone = VGG16Backbone(input_size)
     head = SSDHead(backbone.out_channels, spec.boxes_per_location, num_classes)
@@ -39,7 +32,7 @@ def ssd300_vgg16(*, weights: Any = None, num_classes: int | None = None, anchors
 
     ``weights``: None, "DEFAULT" (= "VOC0712"), "VOC0712" (ssd.pytorch, 21 classes, anchors="voc"),
     "COCO_V1" (torchvision, 91 classes, anchors="coco"), a ``SSD300_VGG16_Weights`` member, or a checkpoint
-    path (ssd_zoo, torchvision or ssd.pytorch layout). Without weights: 21 classes (VOC), anchors="voc".
+    path or URL (ssd_zoo, torchvision or ssd.pytorch layout). Without weights: 21 classes (VOC), anchors="voc".
     """
     return _vgg16_ssd("ssd300_vgg16", 300, weights, num_classes, anchors, **kwargs)
 
@@ -48,7 +41,7 @@ def ssd300_vgg16(*, weights: Any = None, num_classes: int | None = None, anchors
 def ssd512_vgg16(*, weights: Any = None, num_classes: int | None = None, anchors: str | None = None, **kwargs: Any) -> SSD:
     """SSD512 with the original VGG16 backbone: 24564 default boxes on maps 64/32/16/8/4/2/1.
 
-    ``weights``: None or a checkpoint path (any supported layout); no published weights are registered.
+    ``weights``: None, a checkpoint path or URL (any supported layout); no published weights are registered.
     Without weights: 21 classes (VOC), anchors="voc".
     """
     return _vgg16_ssd("ssd512_vgg16", 512, weights, num_classes, anchors, **kwargs)

@@ -1,11 +1,12 @@
-"""SSDs on timm backbones: the generic ``ssd300`` / ``ssd512`` / ``ssdlite320`` and the named variants.
+"""SSDs on timm backbones: the generic ``ssd`` / ``ssd300`` / ``ssd512`` / ``ssdlite320`` and the named variants.
 
     >>> ssd_zoo.build("ssd300", backbone="regnetx_002", num_classes=21)   # any timm features_only model
     >>> ssd_zoo.build("ssd300_resnet50", pretrained_backbone=True)        # timm's ImageNet weights
     >>> ssd_zoo.build("ssdlite320_mobilenetv3_large", backbone_weights="mobilenetv3.safetensors")
+    >>> ssd_zoo.build("ssd", backbone="resnet18", input_size=128, box_sizes=[14, 34, 52, 84, 109, 134])
 
-Every builder takes ``weights`` (a local ssd_zoo checkpoint), ``num_classes`` (default 21, VOC with
-background) and the keywords of :func:`timm_ssd`; the rest reach :class:`ssd_zoo.SSD`.
+Every builder takes ``weights`` (a checkpoint path or URL in ssd_zoo's layout), ``num_classes`` (default 21,
+VOC with background) and the keywords of :func:`timm_ssd`; the rest reach :class:`ssd_zoo.SSD`.
 """
 from __future__ import annotations
 
@@ -13,24 +14,27 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ..ops.default_boxes import DefaultBoxGenerator, preset
+from ..ops.default_boxes import DefaultBoxGenerator, default_box_spec, grid_sides
 from ..registry import register_model
 from ..transform import SSDTransform
+from ..weights import builder_config, fetch_weights
 from .head import SSDHead
 from .ssd import SSD
 from .ssdlite import SSDLiteHead, ssdlite_spec
-from .timm_backbone import TimmBackbone, create_features, ssd_grid
-from .zoo import load_checkpoint
+from .timm_backbone import TimmBackbone, create_features
 
 
 def timm_ssd(
     backbone: str,
     input_size: int,
     *,
-    weights: str | os.PathLike | None = None,
+    model_name: str | None = None,
+    weights: Any = None,
     num_classes: int | None = None,
     lite: bool = False,
     anchors: str | None = None,
+    box_sizes: Sequence[float] | None = None,
+    aspect_ratios: Sequence[Sequence[float]] | None = None,
     pretrained_backbone: bool = False,
     backbone_weights: str | os.PathLike | None = None,
     extra_channels: Sequence[int] | None = None,
@@ -41,39 +45,55 @@ def timm_ssd(
 
     Args:
         backbone: a timm model name with ``features_only`` support, e.g. ``"resnet50"``.
-        input_size: 300 or 512 (SSD, maps from strides 8/16/32), or e.g. 320 (SSDLite, strides 16/32).
-        weights: a local ssd_zoo checkpoint of this exact model.
+        input_size: the square input, e.g. 300 or 512 (SSD, maps from strides 8/16/32, the paper's grids),
+            128 (maps 16/8/4/2/1, see :func:`~ssd_zoo.ops.default_boxes.default_box_spec`), or 320 (SSDLite,
+            strides 16/32).
+        model_name: the registered name, for weights lookup and messages (default ``"ssd<input_size>"``).
+        weights: a checkpoint path or URL in ssd_zoo's layout of this exact model.
         num_classes: classes including background (default 21).
         lite: SSDLite head, extra blocks and default boxes (see :mod:`ssd_zoo.models.ssdlite`).
         anchors: SSD default boxes, ``"voc"`` (default) or ``"coco"``; SSDLite has its own.
+        box_sizes, aspect_ratios: the data's own default-box sizes (pixels of the input, one more than there
+            are maps) and ratios (one tuple per map), replacing the preset's.
         pretrained_backbone: timm's ImageNet weights through timm's hub/cache.
         backbone_weights: a local ``.pth``/``.safetensors`` state dict of the timm model.
         extra_channels: channels of the extra blocks (default 512, 256, 256, 256; SSDLite 512, 256, 256, 128).
         timm_kwargs: more ``timm.create_model`` keywords.
         kwargs: reach :class:`ssd_zoo.SSD` (``score_thresh``, ``nms_thresh``, ``iou_thresh``, ...).
     """
-    if lite and anchors is not None:
-        raise ValueError(f"anchors={anchors!r}: SSDLite has its own default boxes; anchors applies to SSD300/SSD512")
-    num_classes = 21 if num_classes is None else num_classes
-    spec = ssdlite_spec(input_size) if lite else preset(input_size, anchors or "voc")
+    if lite and (anchors, box_sizes, aspect_ratios) != (None, None, None):
+        raise ValueError(f"anchors={anchors!r}: SSDLite has its own default boxes; anchors, box_sizes and "
+                         "aspect_ratios apply to SSD")
+    model_name = model_name or f"{'ssdlite' if lite else 'ssd'}{input_size}"
+    checkpoint = fetch_weights(weights, model_name)
+    num_classes, anchors = builder_config(checkpoint, num_classes, anchors)
+    spec = ssdlite_spec(input_size) if lite else default_box_spec(input_size, anchors, box_sizes, aspect_ratios)
     if extra_channels is None:
         extra_channels = (512, 256, 256, 128) if lite else (512, 256, 256, 256)
     body = create_features(
         backbone, pretrained=pretrained_backbone, weights_path=backbone_weights, **(timm_kwargs or {})
     )
     net = TimmBackbone(
-        body, input_size=input_size, grid=ssd_grid(spec), strides=(16, 32) if lite else (8, 16, 32),
+        body, input_size=input_size, grid=grid_sides(spec), strides=(16, 32) if lite else (8, 16, 32),
         extra_channels=extra_channels, lite=lite,
     )
     head = (SSDLiteHead if lite else SSDHead)(net.out_channels, spec.boxes_per_location, num_classes)
     transform = SSDTransform(input_size, net.mean, net.std)
     model = SSD(net, head, DefaultBoxGenerator(spec), transform, num_classes, **kwargs)
-    if weights is not None:
-        load_checkpoint(model, weights)
+    if checkpoint is not None:
+        checkpoint.load_into(model)
     return model
 
 
 # The generic builders: any timm backbone by name.
+@register_model
+def ssd(*, backbone: str, input_size: int = 300, weights: Any = None, num_classes: int | None = None,
+        **kwargs: Any) -> SSD:
+    """SSD on any timm ``backbone`` at any square ``input_size``, e.g. the demo's 128 (maps 16/8/4/2/1);
+    ``box_sizes`` / ``aspect_ratios`` / ``anchors`` choose the default boxes (see :func:`timm_ssd`)."""
+    return timm_ssd(backbone, input_size, model_name="ssd", weights=weights, num_classes=num_classes, **kwargs)
+
+
 @register_model
 def ssd300(*, backbone: str, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
     """SSD300 on any timm ``backbone``: maps 38/19/10 from strides 8/16/32, extras 5/3/1; 8732 default boxes."""
@@ -92,62 +112,36 @@ def ssdlite320(*, backbone: str, weights: Any = None, num_classes: int | None = 
     return timm_ssd(backbone, 320, weights=weights, num_classes=num_classes, lite=True, **kwargs)
 
 
-# The named variants.
-@register_model
-def ssd300_resnet18(*, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
-    """SSD300 on ResNet-18 (layer2/3/4 at strides 8/16/32)."""
-    return ssd300(backbone="resnet18", weights=weights, num_classes=num_classes, **kwargs)
+# The named variants: (name, timm backbone, input size, SSDLite?, timm keywords, docstring).
+_EXPANSION = {"feature_location": "expansion"}
+_VARIANTS = [
+    ("ssd300_resnet18", "resnet18", 300, False, {}, "SSD300 on ResNet-18 (layer2/3/4 at strides 8/16/32)."),
+    ("ssd300_resnet50", "resnet50", 300, False, {}, "SSD300 on ResNet-50 (layer2/3/4 at strides 8/16/32)."),
+    ("ssd512_resnet50", "resnet50", 512, False, {}, "SSD512 on ResNet-50."),
+    ("ssd300_mobilenetv2", "mobilenetv2_100", 300, False, {}, "SSD300 on MobileNetV2 (width 1.0)."),
+    ("ssd300_mobilenetv3_large", "mobilenetv3_large_100", 300, False, {}, "SSD300 on MobileNetV3-Large (width 1.0)."),
+    ("ssdlite320_mobilenetv2", "mobilenetv2_100", 320, True, _EXPANSION,
+     "SSDLite320 on MobileNetV2, tapping the expansion of layer 15 (576 ch) and the last expansion (960 ch)."),
+    ("ssdlite320_mobilenetv3_large", "mobilenetv3_large_100", 320, True, _EXPANSION,
+     "SSDLite320 on MobileNetV3-Large, tapped as torchvision's: stride-16 expansion (672 ch), last conv (960 ch)."),
+    ("ssd300_efficientnet_b3", "efficientnet_b3", 300, False, {}, "SSD300 on EfficientNet-B3."),
+    ("ssd300_convnext_tiny", "convnext_tiny", 300, False, {},
+     "SSD300 on ConvNeXt-Tiny (its 37/18/9 maps at 300 are resampled onto 38/19/10; extras without BN)."),
+]
 
 
-@register_model
-def ssd300_resnet50(*, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
-    """SSD300 on ResNet-50 (layer2/3/4 at strides 8/16/32)."""
-    return ssd300(backbone="resnet50", weights=weights, num_classes=num_classes, **kwargs)
+def _variant(name: str, backbone: str, input_size: int, lite: bool, timm_kwargs: dict[str, Any], doc: str) -> None:
+    """Register ``name``: :func:`timm_ssd` with this backbone and size; the caller's keywords merged in."""
+    def builder(*, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
+        merged = {**timm_kwargs, **kwargs.pop("timm_kwargs", {})}
+        return timm_ssd(backbone, input_size, model_name=name, weights=weights, num_classes=num_classes, lite=lite,
+                        timm_kwargs=merged, **kwargs)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = doc
+    register_model(builder)
 
 
-@register_model
-def ssd512_resnet50(*, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
-    """SSD512 on ResNet-50."""
-    return ssd512(backbone="resnet50", weights=weights, num_classes=num_classes, **kwargs)
-
-
-@register_model
-def ssd300_mobilenetv2(*, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
-    """SSD300 on MobileNetV2 (width 1.0)."""
-    return ssd300(backbone="mobilenetv2_100", weights=weights, num_classes=num_classes, **kwargs)
-
-
-@register_model
-def ssd300_mobilenetv3_large(*, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
-    """SSD300 on MobileNetV3-Large (width 1.0)."""
-    return ssd300(backbone="mobilenetv3_large_100", weights=weights, num_classes=num_classes, **kwargs)
-
-
-@register_model
-def ssdlite320_mobilenetv2(*, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
-    """SSDLite320 on MobileNetV2, tapping the expansion of layer 15 (576 ch) and the last expansion (960 ch)."""
-    timm_kwargs = {"feature_location": "expansion", **kwargs.pop("timm_kwargs", {})}
-    return ssdlite320(
-        backbone="mobilenetv2_100", weights=weights, num_classes=num_classes, timm_kwargs=timm_kwargs, **kwargs
-    )
-
-
-@register_model
-def ssdlite320_mobilenetv3_large(*, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
-    """SSDLite320 on MobileNetV3-Large, tapped as torchvision's: stride-16 expansion (672 ch), last conv (960 ch)."""
-    timm_kwargs = {"feature_location": "expansion", **kwargs.pop("timm_kwargs", {})}
-    return ssdlite320(
-        backbone="mobilenetv3_large_100", weights=weights, num_classes=num_classes, timm_kwargs=timm_kwargs, **kwargs
-    )
-
-
-@register_model
-def ssd300_efficientnet_b3(*, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
-    """SSD300 on EfficientNet-B3."""
-    return ssd300(backbone="efficientnet_b3", weights=weights, num_classes=num_classes, **kwargs)
-
-
-@register_model
-def ssd300_convnext_tiny(*, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
-    """SSD300 on ConvNeXt-Tiny (its 37/18/9 maps at 300 are resampled onto 38/19/10; extras without BN)."""
-    return ssd300(backbone="convnext_tiny", weights=weights, num_classes=num_classes, **kwargs)
+for _spec in _VARIANTS:
+    _variant(*_spec)
+del _spec

@@ -8,6 +8,7 @@ Sizes here are in pixels of the network input; the presets give the published on
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -87,6 +88,65 @@ def preset(input_size: int, anchors: str) -> DefaultBoxSpec:
     )
 
 
+def feature_grid(input_size: int, strides: Sequence[int]) -> list[int]:
+    """Sides of an SSD's square maps: ``ceil(input_size / s)`` per backbone stride, then halving (ceil) to 1.
+
+    ``feature_grid(128, (8, 16, 32))`` is ``[16, 8, 4, 2, 1]``; SSDLite's ``feature_grid(320, (16,))`` is
+    ``[20, 10, 5, 3, 2, 1]``. (The 300 and 512 presets keep the paper's own grids, see :data:`PRESETS`.)
+    """
+    grid = [math.ceil(input_size / stride) for stride in strides]
+    while grid[-1] > 1:
+        grid.append(math.ceil(grid[-1] / 2))
+    return grid
+
+
+def grid_sides(spec: DefaultBoxSpec) -> list[int]:
+    """Per level, the side of the square map the default boxes were laid out for: ``ceil(input_size / step)``."""
+    # round() first: SSDLite's steps are fractions like 320/3, and 320 / (320/3) is 3.0000000000000004.
+    return [math.ceil(round(spec.input_size / step, 6)) for step in spec.steps]
+
+
+def default_box_spec(
+    input_size: int,
+    anchors: str = "voc",
+    box_sizes: Sequence[float] | None = None,
+    aspect_ratios: Sequence[Sequence[float]] | None = None,
+) -> DefaultBoxSpec:
+    """The default boxes of an SSD at any ``input_size``, with the data's own sizes and ratios if given.
+
+    300 and 512 are the published presets (:func:`preset`). Up to 256 (e.g. the demo's 128) the maps are at
+    strides 8/16/32, then halving down to 1 (:func:`feature_grid`; a 192 input gets maps 24/12/6/3/2/1),
+    each level's step ``input_size / side`` so that the centres tile the image; with 6 levels the 300
+    preset's sizes scaled by ``input_size / 300`` and its ratios, with fewer the sizes spaced evenly between
+    the preset's smallest and largest. Other sizes scale the 300 preset (:func:`preset`).
+
+    ``box_sizes`` (pixels of the input, one more than there are levels) and ``aspect_ratios`` (one tuple
+    per level) replace the preset's when given, for data whose objects span another range of sizes.
+    """
+    base = preset(300, anchors)
+    if input_size in (300, 512) or input_size > 256:
+        spec = preset(input_size, anchors)
+        grid = grid_sides(spec)
+    else:
+        grid = feature_grid(input_size, (8, 16, 32))
+        levels, scale = len(grid), input_size / 300
+        if levels == len(base.aspect_ratios):
+            sizes, ratios = tuple(s * scale for s in base.sizes), base.aspect_ratios
+        else:
+            low, high = base.sizes[0] * scale, base.sizes[-1] * scale
+            sizes = tuple(low + (high - low) * k / levels for k in range(levels + 1))
+            ratios = base.aspect_ratios[: levels - 1] + base.aspect_ratios[-1:]
+        spec = DefaultBoxSpec(input_size, sizes, ratios, tuple(input_size / side for side in grid), clip=base.clip)
+    levels = len(grid)
+    wrong_sizes = box_sizes is not None and len(box_sizes) != levels + 1
+    if wrong_sizes or (aspect_ratios is not None and len(aspect_ratios) != levels):
+        raise ValueError(f"input_size={input_size}: maps {grid} are {levels} levels, so expected {levels + 1} box_sizes and "
+                         f"{levels} aspect_ratios, found {box_sizes} and {aspect_ratios}")
+    sizes = tuple(float(s) for s in box_sizes) if box_sizes is not None else spec.sizes
+    ratios = tuple(tuple(float(r) for r in level) for level in aspect_ratios) if aspect_ratios is not None else spec.aspect_ratios
+    return DefaultBoxSpec(input_size, sizes, ratios, spec.steps, clip=spec.clip)
+
+
 def box_shapes(spec: DefaultBoxSpec) -> list[Tensor]:
     """Per level, the ``[boxes_per_location, 2]`` widths and heights, relative to the input size."""
     shapes = []
@@ -127,16 +187,12 @@ def default_boxes(spec: DefaultBoxSpec, grid_sizes: list[tuple[int, int]], image
 
 
 class DefaultBoxGenerator(nn.Module):
-    """Default boxes for a batch, computed once per (image size, grid sizes, device, dtype) and cached."""
+    """Default boxes for a batch, computed once per (image size, grid sizes, device) and cached (float32)."""
 
     def __init__(self, spec: DefaultBoxSpec) -> None:
         super().__init__()
         self.spec = spec
         self._cache: dict[tuple, Tensor] = {}
-
-    @property
-    def boxes_per_location(self) -> list[int]:
-        return self.spec.boxes_per_location
 
     def forward(self, features: list[Tensor], image_size: tuple[int, int]) -> Tensor:
         """``features``: the backbone's maps ``[B, C_k, H_k, W_k]``; returns ``[A, 4]`` xyxy pixels."""

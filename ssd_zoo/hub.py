@@ -1,0 +1,78 @@
+"""Checkpoint files as they are stored: downloaded into torch.hub's cache (hash-checked), or read from disk.
+
+Both always load with ``weights_only=True``: a checkpoint is data, never code. What the files hold (their key
+layout) is :mod:`ssd_zoo.convert`'s business; which file a name means is :mod:`ssd_zoo.weights`'.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+from pathlib import Path
+from typing import Any
+
+import torch
+
+URL_SCHEMES = ("http://", "https://", "file://")
+
+
+def is_url(text: str) -> bool:
+    """Whether ``text`` names a URL that :func:`download` takes."""
+    return text.startswith(URL_SCHEMES)
+
+
+def hash_prefix(file_name: str) -> str | None:
+    """The sha256 prefix after a file name's last ``-`` (torch.hub's ``check_hash`` convention), or None."""
+    found = torch.hub.HASH_REGEX.search(file_name)
+    return found.group(1) if found else None
+
+
+def download(url: str, *, file_name: str | None = None, sha256: str | None = None, progress: bool = True,
+             what: str | None = None) -> dict[str, Any]:
+    """The file at ``url``, as stored, from ``$TORCH_HOME/hub/checkpoints/<file_name>`` or downloaded there.
+
+    Args:
+        url: ``http(s)://`` or ``file://``.
+        file_name: the name in the cache (default: the URL's last part).
+        sha256: the hash prefix the file must have (default: the one in ``file_name``, if any); checked on
+            download and on every load from the cache.
+        what: the name used in errors (default: the URL).
+
+    Raises RuntimeError naming the URL, the cache path and how to pass the file by path when offline, or when
+    the file's hash does not match.
+    """
+    file_name = file_name or url.rsplit("/", 1)[-1]
+    sha256 = sha256 if sha256 is not None else hash_prefix(file_name)
+    what = what or url
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / file_name
+    if cache.is_file() and sha256 and not _sha256(cache).startswith(sha256):
+        raise RuntimeError(f"{what}: cached file {cache} does not match sha256 prefix {sha256}; delete it to re-download")
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=progress, check_hash=sha256 is not None,
+                                                  file_name=file_name, weights_only=True)
+    except urllib.error.URLError as error:  # also HTTPError; offline is a URLError too
+        fix = f"download {url} yourself and pass weights='/path/to/{file_name}', or put it at {cache}"
+        raise RuntimeError(f"{what}: could not download {url} into {cache} ({error}); {fix}") from error
+    except RuntimeError as error:
+        if "invalid hash value" not in str(error):
+            raise
+        raise RuntimeError(f"{what}: the file at {url} does not match the sha256 prefix {sha256!r} in its name "
+                           f"({error}); it was not kept in {cache}") from error
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A local checkpoint, loaded with ``weights_only=True``; the error names the path."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"weights: expected a checkpoint file at {os.fspath(path)!r}, found nothing there") from None
+    except Exception as error:  # unpickling refused or a corrupt file: say which file
+        raise RuntimeError(f"could not read checkpoint {os.fspath(path)!r} with weights_only=True: {error}") from error
