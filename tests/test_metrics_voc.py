@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from ssd_zoo.metrics import voc
 from ssd_zoo.metrics.voc import VOCEvaluator
+from ssd_zoo.metrics.voc_ops import grouped_best_overlaps
 
 
 def pred(boxes, scores, labels):
@@ -198,8 +200,10 @@ def reference_eval(predictions, targets, cls, thresh, use_07_metric, one):
     return reference_voc_ap(rec, prec, use_07_metric)
 
 
-def random_batch(rng, num_images, num_classes):
-    """Clustered boxes on a small integer grid: many overlaps, ties in IoU and score, empties."""
+def random_batch(rng, num_images, num_classes, max_detections=10):
+    """Clustered boxes on a small integer grid: many overlaps, ties in IoU and score, empties.
+
+    Each image has 0..5 boxes and ``0..max_detections - 1`` detections."""
     predictions, targets = [], []
     for _ in range(num_images):
         g = int(rng.integers(0, 6))
@@ -208,7 +212,7 @@ def random_batch(rng, num_images, num_classes):
         gt_boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
         gt_labels = rng.integers(1, num_classes, g)
         difficult = rng.random(g) < 0.2
-        d = int(rng.integers(0, 10))
+        d = int(rng.integers(0, max_detections))
         src = gt_boxes[rng.integers(0, g, d)] if g else np.zeros((d, 4), np.float32)
         jitter = rng.integers(-4, 5, (d, 4)) * (rng.random((d, 1)) < 0.8)
         boxes = np.sort((src + jitter).reshape(d, 2, 2), axis=1).reshape(d, 4)
@@ -238,6 +242,31 @@ def test_matches_per_detection_reference(use_07_metric, pixel_inclusive, seed):
     one = 1.0 if pixel_inclusive else 0.0
     for cls in range(1, num_classes):
         expected = reference_eval(predictions, targets, cls, 0.5, use_07_metric, one)
+        assert result["ap"][cls] == pytest.approx(expected, abs=1e-12, nan_ok=True), cls
+
+
+def test_chunked_matching_matches_per_detection_reference(monkeypatch):
+    """Over 2**16 detections ``update`` matches the pending batches in chunks: box ids, positives and the
+    first claim on a box must carry across chunks, and score ties (scores are multiples of 1/8) keep the
+    order of the ``update`` calls across them, as the reference's stable sort of everything does."""
+    rng = np.random.default_rng(4)
+    num_classes = 4
+    predictions, targets = random_batch(rng, 1600, num_classes, max_detections=90)  # ~72k detections
+    chunks = []  # detections matched per call: the chunks
+
+    def spy(det_boxes, *args):
+        chunks.append(len(det_boxes))
+        return grouped_best_overlaps(det_boxes, *args)
+
+    monkeypatch.setattr(voc, "grouped_best_overlaps", spy)
+    evaluator = VOCEvaluator(num_classes, use_07_metric=False)
+    for start in range(0, 1600, 100):
+        evaluator.update(predictions[start : start + 100], targets[start : start + 100])
+    result = evaluator.compute()
+    total = sum(len(p["scores"]) for p in predictions)
+    assert total > 2**16 and len(chunks) >= 2 and sum(chunks) == total, (total, chunks)
+    for cls in range(1, num_classes):
+        expected = reference_eval(predictions, targets, cls, 0.5, False, 1.0)
         assert result["ap"][cls] == pytest.approx(expected, abs=1e-12, nan_ok=True), cls
 
 
