@@ -10,6 +10,7 @@ import pytest
 import timm
 import torch
 from torch import nn
+from torchvision.models import mobilenet_v3_large
 from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 from torchvision.models.detection.image_list import ImageList
 
@@ -134,15 +135,48 @@ def test_ssdlite_default_boxes_match_torchvision() -> None:
     torch.testing.assert_close(ours, expected, atol=1e-4, rtol=0)
 
 
+def _convs(module: nn.Module, channels: dict[int, int] | None = None) -> list[tuple]:
+    """Every Conv2d in ``module``, in order: (in, out, kernel, stride, padding, groups, bias?), channel
+    counts renamed by ``channels`` (e.g. ``{960: 480}``)."""
+    rename = (channels or {}).get
+    return [(rename(m.in_channels, m.in_channels), rename(m.out_channels, m.out_channels), m.kernel_size, m.stride,
+             m.padding, rename(m.groups, m.groups), m.bias is not None) for m in module.modules() if isinstance(m, nn.Conv2d)]
+
+
+def _layer_types(module: nn.Module) -> list[str]:
+    """The BatchNorms (timm's BatchNormAct2d counts as one, its activation follows) and activations in
+    ``module``, in order."""
+    return ["BatchNorm2d" if isinstance(m, nn.BatchNorm2d) else type(m).__name__ for m in module.modules()
+            if isinstance(m, nn.BatchNorm2d) or type(m).__module__ == nn.ReLU.__module__]
+
+
 def test_ssdlite320_mobilenetv3_large_matches_torchvision_layout() -> None:
-    model = ssd_zoo.build("ssdlite320_mobilenetv3_large", num_classes=3)
-    # torchvision's taps and extras; torchvision also halves the last stage (reduced_tail: 480 where timm has 960)
-    assert model.backbone.out_channels == [672, 960, 512, 256, 256, 128]
-    assert [s[1:] for s in _feature_shapes(model)] == [(g, g) for g in [20, 10, 5, 3, 2, 1]]
-    assert isinstance(model.head, SSDLiteHead)
-    first_extra = model.backbone.extras[0]
-    assert first_extra.depthwise.conv.groups == first_extra.depthwise.conv.in_channels == 256
-    assert all(isinstance(m, nn.ReLU6) for m in first_extra.modules() if isinstance(m, (nn.ReLU, nn.ReLU6)))
+    """torchvision's ssdlite320_mobilenet_v3_large, conv by conv and activation by activation: the body (timm's
+    MobileNetV3-Large = torchvision's), the taps, the extras and the head. One difference is on purpose:
+    without backbone weights torchvision halves the last stage (``reduced_tail``: 480 channels where ours has
+    960), with ImageNet weights it does not; so torchvision's 480 is compared with our 960.
+
+    Not compared: BatchNorm hyper-parameters (torchvision's SSDLite uses eps 0.001 and momentum 0.03, ours
+    PyTorch's defaults)."""
+    tv = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3).eval()
+    ours = ssd_zoo.build("ssdlite320_mobilenetv3_large", num_classes=3)
+    full_tail = mobilenet_v3_large(weights=None).features  # torchvision's MobileNetV3-Large, reduced_tail=False
+    assert _convs(ours.backbone.body) == _convs(full_tail)
+    assert _layer_types(ours.backbone.body) == _layer_types(full_tail)
+    with torch.no_grad():
+        expected = [tuple(m.shape[1:]) for m in tv.backbone(torch.zeros(1, 3, 320, 320)).values()]
+    reduced = {full_tail[-1].out_channels: expected[1][0]}  # {960: 480}
+    assert reduced == {960: 480}
+    assert [s[1:] for s in expected] == [(g, g) for g in [20, 10, 5, 3, 2, 1]]
+    assert [(reduced.get(c, c), h, w) for c, h, w in _feature_shapes(ours)] == expected
+    assert _convs(ours.backbone.extras, reduced) == _convs(tv.backbone.extra)
+    assert _layer_types(ours.backbone.extras) == _layer_types(tv.backbone.extra)
+    assert isinstance(ours.head, SSDLiteHead)
+    heads = (("classification", tv.head.classification_head), ("regression", tv.head.regression_head))
+    for name, tv_head in heads:
+        for level, (mine, theirs) in enumerate(zip(getattr(ours.head, name), tv_head.module_list, strict=True)):
+            assert _convs(mine, reduced) == _convs(theirs), f"{name} head, level {level}"
+            assert _layer_types(mine) == _layer_types(theirs), f"{name} head, level {level}"
 
 
 def test_ssdlite_head_is_depthwise_separable_and_shaped() -> None:
