@@ -1,4 +1,4 @@
-"""What every benchmark script shares: interleaved timing, the machine's description, same-weight models, rows.
+"""What every benchmark script shares: interleaved timing, the machine's description, precision, memory, rows.
 
 A benchmark measures ssd_zoo and its alternative in one process, interleaved (A B A B ...) after a warm-up,
 so that both see the same machine load; it reports medians, the ratio alternative / ssd_zoo (> 1: ssd_zoo
@@ -8,10 +8,13 @@ JSON-lines file that ``python -m benchmarks.run_all`` turns into the markdown ta
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import gc
 import json
+import math
 import os
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -22,6 +25,8 @@ from typing import Any
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository root
+SAMPLES = ROOT.parent / "shared" / "samples"  # real VOC photos, where this checkout has them
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def module_command(module: str, *args: str) -> tuple[list[str], dict[str, str]]:
@@ -39,7 +44,8 @@ def parse_args(
 ) -> argparse.Namespace:
     """The common command line: ``--device``, ``--repeat``, ``--warmup``, ``--quick`` (a smoke run), ``--json``.
 
-    ``extra`` adds a script's own arguments; ``defaults`` sets ``repeat`` and ``warmup``.
+    ``extra`` adds a script's own arguments; ``defaults`` sets ``repeat`` and ``warmup``. On CUDA it also
+    turns TF32 off (:func:`strict_fp32`), so that an "fp32" row is fp32.
     """
     parser = argparse.ArgumentParser(description=description)
     if extra is not None:
@@ -47,16 +53,36 @@ def parse_args(
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     parser.add_argument("--repeat", type=int, default=defaults.get("repeat", 5), help="timed rounds (median)")
     parser.add_argument("--warmup", type=int, default=defaults.get("warmup", 1), help="untimed rounds first")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round, smallest cases")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round, no warm-up, smallest cases")
     parser.add_argument("--json", type=Path, help="append the result rows to this JSON-lines file")
     args = parser.parse_args()
     if args.quick:
         args.repeat, args.warmup = 1, 0
+    if args.device.startswith("cuda"):
+        strict_fp32()
     return args
 
 
+def strict_fp32() -> None:
+    """No TF32 on CUDA: PyTorch lets cuDNN convolutions round fp32 inputs to TF32 by default, which makes an
+    "fp32" row a TF32 row. Set once per process, so timing and the output checks see the same arithmetic."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def precisions(device: str) -> list[str]:
+    """The precisions measured on ``device``: fp32 and bf16 autocast; fp16 autocast too on CUDA."""
+    return ["fp32", "bf16"] + (["fp16"] if device.startswith("cuda") else [])
+
+
+def autocast(precision: str, device: str) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``precision``'s dtype on ``device`` ("bf16", "fp16"); "fp32": no autocast."""
+    dtype = DTYPES[precision]
+    return torch.autocast(device.split(":")[0], dtype=dtype) if dtype else contextlib.nullcontext()
+
+
 def machine() -> dict[str, str]:
-    """CPU model, torch threads, torch/torchvision versions and the GPU's name (if any)."""
+    """CPU model, cores, torch threads, load average, torch/torchvision versions; the GPU's name and TF32 state."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -67,11 +93,18 @@ def machine() -> dict[str, str]:
         pass
     import torchvision
 
-    info = {"cpu": cpu, "threads": str(torch.get_num_threads()), "torch": torch.__version__,
-            "torchvision": torchvision.__version__}
+    info = {"cpu": cpu, "cores": str(os.cpu_count()), "threads": str(torch.get_num_threads()),
+            "load": f"{os.getloadavg()[0]:.1f}", "torch": torch.__version__, "torchvision": torchvision.__version__}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def describe(info: dict[str, str]) -> str:
+    """One line for a table's header, from :func:`machine`'s dict."""
+    gpu = f"GPU: {info['gpu']}; " if "gpu" in info else ""
+    return (f"CPU: {info['cpu']}, {info['cores']} cores, {info['threads']} torch threads, load average "
+            f"{info['load']}; {gpu}torch {info['torch']}, torchvision {info['torchvision']}")
 
 
 def synchronize(device: str) -> None:
@@ -97,15 +130,27 @@ def interleaved(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def rss_peak_mib(fn: Callable[[], Any]) -> float:
-    """Peak resident memory (MiB) that ``fn()`` adds to this process; meaningful once per fresh process."""
-    def current() -> float:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return pages * resource.getpagesize() / 2**20
+def _status_mib(key: str) -> float:
+    """``VmRSS`` / ``VmHWM`` (peak) of this process from ``/proc/self/status``, in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(f"/proc/self/status: no {key} line")
 
-    before = current()
+
+def rss_peak_mib(fn: Callable[[], Any]) -> float:
+    """Peak resident memory (MiB) that ``fn()`` adds to this process, above what is resident before it.
+
+    Freed memory is first handed back (``gc``, glibc's ``malloc_trim``) and the peak is reset (writing 5 to
+    ``/proc/self/clear_refs``), so that what the process did before, e.g. building models, does not count.
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_mib("VmRSS")
     fn()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before  # ru_maxrss is KiB on Linux
+    return _status_mib("VmHWM") - before
 
 
 def cuda_peak_mib(fn: Callable[[], Any]) -> float:
@@ -118,40 +163,20 @@ def cuda_peak_mib(fn: Callable[[], Any]) -> float:
     return (torch.cuda.max_memory_allocated() - before) / 2**20
 
 
-def paired_models(num_classes: int = 21, seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """torchvision's ``ssd300_vgg16`` and ssd_zoo's with the same (random, converted) weights, in eval mode.
-
-    The heads are scaled as in the parity test, so that scores spread out and detections are comparable.
-    """
-    import torchvision
-
-    import ssd_zoo
-    from ssd_zoo.convert import from_torchvision
-
-    torch.manual_seed(seed)
-    tv = torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None, num_classes=num_classes)
-    with torch.no_grad():
-        for conv in tv.head.classification_head.module_list:
-            conv.weight.mul_(0.05)
-        for conv in tv.head.regression_head.module_list:
-            conv.weight.mul_(0.01)
-    ours = ssd_zoo.build("ssd300_vgg16", num_classes=num_classes, anchors="coco")
-    ours.load_state_dict(from_torchvision(tv.state_dict()))
-    return tv.eval(), ours.eval()
-
-
 def voc_sized_images(batch: int, device: str = "cpu", seed: int = 0) -> list[torch.Tensor]:
     """``batch`` photo-like float ``[3, 375, 500]`` images in [0, 1] (VOC's most common size).
 
-    Real sample photos from ``../shared/samples`` when present (resized), else smooth random images.
+    Real sample photos from :data:`SAMPLES` when present (resized), else smooth random images.
     """
     import torch.nn.functional as F
 
-    samples = sorted((Path(__file__).resolve().parents[2] / "shared" / "samples").glob("*.jpg"))
-    if samples:
-        from torchvision.io import ImageReadMode, decode_image
+    paths = sorted(SAMPLES.glob("*.jpg"))
+    if paths:
+        import numpy as np
+        from PIL import Image
 
-        photos = [decode_image(str(p), mode=ImageReadMode.RGB).float() / 255 for p in samples]
+        photos = [torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1).float() / 255
+                  for p in paths]
         photos = [F.interpolate(p[None], size=(375, 500), mode="bilinear")[0] for p in photos]
     else:
         generator = torch.Generator().manual_seed(seed)
@@ -160,19 +185,29 @@ def voc_sized_images(batch: int, device: str = "cpu", seed: int = 0) -> list[tor
 
 
 def detections_agree(expected: list[dict], found: list[dict], top: int = 150, atol: float = 1e-3) -> str:
-    """"same" when each image's best ``top`` detections have equal labels and boxes within ``atol`` px."""
+    """"same" when each image's best ``top`` detections have equal labels and boxes within ``atol`` px.
+
+    An image where the reference has no detection proves nothing: the result is then "UNCHECKED".
+    """
+    if len(expected) != len(found):
+        return f"DIFFER ({len(found)} images, expected {len(expected)})"
     for i, (e, f) in enumerate(zip(expected, found)):
+        if len(e["scores"]) == 0:
+            return f"UNCHECKED (image {i}: the reference has no detections)"
         n = min(top, len(e["scores"]))
         if len(f["scores"]) < n or not torch.equal(e["labels"][:n].cpu(), f["labels"][:n].cpu()):
             return f"DIFFER (image {i}: labels)"
-        error = (e["boxes"][:n].float() - f["boxes"][:n].float()).abs().max().item() if n else 0.0
+        error = (e["boxes"][:n].float().cpu() - f["boxes"][:n].float().cpu()).abs().max().item()
         if error > atol:
             return f"DIFFER (image {i}: boxes off by {error:.2g} px)"
     return f"same (top {top}, boxes within {atol:g} px)"
 
 
 def top_reproduced(reference: list[dict], found: list[dict], top: int = 20, iou: float = 0.5) -> float:
-    """Fraction of each image's best ``top`` reference detections that ``found`` has (same label, IoU >= iou)."""
+    """Fraction of each image's best ``top`` reference detections that ``found`` has (same label, IoU >= iou).
+
+    NaN when the reference has no detections at all (nothing to reproduce).
+    """
     from torchvision.ops import box_iou
 
     hits = total = 0
@@ -182,7 +217,13 @@ def top_reproduced(reference: list[dict], found: list[dict], top: int = 20, iou:
         overlap[labels[:, None] != f["labels"].cpu()[None, :]] = 0
         hits += int((overlap.max(dim=1).values >= iou).sum()) if overlap.numel() else 0
         total += len(labels)
-    return hits / max(total, 1)
+    return hits / total if total else math.nan
+
+
+def reproduced(reference: list[dict], found: list[dict], what: str, top: int = 20) -> str:
+    """:func:`top_reproduced` as a table cell: "95% of <what>'s top 20", or UNCHECKED without reference detections."""
+    fraction = top_reproduced(reference, found, top)
+    return f"UNCHECKED ({what} has no detections)" if math.isnan(fraction) else f"{fraction:.0%} of {what}'s top {top}"
 
 
 def ratio(alternative: float, ours: float) -> str:

@@ -1,115 +1,131 @@
 """Inference, end to end: a list of VOC-sized photos in, detections out; ssd_zoo vs torchvision, same weights.
 
-    python -m benchmarks.inference [--device cuda] [--repeat 3] [--no-compile] [--quick] [--json rows.jsonl]
+    python -m benchmarks.inference [--device cuda] [--repeat 3] [--warmup 1] [--no-compile] [--quick] [--json rows.jsonl]
 
-Per batch size (1 and 8): torchvision's ``ssd300_vgg16`` and ssd_zoo's (converted weights, 21 classes) in
-fp32 and under autocast (bf16 on CPU; fp16 and bf16 on CUDA), and ``torch.compile(model)``; then the peak
-memory of one batch-8 forward, each model in a fresh process.
+``model(images)`` of torchvision's ``ssd300_vgg16`` and of ssd_zoo's with the same converted weights (21 classes),
+per batch size (1 and 8) and precision (fp32, bf16 autocast; fp16 autocast too on CUDA, where fp32 runs without
+TF32). Both sides run eager and, unless ``--no-compile``, both as ``torch.compile(model, dynamic=False)`` with the
+same (default) inductor settings: no freezing, since inductor fails to freeze torchvision's SSD (torch 2.14).
+
+Each precision is compared with torchvision in the same precision; bf16 and fp16 also, in rows of their own,
+with torchvision fp32 (the baseline of the bf16 target). The outputs of the calls being timed are checked:
+fp32 detections against torchvision's (labels and boxes of the top 150), bf16/fp16 by the share of the
+reference's top 20 that ssd_zoo finds. Then the peak memory of one batch-8 forward per precision, each model
+in a fresh process of its own, with the same checks on the detections of that forward.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
 import subprocess
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks.harness import (ROOT, cuda_peak_mib, detections_agree, emit, interleaved, module_command, ms,
-                                paired_models, parse_args, ratio, rss_peak_mib, top_reproduced, voc_sized_images)
+from benchmarks.harness import (ROOT, autocast, cuda_peak_mib, detections_agree, emit, interleaved, module_command,
+                                ms, parse_args, precisions, ratio, reproduced, rss_peak_mib, voc_sized_images)
+from benchmarks.reference import paired_models
 
-TARGETS = {"fp32": ">= 1.5x", "bf16": ">= 2.5x vs torchvision fp32", "fp16": ""}
-DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+SAME_PRECISION_TARGETS = {"fp32": ">= 1.5x", "bf16": "", "fp16": ""}
+FP32_BASELINE_TARGETS = {"bf16": ">= 2.5x", "fp16": ""}
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
-    parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # internal: "<model> <precision> <batch>"
+    parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # internal: "<model> <precision> <batch> <file>"
 
 
 def runner(model: torch.nn.Module, images: list[torch.Tensor], precision: str, device: str) -> Callable[[], Any]:
     """A no-argument call of ``model(images)`` under inference mode and the precision's autocast."""
-    dtype = DTYPES[precision]
-
     def run() -> Any:
-        autocast = torch.autocast(device.split(":")[0], dtype=dtype) if dtype else contextlib.nullcontext()
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast(precision, device):
             return model(images)
 
     return run
 
 
-def measure_memory(spec: str, device: str) -> None:
-    """In a fresh process: print the peak memory (MiB) of one forward of ``spec`` = "<model> <precision> <batch>"."""
-    name, precision, batch = spec.split()
-    tv, ours = paired_models()
-    model = (tv if name == "torchvision" else ours).to(device)
-    run = runner(model, voc_sized_images(int(batch), device), precision, device)
-    print((cuda_peak_mib if device.startswith("cuda") else rss_peak_mib)(run))
+def agreement(outputs: dict[str, list[dict]], mode: str, precision: str, baseline: str) -> str:
+    """The outputs cell: ssd_zoo's ``mode`` / ``precision`` detections against torchvision's ``baseline``."""
+    theirs, ours = outputs[f"torchvision {mode} {baseline}"], outputs[f"ssd_zoo {mode} {precision}"]
+    if precision == baseline == "fp32":
+        return detections_agree(theirs, ours)
+    return reproduced(theirs, ours, f"torchvision {baseline}")
 
 
-def memory_rows(precisions: list[str], batch: int, device: str) -> list[dict[str, str]]:
-    def peak(name: str, precision: str) -> float:
-        command, env = module_command("benchmarks.inference", "--device", device, "--memory-of", f"{name} {precision} {batch}")
-        out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
-        return float(out.strip().splitlines()[-1])
-
-    baseline = peak("torchvision", "fp32")
+def speed_rows(args: argparse.Namespace, tv: torch.nn.Module, ours: torch.nn.Module, batch: int) -> list[dict]:
+    device, images = args.device, voc_sized_images(batch, args.device)
+    models = {"eager": (tv, ours)}
+    if not args.no_compile:
+        models["compiled"] = (torch.compile(tv, dynamic=False), torch.compile(ours, dynamic=False))
+    candidates = {}
+    for mode, (theirs, mine) in models.items():
+        for precision in precisions(device):
+            candidates[f"torchvision {mode} {precision}"] = runner(theirs, images, precision, device)
+            candidates[f"ssd_zoo {mode} {precision}"] = runner(mine, images, precision, device)
+    outputs = {name: run() for name, run in candidates.items()}  # also the compile, before any timing
+    times = interleaved(candidates, repeat=args.repeat * (2 if batch == 1 else 1), warmup=args.warmup, device=device)
     rows = []
-    for precision in precisions:
-        ours = peak("ssd_zoo", precision)
-        rows.append({"benchmark": f"inference peak memory ({device})", "case": f"batch {batch}, {precision}",
-                     "ssd_zoo": f"{ours:.0f} MiB", "alternative": f"torchvision fp32: {baseline:.0f} MiB",
-                     "speed-up": f"{baseline / ours:.2f}x less" if ours > 0 else "-",
-                     "target": "<= torchvision fp32", "outputs": ""})
+    for mode in models:
+        label = "eager" if mode == "eager" else "torch.compile (both)"
+        for precision in precisions(device):
+            ours_s = times[f"ssd_zoo {mode} {precision}"]
+            baselines = [precision] + (["fp32"] if precision != "fp32" else [])
+            for baseline in baselines:
+                theirs_s = times[f"torchvision {mode} {baseline}"]
+                target = SAME_PRECISION_TARGETS[precision] if baseline == precision else FP32_BASELINE_TARGETS[precision]
+                rows.append({"benchmark": f"inference, end to end ({device})",
+                             "case": f"{label}, batch {batch}, {precision} vs torchvision {baseline}",
+                             "ssd_zoo": ms(ours_s), "alternative": f"torchvision {baseline}: {ms(theirs_s)}",
+                             "speed-up": ratio(theirs_s, ours_s), "target": target,
+                             "outputs": agreement(outputs, mode, precision, baseline)})
+    return rows
+
+
+def measure_memory(spec: str, device: str) -> None:
+    """In a fresh process: print the peak memory (MiB) of one forward of ``spec`` = "<model> <precision> <batch>
+    <file>", and save that forward's detections to ``<file>``. Only the measured model is kept."""
+    name, precision, batch, path = spec.split(maxsplit=3)
+    model = paired_models()[0 if name == "torchvision" else 1].to(device)  # the other one is freed here
+    run = runner(model, voc_sized_images(int(batch), device), precision, device)
+    detections = []
+    peak = (cuda_peak_mib if device.startswith("cuda") else rss_peak_mib)(lambda: detections.extend(run()))
+    torch.save([{key: value.cpu() for key, value in d.items()} for d in detections], path)
+    print(peak)
+
+
+def memory_rows(batch: int, device: str, quick: bool) -> list[dict[str, str]]:
+    def peak(name: str, precision: str, folder: str) -> tuple[float, list[dict]]:
+        path = Path(folder) / f"{name}-{precision}.pt"
+        command, env = module_command("benchmarks.inference", "--device", device,
+                                      "--memory-of", f"{name} {precision} {batch} {path}")
+        out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+        return float(out.strip().splitlines()[-1]), torch.load(path)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for precision in ["fp32"] if quick else precisions(device):
+            (theirs, expected), (ours, found) = peak("torchvision", precision, folder), peak("ssd_zoo", precision, folder)
+            if precision == "fp32":
+                outputs = detections_agree(expected, found)
+            else:
+                outputs = reproduced(expected, found, f"torchvision {precision}")
+            rows.append({"benchmark": f"inference peak memory ({device})", "case": f"batch {batch}, {precision}",
+                         "ssd_zoo": f"{ours:.0f} MiB", "alternative": f"torchvision {precision}: {theirs:.0f} MiB",
+                         "speed-up": f"{theirs / ours:.2f}x less" if ours <= theirs else f"{ours / theirs:.2f}x more",
+                         "target": "<= torchvision", "outputs": outputs})
     return rows
 
 
 def main() -> None:
-    # The first call of each candidate (which also compiles) is the warm-up; batch 1 gets twice the rounds.
-    args = parse_args(__doc__.split("\n")[0], _arguments, repeat=3, warmup=0)
-    device = args.device
+    args = parse_args(__doc__.split("\n")[0], _arguments, repeat=3, warmup=1)
     if args.memory_of:
-        return measure_memory(args.memory_of, device)
-    precisions = ["fp32", "fp16", "bf16"] if device.startswith("cuda") else ["fp32", "bf16"]
-    tv, ours = (m.to(device) for m in paired_models())
-    if not args.no_compile and device == "cpu":
-        # Inference only, so inductor may treat the weights as constants: pre-packed for oneDNN, ReLU fused in.
-        importlib.import_module("torch._inductor.config").freezing = True
-    compiled = None if args.no_compile else torch.compile(ours, dynamic=False)
-    rows = []
+        return measure_memory(args.memory_of, args.device)
+    tv, ours = (m.to(args.device) for m in paired_models())
     for batch in [1] if args.quick else [1, 8]:
-        images = voc_sized_images(batch, device)
-        candidates = {}
-        for precision in precisions:
-            candidates[f"torchvision {precision}"] = runner(tv, images, precision, device)
-            candidates[f"ssd_zoo {precision}"] = runner(ours, images, precision, device)
-            if compiled is not None:
-                candidates[f"compiled {precision}"] = runner(compiled, images, precision, device)
-        outputs = {name: run() for name, run in candidates.items()}  # also the compile, before any timing
-        if device.startswith("cuda"):  # compare fp32 outputs without TF32, which rounds each layout differently
-            with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-                outputs.update({name: candidates[name]() for name in candidates if name.endswith("fp32")})
-        repeat = args.repeat * (2 if batch == 1 else 1)
-        times = interleaved(candidates, repeat=repeat, warmup=args.warmup, device=device)
-        base = times["torchvision fp32"]
-        for precision in precisions:
-            for kind in ["ssd_zoo"] + ([] if compiled is None else ["compiled"]):
-                ours_s, theirs_s = times[f"{kind} {precision}"], times[f"torchvision {precision}"]
-                speed_up = ratio(theirs_s, ours_s)
-                if precision != "fp32":
-                    speed_up += f" ({ratio(base, ours_s)} vs torchvision fp32)"
-                    same = f"{top_reproduced(outputs['ssd_zoo fp32'], outputs[f'{kind} {precision}']):.0%} of fp32's top 20"
-                else:
-                    same = detections_agree(outputs["torchvision fp32"], outputs[f"{kind} fp32"])
-                label = "ssd_zoo" if kind == "ssd_zoo" else "torch.compile(ssd_zoo)"
-                rows.append({"benchmark": f"inference, end to end ({device})", "case": f"{label}, batch {batch}, {precision}",
-                             "ssd_zoo": ms(ours_s), "alternative": f"torchvision {precision}: {ms(theirs_s)}",
-                             "speed-up": speed_up, "target": TARGETS[precision], "outputs": same})
-        emit(rows[-len(precisions) * (1 if compiled is None else 2):], args.json)
-    emit(memory_rows(["fp32"] if args.quick else precisions, 1 if args.quick else 8, device), args.json)
+        emit(speed_rows(args, tv, ours, batch), args.json)
+    emit(memory_rows(1 if args.quick else 8, args.device, args.quick), args.json)
 
 
 if __name__ == "__main__":
