@@ -21,13 +21,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def paired_models(num_classes: int = 21, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+def paired_models(
+    num_classes: int = 21, seed: int = 0, cls_factor: float = 0.05, reg_factor: float = 0.01
+) -> tuple[nn.Module, nn.Module]:
     """torchvision's ``ssd300_vgg16`` and ssd_zoo's with the same (random, converted) weights, in eval mode.
 
-    Random heads score every class about equally; scaled (classification x0.05, regression x0.01), scores
-    spread out and boxes stay near their default boxes, so comparisons are about the algorithm, not ties.
-    Nothing is downloaded (``weights=None, weights_backbone=None``); ssd_zoo's uses torchvision's default
-    boxes (``anchors="coco"``).
+    torchvision's random heads are scaled first: classification weights by ``cls_factor``, regression weights
+    by ``reg_factor``. Random heads score every class about equally; scaled (the defaults), scores spread out
+    and boxes stay near their default boxes, so comparisons are about the algorithm, not ties; 1.0 and 1.0 keep
+    torchvision's own initialisation. Nothing is downloaded (``weights=None, weights_backbone=None``);
+    ssd_zoo's model uses torchvision's default boxes (``anchors="coco"``).
     """
     import torchvision
 
@@ -38,9 +41,9 @@ def paired_models(num_classes: int = 21, seed: int = 0) -> tuple[nn.Module, nn.M
     tv = torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None, num_classes=num_classes)
     with torch.no_grad():
         for conv in tv.head.classification_head.module_list:
-            conv.weight.mul_(0.05)
+            conv.weight.mul_(cls_factor)
         for conv in tv.head.regression_head.module_list:
-            conv.weight.mul_(0.01)
+            conv.weight.mul_(reg_factor)
     ours = ssd_zoo.build("ssd300_vgg16", num_classes=num_classes, anchors="coco")
     ours.load_state_dict(from_torchvision(tv.state_dict()))
     return tv.eval(), ours.eval()
