@@ -76,7 +76,8 @@ def test_eval_detections_agree(models, sample_images) -> None:
         # The same detections in the same order, up to the first two scores that may come either way.
         n = min(first_near_tie(e["scores"]), first_near_tie(f["scores"]))
         assert torch.equal(e["labels"][:n], f["labels"][:n]), f"image {i}, first {n}"
-        torch.testing.assert_close(f["boxes"][:n], e["boxes"][:n], atol=box_atol, rtol=0, msg=lambda m: f"image {i}: {m}")
+        torch.testing.assert_close(f["boxes"][:n], e["boxes"][:n], atol=box_atol, rtol=0,
+                                   msg=lambda m: f"image {i}: {m}")
         # Then all of them as sets: every detection has exactly one partner in the other list, but those
         # tying with the last one kept (which of them made the cut is arbitrary).
         pairs = agreeing_pairs(e, f, box_atol)
