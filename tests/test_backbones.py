@@ -140,7 +140,8 @@ def _convs(module: nn.Module, channels: dict[int, int] | None = None) -> list[tu
     counts renamed by ``channels`` (e.g. ``{960: 480}``)."""
     rename = (channels or {}).get
     return [(rename(m.in_channels, m.in_channels), rename(m.out_channels, m.out_channels), m.kernel_size, m.stride,
-             m.padding, rename(m.groups, m.groups), m.bias is not None) for m in module.modules() if isinstance(m, nn.Conv2d)]
+             m.padding, rename(m.groups, m.groups), m.bias is not None)
+            for m in module.modules() if isinstance(m, nn.Conv2d)]
 
 
 def _layer_types(module: nn.Module) -> list[str]:
