@@ -48,10 +48,10 @@ def gflops(fn: Callable[[Tensor], object], x: Tensor) -> float:
 def backbone_name(model: nn.Module) -> str:
     if not isinstance(model, ssd_zoo.SSD):
         return "torchvision"
-    backbone = model.backbone
-    if isinstance(backbone, ssd_zoo.TimmBackbone):
-        return f"timm `{backbone.body.pretrained_cfg.get('architecture', '?')}`"
-    return type(backbone).__name__.removesuffix("Backbone")
+    config = getattr(getattr(model.backbone, "body", None), "pretrained_cfg", None)  # a timm model's
+    if config is not None:
+        return f"timm `{config.get('architecture', '?')}`"
+    return type(model.backbone).__name__.removesuffix("Backbone")
 
 
 def build_all(pattern: str, quick: bool) -> dict[str, tuple[nn.Module, int]]:
