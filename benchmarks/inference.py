@@ -1,6 +1,7 @@
 """Inference, end to end: a list of VOC-sized photos in, detections out; ssd_zoo vs torchvision, same weights.
 
-    python -m benchmarks.inference [--device cuda] [--repeat 3] [--warmup 1] [--no-compile] [--quick] [--json rows.jsonl]
+    python -m benchmarks.inference [--device cuda] [--repeat 3] [--warmup 1] [--no-compile] [--quick]
+                                   [--json rows.jsonl]
 
 ``model(images)`` of torchvision's ``ssd300_vgg16`` and of ssd_zoo's with the same converted weights (21 classes),
 per batch size (1 and 8) and precision (fp32, bf16 autocast; fp16 autocast too on CUDA, where fp32 runs without
@@ -74,7 +75,8 @@ def speed_rows(args: argparse.Namespace, tv: torch.nn.Module, ours: torch.nn.Mod
             baselines = [precision] + (["fp32"] if precision != "fp32" else [])
             for baseline in baselines:
                 theirs_s = times[f"torchvision {mode} {baseline}"]
-                target = SAME_PRECISION_TARGETS[precision] if baseline == precision else FP32_BASELINE_TARGETS[precision]
+                same = baseline == precision
+                target = SAME_PRECISION_TARGETS[precision] if same else FP32_BASELINE_TARGETS[precision]
                 rows.append({"benchmark": f"inference, end to end ({device})",
                              "case": f"{label}, batch {batch}, {precision} vs torchvision {baseline}",
                              "ssd_zoo": ms(ours_s), "alternative": f"torchvision {baseline}: {ms(theirs_s)}",
@@ -106,7 +108,8 @@ def memory_rows(batch: int, device: str, quick: bool) -> list[dict[str, str]]:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for precision in ["fp32"] if quick else precisions(device):
-            (theirs, expected), (ours, found) = peak("torchvision", precision, folder), peak("ssd_zoo", precision, folder)
+            theirs, expected = peak("torchvision", precision, folder)
+            ours, found = peak("ssd_zoo", precision, folder)
             if precision == "fp32":
                 outputs = detections_agree(expected, found)
             else:

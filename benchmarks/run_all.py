@@ -69,7 +69,8 @@ def markdown(rows: list[dict[str, str]], info: dict[str, str], seconds: float, g
     lines += [
         "Speed-up = the alternative's median time / ssd_zoo's (> 1: ssd_zoo is faster); medians of interleaved "
         "runs after a warm-up, both in the same process (memory: each in its own). torchvision and ssd_zoo share "
-        "the same (converted) weights." + (" fp32 runs without TF32 (`benchmarks.harness.strict_fp32`)." if gpu else ""),
+        "the same (converted) weights."
+        + (" fp32 runs without TF32 (`benchmarks.harness.strict_fp32`)." if gpu else ""),
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
