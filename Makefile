@@ -38,9 +38,10 @@ demo: $(STAMP) $(DEMO_STAMP)
 	$(PY) recipes/train_voc.py --config recipes/configs/shapes_quick.yaml --data-root $(DEMO_DATA) --output-dir runs/demo $(DEMO_ARGS)
 	@echo "runs/demo: metrics.json, pictures/*.png (detections drawn), log.jsonl, last.pth"
 
-# make bench: the side-by-side benchmarks (ssd_zoo vs torchvision, torchmetrics, a loop) -> benchmarks/RESULTS.md,
-# with the CPU model, threads and torch version. About 12 minutes on 2 cores; run it on a quiet machine.
-# GPU rows: bash benchmarks/gpu.sh OUT_DIR on a CUDA machine.
+# make bench: the side-by-side benchmarks (ssd_zoo vs torchvision, torchmetrics, the per-detection VOC loop) ->
+# benchmarks/RESULTS.md, all of it (machine, table, what each row compares). Run it on a quiet machine; it took about
+# 12 minutes on 2 cores before torchvision was compiled too and the NMS rows were added, so expect more.
+# Smoke run: $(PY) -m benchmarks.run_all --quick --out /tmp/quick.md. GPU rows: bash benchmarks/gpu.sh OUT_DIR.
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) -m benchmarks.run_all --out benchmarks/RESULTS.md
