@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository root
-SAMPLES = ROOT.parent / "shared" / "samples"  # real VOC photos, where this checkout has them
+SAMPLES = ROOT / "assets"  # real VOC 2007 photos, shipped with the repository
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -163,24 +163,20 @@ def cuda_peak_mib(fn: Callable[[], Any]) -> float:
     return (torch.cuda.max_memory_allocated() - before) / 2**20
 
 
-def voc_sized_images(batch: int, device: str = "cpu", seed: int = 0) -> list[torch.Tensor]:
+def voc_sized_images(batch: int, device: str = "cpu") -> list[torch.Tensor]:
     """``batch`` photo-like float ``[3, 375, 500]`` images in [0, 1] (VOC's most common size).
 
-    Real sample photos from :data:`SAMPLES` when present (resized), else smooth random images.
+    The real sample photos in :data:`SAMPLES`, resized; a missing photo is an error, not a quiet substitute.
     """
+    import numpy as np
     import torch.nn.functional as F
+    from PIL import Image
 
     paths = sorted(SAMPLES.glob("*.jpg"))
-    if paths:
-        import numpy as np
-        from PIL import Image
-
-        photos = [torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1).float() / 255
-                  for p in paths]
-        photos = [F.interpolate(p[None], size=(375, 500), mode="bilinear")[0] for p in photos]
-    else:
-        generator = torch.Generator().manual_seed(seed)
-        photos = [F.interpolate(torch.rand(1, 3, 24, 32, generator=generator), size=(375, 500), mode="bilinear")[0]]
+    if not paths:
+        raise FileNotFoundError(f"benchmarks: expected the sample photos in {SAMPLES}, found none")
+    photos = [torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1).float() / 255 for p in paths]
+    photos = [F.interpolate(p[None], size=(375, 500), mode="bilinear")[0] for p in photos]
     return [photos[i % len(photos)].to(device) for i in range(batch)]
 
 

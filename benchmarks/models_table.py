@@ -25,7 +25,7 @@ import ssd_zoo
 from benchmarks.harness import describe, interleaved, machine
 from benchmarks.reference import torchvision_dense_predictions
 
-GENERIC = {"ssd300", "ssd512", "ssdlite320"}  # need a backbone argument; their named variants are listed instead
+GENERIC = {"ssd", "ssd300", "ssd512", "ssdlite320"}  # need a backbone argument; their named variants are listed instead
 QUICK = {"ssdlite320_mobilenetv3_large", "ssd300_mobilenetv3_large", "torchvision ssdlite320_mobilenet_v3_large"}
 REFERENCES = {"torchvision ssd300_vgg16": (ssd300_vgg16, 300), "torchvision ssdlite320_mobilenet_v3_large":
               (ssdlite320_mobilenet_v3_large, 320)}

@@ -147,10 +147,11 @@ def eval_scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {"map_voc07": voc07(metrics), "map_voc12": metrics["map_voc12"] or 0.0}
 
 
-def start_run(cfg: TrainConfig, ctx: Dist, num_classes: int) -> Run:
+def start_run(cfg: TrainConfig, ctx: Dist, class_names: list[str]) -> Run:
     """The model (the same initial weights in every process), its optimiser, schedule and loss scaler."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, num_classes).to(ctx.device)
+    model = build_model(cfg, len(class_names) + 1).to(ctx.device)
+    model.categories = ["__background__", *class_names]  # saved with the weights (the model's record)
     if cfg.sync_bn and ctx.world_size > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = make_optimizer(cfg, model)
@@ -210,7 +211,7 @@ def train(argv: list[str] | None = None) -> TrainResult:
     # --- data, model, optimiser; the loader fills zoom-out canvases with the model's normalisation mean ---
     dataset = make_dataset(cfg, train=True)
     class_names = list(dataset.class_names)
-    run = start_run(cfg, ctx, len(class_names) + 1)
+    run = start_run(cfg, ctx, class_names)
     loader = train_loader(cfg, dataset, run.model.transform.mean.flatten().tolist(), ctx.rank, ctx.world_size)
     if checkpoint is not None:
         run.restore(checkpoint, args.resume)

@@ -93,14 +93,15 @@ def _image_paths(inputs: list[str]) -> list[Path]:
     return paths
 
 
-def _categories(choice: str | None, weights: Any, num_classes: int) -> list[str]:
-    """Names for labels ``0 .. num_classes-1``: the ``--categories`` choice, the weights' own, else numbers."""
+def _categories(choice: str | None, model: Any) -> list[str]:
+    """Names for labels ``0 .. num_classes-1``: the ``--categories`` choice, the model's own, else numbers."""
+    num_classes = model.num_classes
     if choice in ("voc", "coco"):
         names = VOC_CATEGORIES if choice == "voc" else COCO_CATEGORIES
     elif choice is not None:
         names = [line.strip() for line in Path(choice).read_text().splitlines() if line.strip()]
     else:
-        names = (getattr(weights, "meta", None) or {}).get("categories") or [f"class {i}" for i in range(num_classes)]
+        names = model.categories or [f"class {i}" for i in range(num_classes)]
     if len(names) != num_classes:
         raise SystemExit(f"ssd-zoo detect: the model has {num_classes} classes, but {choice} names {len(names)}")
     return list(names)
@@ -123,7 +124,7 @@ def run_detect(args: argparse.Namespace) -> int:
 
     weights = resolve_weights(args.weights if args.weights.lower() != "none" else None, args.model)
     model = build(args.model, weights=weights, score_thresh=args.score).eval().to(args.device)
-    names = _categories(args.categories, weights, model.num_classes)
+    names = _categories(args.categories, model)
     args.out.mkdir(parents=True, exist_ok=True)
     paths, results = _image_paths(args.images), []
     for start in range(0, len(paths), args.batch_size):
@@ -157,8 +158,8 @@ def add_convert(subparsers: Subparsers) -> None:
     parser.add_argument("--input-order", choices=["rgb", "bgr"], default="rgb",
                         help="channel order the non-ssd_zoo network was trained on (ssd_zoo models take RGB)")
     parser.add_argument("--anchors", choices=["voc", "coco"],
-                        help="the default boxes an ssd_zoo INPUT was trained with (its file does not say); "
-                             "needed for --to torchvision, whose ssd300_vgg16 always uses 'coco'")
+                        help="the default boxes of an ssd_zoo INPUT saved before ssd_zoo 0.2 (newer files record "
+                             "theirs); needed for --to torchvision, whose ssd300_vgg16 always uses 'coco'")
     parser.set_defaults(run=run_convert)
 
 
@@ -167,23 +168,30 @@ TORCHVISION_ANCHORS = "coco"
 
 
 def _check_torchvision_can_use(state: dict[str, Tensor], anchors: str | None, where: str) -> None:
-    """Refuse a conversion to torchvision that torchvision would decode against other default boxes."""
-    from .ops.default_boxes import preset
+    """Refuse a conversion to torchvision that torchvision would decode against other default boxes.
+
+    The model's boxes: its ssd_zoo record, else ``anchors`` (implied by the input layout, or ``--anchors``).
+    """
+    from .ops.default_boxes import DefaultBoxSpec, preset
 
     levels = convert.num_levels(state)
     if levels != 6:
         raise SystemExit(f"ssd-zoo convert: {where} has {levels} head levels; torchvision's ssd300_vgg16 has 6 (SSD300)")
-    if anchors is None:
+    theirs = preset(300, TORCHVISION_ANCHORS)
+    record = convert.split_record(state)[1]
+    if record is not None:
+        ours = DefaultBoxSpec.from_dict(record["default_boxes"])
+    elif anchors is not None:
+        ours = preset(300, anchors)
+    else:
         raise SystemExit(f"ssd-zoo convert: {where} does not say which default boxes it was trained with; torchvision's "
-                         f"ssd300_vgg16 uses anchors='coco' (sizes {list(preset(300, 'coco').sizes)} px). Pass "
-                         "--anchors coco if that is the model's, else keep it in ssd_zoo's layout")
-    if anchors != TORCHVISION_ANCHORS:
-        theirs, ours = preset(300, TORCHVISION_ANCHORS), preset(300, anchors)
+                         f"ssd300_vgg16 uses anchors='coco' ({theirs.describe()}). Pass --anchors coco if that is the "
+                         "model's, else keep it in ssd_zoo's layout")
+    if ours != theirs:
         raise SystemExit(
-            f"ssd-zoo convert: {where} was trained with anchors={anchors!r} (default-box sizes {list(ours.sizes)} px, "
-            f"clip={ours.clip!r}), but torchvision's ssd300_vgg16 decodes with its own anchors='coco' (sizes "
-            f"{list(theirs.sizes)} px, clip={theirs.clip!r}): every detection would be decoded against the wrong "
-            "boxes. Use the model with ssd_zoo (ssd_zoo.build('ssd300_vgg16', weights=FILE)) instead")
+            f"ssd-zoo convert: {where} was trained with default boxes {ours.describe()}, but torchvision's ssd300_vgg16 "
+            f"decodes with its own anchors='coco' ({theirs.describe()}): every detection would be decoded against the "
+            "wrong boxes. Use the model with ssd_zoo (ssd_zoo.build('ssd300_vgg16', weights=FILE)) instead")
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -206,8 +214,9 @@ def _check_fits_a_model(state: dict[str, Tensor], where: str) -> None:
     if levels not in (6, 7):
         raise SystemExit(f"ssd-zoo convert: {where}: expected the 6 (SSD300) or 7 (SSD512) head levels of a VGG16 SSD, "
                          f"found {levels}")
+    tensors, _ = convert.split_record(state)  # keys and shapes: the record's boxes are checked where they matter
     load_state_dict(build("ssd300_vgg16" if levels == 6 else "ssd512_vgg16", num_classes=convert.head_classes(state)),
-                    state, where)
+                    tensors, where)
 
 
 def add_export(subparsers: Subparsers) -> None:

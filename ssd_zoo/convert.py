@@ -18,9 +18,11 @@ copied unchanged. Command line: ``ssd-zoo convert --from ssd.pytorch IN.pth OUT.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Literal
 
+import torch
 from torch import Tensor
 
 InputOrder = Literal["rgb", "bgr"]
@@ -111,8 +113,9 @@ def from_torchvision(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 def to_torchvision(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """ssd_zoo ``ssd300_vgg16`` state dict -> one that torchvision's ``ssd300_vgg16`` loads with ``strict=True``."""
-    return _rename(state_dict, _torchvision_table(), "ssd_zoo")
+    """ssd_zoo ``ssd300_vgg16`` state dict -> one that torchvision's ``ssd300_vgg16`` loads with ``strict=True``
+    (ssd_zoo's model record is left out: torchvision has no place for it)."""
+    return _rename(split_record(state_dict)[0], _torchvision_table(), "ssd_zoo")
 
 
 def from_ssd_pytorch(state_dict: Mapping[str, Tensor], input_order: InputOrder = "rgb") -> dict[str, Tensor]:
@@ -129,9 +132,32 @@ def from_ssd_pytorch(state_dict: Mapping[str, Tensor], input_order: InputOrder =
 
 
 def to_ssd_pytorch(state_dict: Mapping[str, Tensor], input_order: InputOrder = "rgb") -> dict[str, Tensor]:
-    """ssd_zoo state dict -> ssd.pytorch's layout; ``input_order="bgr"`` for a network fed BGR images."""
-    state = _permute_first_conv(dict(state_dict), input_order)
+    """ssd_zoo state dict -> ssd.pytorch's layout; ``input_order="bgr"`` for a network fed BGR images (ssd_zoo's
+    model record is left out)."""
+    state = _permute_first_conv(split_record(state_dict)[0], input_order)
     return _rename(state, _ssd_pytorch_table(num_levels(state, "head.regression.{}.weight")), "ssd_zoo")
+
+
+# ssd_zoo's model record in a state dict (see ``SSD.record``: default boxes, input size, normalisation, classes),
+# a uint8 tensor of UTF-8 JSON, so that every tool that handles state dicts of tensors handles it; the other
+# layouts have none.
+RECORD_KEY = "_record"
+
+
+def encode_record(record: dict[str, object]) -> Tensor:
+    """A JSON-able dict -> uint8 ``[N]`` tensor (UTF-8 JSON)."""
+    return torch.tensor(list(json.dumps(record, sort_keys=True).encode()), dtype=torch.uint8)
+
+
+def decode_record(tensor: Tensor) -> dict[str, object]:
+    """What :func:`encode_record` wrote."""
+    return json.loads(bytes(tensor.cpu().tolist()).decode())
+
+
+def split_record(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict | None]:
+    """``(the other tensors, ssd_zoo's model record decoded, or None)`` of a state dict."""
+    tensors = {k: v for k, v in state_dict.items() if k != RECORD_KEY}
+    return tensors, decode_record(state_dict[RECORD_KEY]) if RECORD_KEY in state_dict else None
 
 
 def head_classes(state_dict: Mapping[str, Tensor]) -> int | None:

@@ -1,150 +1,31 @@
-"""Published SSD weights, loadable by name, and local checkpoints in any supported layout.
-
-Metadata sits on torchvision's public multi-weight API: one ``WeightsEnum`` per model, each member a
-``Weights(url, transforms, meta)``. ``meta`` keys (all entries have them):
-
-- ``model``: the registered model name the weights fit; ``input_size``: the network input side, pixels;
-- ``file_name``: the name in torch.hub's cache; ``sha256``: the sha256 prefix that name carries after its
-  last ``-`` (torch.hub's ``check_hash`` convention), or None where the publisher gave none;
-- ``layout``: the key layout of the published file (see :mod:`ssd_zoo.convert`), converted on load;
-  ``input_order``: the channel order the network was trained on ("rgb" or "bgr");
-- ``num_classes`` (with background), ``categories`` (``num_classes`` names, index 0 background, or None),
-  ``anchors``: the default-box preset ("voc" or "coco");
-- ``mean``, ``std``: normalisation of RGB in [0, 1]; ``dataset``: what it was trained on;
-- ``metrics``: ``{benchmark: {metric: value}}`` as published, ``metrics_source``: where; ``recipe``: how.
+"""Loading SSD weights: published ones by name (:mod:`ssd_zoo.published`), local files and URLs, any layout.
 
 What a user passes as ``weights=`` is resolved by one function (:func:`resolve_weights`: an enum member, a
 ``"NAME"`` / ``"model.NAME"`` string, a path or a URL), read by one (:func:`read_weights`: downloads and files
 through :mod:`ssd_zoo.hub`, any layout converted by :mod:`ssd_zoo.convert`) and loaded by one, with one
-key/shape check (:func:`load_state_dict`).
+key/shape check (:func:`load_state_dict`). The published enums and their lookup are re-exported here.
 """
 from __future__ import annotations
 
-import fnmatch
 import os
 import warnings
 from dataclasses import dataclass
-from functools import cached_property, partial
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 from torch import Tensor, nn
-from torchvision.models import Weights, WeightsEnum
-from torchvision.models.detection import SSD300_VGG16_Weights as _TorchvisionSSD300Weights
+from torchvision.models import WeightsEnum
 
 from . import convert, hub
 from .hub import read_file  # noqa: F401  (part of this module's API since 0.1)
-from .transform import CAFFE_MEAN, CAFFE_STD, SSDTransform
+from .ops.default_boxes import DefaultBoxSpec
+from .published import (  # noqa: F401  (the published weights are part of this module's API since 0.1)
+    COCO_CATEGORIES, VOC_CATEGORIES, SSD300_VGG16_Weights, VGG16_Backbone_Weights, lookup_weights, weights_name,
+    get_model_weights, get_weights, list_weights, ssd_weights,
+)
 
-VOC_CATEGORIES = [
-    "__background__", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-]
-# torchvision's 91 COCO ids (80 classes, "N/A" for the ids COCO left unused), read from its public weights.
-COCO_CATEGORIES = list(_TorchvisionSSD300Weights.COCO_V1.meta["categories"])
-
-
-def ssd_weights(url: str, *, model: str, input_size: int, layout: str, num_classes: int, anchors: str,
-                categories: list[str] | None, dataset: str, metrics: dict[str, dict[str, float]],
-                metrics_source: str, recipe: str, file_name: str | None = None, sha256: str | None = None,
-                input_order: str = "rgb", **extra: Any) -> Weights:
-    """One ``Weights`` entry with every ``meta`` key of the module docstring; ``file_name`` defaults to the
-    URL's last part. Use it for your own enums, e.g. a fine-tuned model served from your file server."""
-    meta = dict(model=model, input_size=input_size, file_name=file_name or url.rsplit("/", 1)[-1], sha256=sha256,
-                layout=layout, input_order=input_order, num_classes=num_classes, categories=categories,
-                anchors=anchors, mean=CAFFE_MEAN, std=CAFFE_STD, dataset=dataset, metrics=metrics,
-                metrics_source=metrics_source, recipe=recipe, **extra)
-    return Weights(url=url, transforms=partial(SSDTransform, input_size), meta=meta)
-
-
-class SSD300_VGG16_Weights(WeightsEnum):
-    """Published SSD300-VGG16 detectors (``ssd_zoo.build("ssd300_vgg16", weights="VOC0712")``)."""
-
-    COCO_V1 = ssd_weights(
-        "https://download.pytorch.org/models/ssd300_vgg16_coco-b556d3b4.pth", sha256="b556d3b4",
-        model="ssd300_vgg16", input_size=300, layout="torchvision", num_classes=91, anchors="coco",
-        categories=COCO_CATEGORIES, dataset="COCO train2017", metrics={"COCO-val2017": {"box_map": 25.1}},
-        metrics_source="https://pytorch.org/vision/stable/models/generated/torchvision.models.detection.ssd300_vgg16.html",
-        recipe="https://github.com/pytorch/vision/tree/main/references/detection#ssd300-vgg16", num_params=35641826,
-    )
-    VOC0712 = ssd_weights(
-        "https://s3.amazonaws.com/amdegroot-models/ssd300_mAP_77.43_v2.pth",
-        model="ssd300_vgg16", input_size=300, layout="ssd.pytorch", num_classes=21, anchors="voc",
-        categories=VOC_CATEGORIES, dataset="VOC2007 trainval + VOC2012 trainval",
-        metrics={"VOC2007-test": {"mAP": 77.43}}, metrics_source="https://github.com/amdegroot/ssd.pytorch#performance",
-        recipe="https://github.com/amdegroot/ssd.pytorch#training-ssd", num_params=26285486,
-    )
-    # The builder's own defaults are VOC's (21 classes, anchors="voc"): DEFAULT keeps that architecture.
-    DEFAULT = VOC0712
-
-
-class VGG16_Backbone_Weights(WeightsEnum):
-    """ImageNet VGG16 files that SSD training starts from (``weights="vgg16_backbone.DEFAULT"``); load them
-    with :func:`load_vgg16_backbone`.
-
-    ``meta["layout"]``: "ssd.pytorch-vgg" (conv1_1 ... conv5_3, fc6, fc7) or "torchvision-vgg16"
-    (conv1_1 ... conv5_3 only; fc6 and fc7 keep their initialisation, as in torchvision's SSD300).
-    """
-
-    IMAGENET1K_REDUCEDFC = Weights(
-        url="https://s3.amazonaws.com/amdegroot-models/vgg16_reducedfc.pth", transforms=partial(SSDTransform, 300),
-        meta={"file_name": "vgg16_reducedfc.pth", "sha256": None, "layout": "ssd.pytorch-vgg", "input_order": "rgb",
-              "dataset": "ImageNet-1K", "recipe": "https://github.com/amdegroot/ssd.pytorch#training-ssd"},
-    )
-    IMAGENET1K_FEATURES = Weights(
-        url="https://download.pytorch.org/models/vgg16_features-amdegroot-88682ab5.pth",
-        transforms=partial(SSDTransform, 300),
-        meta={"file_name": "vgg16_features-amdegroot-88682ab5.pth", "sha256": "88682ab5", "layout": "torchvision-vgg16",
-              "input_order": "rgb", "dataset": "ImageNet-1K",
-              "recipe": "https://pytorch.org/vision/stable/models/generated/torchvision.models.vgg16.html"},
-    )
-    DEFAULT = IMAGENET1K_REDUCEDFC
-
-
-# model name -> its weights enum (the VGG16 backbone files under "vgg16_backbone").
-_WEIGHTS: dict[str, type[WeightsEnum]] = {"ssd300_vgg16": SSD300_VGG16_Weights, "vgg16_backbone": VGG16_Backbone_Weights}
 Resolved = WeightsEnum | Path | str  # a published entry, a local file, or a URL (str)
-
-
-def get_model_weights(model_name: str) -> type[WeightsEnum]:
-    """The weights enum of ``model_name``; ValueError naming the models that have weights."""
-    if model_name not in _WEIGHTS:
-        raise ValueError(f"no published weights for {model_name!r}; models with weights: {sorted(_WEIGHTS)}")
-    return _WEIGHTS[model_name]
-
-
-def _lookup(name: str, model_name: str | None = None) -> WeightsEnum | None:
-    """The member that ``name`` means: ``"MEMBER"`` (with ``model_name``), ``"<model>.MEMBER"`` or
-    ``"<Enum class>.MEMBER"`` (members include aliases such as DEFAULT); None if it means none."""
-    owner, _, member = name.rpartition(".")
-    if not owner and model_name is not None:
-        owner = model_name
-    enum = _WEIGHTS.get(owner) or next((e for e in _WEIGHTS.values() if e.__name__ == owner), None)
-    if enum is None or member not in enum.__members__:
-        return None
-    if model_name is not None and enum is not _WEIGHTS.get(model_name):
-        return None
-    return enum[member]
-
-
-def get_weights(name: str) -> WeightsEnum:
-    """``"ssd300_vgg16.VOC0712"`` or ``"SSD300_VGG16_Weights.VOC0712"`` (or ``.DEFAULT``) -> the member."""
-    weights = _lookup(name)
-    if weights is None:
-        raise ValueError(f"unknown weights {name!r}; expected one of {list_weights()} (or <model>.DEFAULT)")
-    return weights
-
-
-def list_weights(model_name: str | None = None) -> list[str]:
-    """``"<model>.<MEMBER>"`` names of all weights (aliases like DEFAULT left out); ``model_name`` may be an
-    fnmatch pattern."""
-    return [f"{model}.{member.name}" for model, enum in sorted(_WEIGHTS.items())
-            if fnmatch.fnmatch(model, model_name or "*") for member in enum]
-
-
-def _weights_name(weights: WeightsEnum) -> str:
-    return f"{type(weights).__name__}.{weights.name}"
 
 
 def resolve_weights(weights: Any, model_name: str, pretrained: bool | None = None) -> Resolved | None:
@@ -164,7 +45,7 @@ def resolve_weights(weights: Any, model_name: str, pretrained: bool | None = Non
         return weights
     if isinstance(weights, WeightsEnum):
         if weights.meta.get("model", model_name) != model_name:
-            raise ValueError(f"weights {_weights_name(weights)} are for {weights.meta['model']!r}, not {model_name!r}")
+            raise ValueError(f"weights {weights_name(weights)} are for {weights.meta['model']!r}, not {model_name!r}")
         return weights
     if not isinstance(weights, (str, os.PathLike)):
         raise TypeError(f"weights: expected None, a name, a WeightsEnum member, a path or a URL, "
@@ -172,13 +53,13 @@ def resolve_weights(weights: Any, model_name: str, pretrained: bool | None = Non
     name = os.fspath(weights)
     if hub.is_url(name):
         return name
-    member = _lookup(name, model_name)
+    member = lookup_weights(name, model_name)
     if member is not None:
         return member
     if os.path.isfile(name):
         return Path(name)
-    enum = _WEIGHTS.get(model_name)
-    known = f"one of {list(enum.__members__)}" if enum else f"no published weights for {model_name} (see list_weights())"
+    names = [n.rpartition(".")[2] for n in list_weights(model_name)]
+    known = f"one of {names + ['DEFAULT']}" if names else f"no published weights for {model_name} (see list_weights())"
     raise ValueError(f"weights={name!r} for {model_name}: expected a weights name ({known}), a URL or a checkpoint "
                      f"file, but no file exists at {name!r}")
 
@@ -188,7 +69,7 @@ def download_state_dict(weights: WeightsEnum, progress: bool = True) -> dict[str
     (see :func:`ssd_zoo.hub.download`; the sha256 prefix in ``meta["sha256"]`` is checked)."""
     meta = weights.meta
     return hub.download(weights.url, file_name=meta["file_name"], sha256=meta["sha256"], progress=progress,
-                        what=_weights_name(weights))
+                        what=weights_name(weights))
 
 
 def _read_stored(weights: Resolved, progress: bool) -> dict[str, Any]:
@@ -213,6 +94,8 @@ class Checkpoint:
         num_classes: classes with background (None where the head was not recognised).
         anchors: the default-box preset it was trained with, where known ("voc", "coco" or None).
         weights: the named entry it comes from, None for a file or URL.
+        record: ssd_zoo's model record saved with the weights (see ``SSD.record``: input size,
+            default boxes, normalisation, classes), None for other layouts and older files.
     """
 
     read: Callable[[], dict[str, Tensor]]
@@ -221,6 +104,7 @@ class Checkpoint:
     num_classes: int | None
     anchors: str | None
     weights: WeightsEnum | None = None
+    record: dict[str, Any] | None = None
 
     @cached_property
     def state_dict(self) -> dict[str, Tensor]:
@@ -228,7 +112,7 @@ class Checkpoint:
 
     @property
     def name(self) -> str:
-        return _weights_name(self.weights) if self.weights is not None else self.source
+        return weights_name(self.weights) if self.weights is not None else self.source
 
     def load_into(self, model: nn.Module) -> nn.Module:
         """Copy the tensors into ``model`` (every key and shape must match) and return it."""
@@ -243,6 +127,45 @@ class Checkpoint:
         if self.weights is not None and anchors is not None and anchors != self.anchors:
             raise ValueError(f"anchors={anchors!r} conflicts with weights {self.name}, trained with anchors={self.anchors!r}")
         return (num_classes or self.num_classes or DEFAULT_NUM_CLASSES), (anchors or self.anchors or default_anchors)
+
+    @property
+    def input_size(self) -> int | None:
+        """The input size the weights were trained at, where known."""
+        if self.record is not None:
+            return self.record["input_size"]
+        return self.weights.meta["input_size"] if self.weights is not None else None
+
+    def default_boxes(self, spec: DefaultBoxSpec, explicit: bool) -> DefaultBoxSpec:
+        """The default boxes to build: the record's, else ``spec`` (from the arguments or the layout's preset).
+
+        ``explicit``: the caller chose ``spec`` (``anchors=``, ``box_sizes=``, ...); boxes other than the
+        record's then raise ValueError naming both, as does a record for another input size.
+        """
+        if self.record is None:
+            if self.layout == "ssd_zoo" and not explicit:
+                warnings.warn(f"{self.name} carries no ssd_zoo model record (saved before ssd_zoo 0.2): its default "
+                              f"boxes are assumed to be the builder's ({spec.describe()}); pass anchors= if they are "
+                              "not", UserWarning, stacklevel=4)
+            return spec
+        saved = DefaultBoxSpec.from_dict(self.record["default_boxes"])
+        if saved.input_size != spec.input_size:
+            raise ValueError(f"input_size={spec.input_size} conflicts with weights {self.name}, trained at input "
+                             f"{saved.input_size}")
+        if explicit and saved != spec:
+            raise ValueError(f"the default boxes asked for ({spec.describe()}) conflict with weights {self.name}, "
+                             f"trained with {saved.describe()}; leave anchors/box_sizes/aspect_ratios out")
+        return saved
+
+    def normalisation(self, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The ``(mean, std)`` the weights were trained with (RGB, 0..1 scale), else the given ones."""
+        source = self.record or (self.weights.meta if self.weights is not None else {})
+        return tuple(source.get("mean", mean)), tuple(source.get("std", std))
+
+    @property
+    def categories(self) -> list[str] | None:
+        """Class names (background first) saved with or published for the weights, where known."""
+        source = self.record or (self.weights.meta if self.weights is not None else {})
+        return source.get("categories")
 
 
 # Without weights, a builder makes a VOC detector: 20 classes and background.
@@ -275,7 +198,9 @@ def read_weights(weights: Resolved, input_order: str | None = None, progress: bo
     raw = _read_stored(weights, progress)
     layout = convert.detect_layout(raw, where=source)
     state = convert.to_ssd_zoo(raw, layout, input_order or "rgb", where=source)
-    return Checkpoint(lambda: state, source, layout, convert.head_classes(state), convert.LAYOUT_ANCHORS[layout])
+    record = convert.split_record(state)[1]
+    num_classes = record["num_classes"] if record else convert.head_classes(state)
+    return Checkpoint(lambda: state, source, layout, num_classes, convert.LAYOUT_ANCHORS[layout], record=record)
 
 
 def fetch_weights(weights: Any, model_name: str, pretrained: bool | None = None, progress: bool = True) -> Checkpoint | None:
@@ -292,9 +217,11 @@ def load_state_dict(module: nn.Module, state_dict: dict[str, Tensor], source: st
     keys must still be the module's, with the module's shapes.
     """
     own = module.state_dict()
-    missing = [] if partial else sorted(set(own) - set(state_dict))
+    # A state dict without ssd_zoo's model record (another layout's, converted) loads as the model's own.
+    missing = [] if partial else sorted(set(own) - set(state_dict) - {convert.RECORD_KEY})
     unexpected = sorted(set(state_dict) - set(own))
-    shapes = {k: (tuple(own[k].shape), tuple(v.shape)) for k, v in state_dict.items() if k in own and own[k].shape != v.shape}
+    shapes = {k: (tuple(own[k].shape), tuple(v.shape)) for k, v in state_dict.items()
+              if isinstance(v, Tensor) and k in own and own[k].shape != v.shape}
     if missing or unexpected or shapes:
         raise ValueError(f"{source} does not fit {type(module).__name__}: missing keys {missing}, unexpected keys "
                          f"{unexpected}, mis-shaped keys (expected, found) {shapes}")

@@ -76,7 +76,7 @@ def test_detect_names_what_it_could_not_find(tmp_path: Path) -> None:
 
 
 def test_convert_subcommand(tmp_path: Path) -> None:
-    state = ssd_zoo.build("ssd300_vgg16", num_classes=4).state_dict()
+    state, _ = convert.split_record(ssd_zoo.build("ssd300_vgg16", num_classes=4).state_dict())
     torch.save(convert.to_ssd_pytorch(state, input_order="bgr"), tmp_path / "bgr.pth")
     done = subprocess.run([sys.executable, "-m", "ssd_zoo.cli", "convert", "--input-order", "bgr",
                            str(tmp_path / "bgr.pth"), str(tmp_path / "zoo.pth")], capture_output=True, text=True)

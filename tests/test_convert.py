@@ -103,7 +103,7 @@ def test_from_ssd_pytorch_gives_the_same_outputs(input_order: str) -> None:
 @pytest.mark.parametrize("name", ["ssd300_vgg16", "ssd512_vgg16"])
 @pytest.mark.parametrize("input_order", ["rgb", "bgr"])
 def test_ssd_pytorch_round_trip_is_exact(name: str, input_order: str) -> None:
-    state = ssd_zoo.build(name, num_classes=3).state_dict()
+    state, _ = convert.split_record(ssd_zoo.build(name, num_classes=3).state_dict())  # ssd.pytorch has no record
     other = convert.to_ssd_pytorch(state, input_order=input_order)
     assert "L2Norm.weight" in other and "vgg.33.weight" in other and "extras.7.weight" in other
     back = convert.from_ssd_pytorch(other, input_order=input_order)
@@ -114,7 +114,7 @@ def test_ssd_pytorch_round_trip_is_exact(name: str, input_order: str) -> None:
 
 
 def test_torchvision_round_trip_is_exact_and_loads_strictly() -> None:
-    state = ssd_zoo.build("ssd300_vgg16", num_classes=91, anchors="coco").state_dict()
+    state, _ = convert.split_record(ssd_zoo.build("ssd300_vgg16", num_classes=91, anchors="coco").state_dict())
     tv = torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None, num_classes=91)
     tv.load_state_dict(convert.to_torchvision(state), strict=True)
     back = convert.from_torchvision(tv.state_dict())
@@ -165,13 +165,19 @@ def test_converting_voc_default_boxes_to_torchvision_is_refused(tmp_path: Path) 
     done = subprocess.run([sys.executable, "-m", "ssd_zoo.cli", "convert", "--to", "torchvision", str(tmp_path / "ssd.pth"),
                            str(tmp_path / "tv.pth")], capture_output=True, text=True)
     assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert "anchors='voc' (default-box sizes [30, 60, 111" in done.stderr and "anchors='coco' (sizes [21, 45, 99" in done.stderr
+    assert "trained with default boxes input 300, sizes 30/60/111/162/213/264/315 px" in done.stderr
+    assert "its own anchors='coco' (input 300, sizes 21/45/99/153/207/261/315 px" in done.stderr
     assert not (tmp_path / "tv.pth").exists()
-    torch.save(ssd_zoo.build("ssd300_vgg16", num_classes=21).state_dict(), tmp_path / "zoo.pth")  # the file does not say
-    with pytest.raises(SystemExit, match="does not say which default boxes.*--anchors coco"):
+    state = ssd_zoo.build("ssd300_vgg16", num_classes=21).state_dict()  # it records its (VOC) default boxes
+    torch.save(state, tmp_path / "zoo.pth")
+    with pytest.raises(SystemExit, match="trained with default boxes input 300, sizes 30/60"):
         main(["convert", "--to", "torchvision", str(tmp_path / "zoo.pth"), str(tmp_path / "tv.pth")])
-    with pytest.raises(SystemExit, match="trained with anchors='voc'"):
-        main(["convert", "--to", "torchvision", "--anchors", "voc", str(tmp_path / "zoo.pth"), str(tmp_path / "tv.pth")])
+    torch.save(convert.split_record(state)[0], tmp_path / "old.pth")  # as saved before ssd_zoo 0.2: no record
+    with pytest.raises(SystemExit, match="does not say which default boxes.*--anchors coco"):
+        main(["convert", "--to", "torchvision", str(tmp_path / "old.pth"), str(tmp_path / "tv.pth")])
+    with pytest.raises(SystemExit, match="trained with default boxes input 300, sizes 30/60"):
+        main(["convert", "--to", "torchvision", "--anchors", "voc", str(tmp_path / "old.pth"), str(tmp_path / "tv.pth")])
+    assert not (tmp_path / "tv.pth").exists()
 
 
 def test_converted_coco_box_model_detects_the_same_in_torchvision(tmp_path: Path) -> None:
@@ -183,7 +189,7 @@ def test_converted_coco_box_model_detects_the_same_in_torchvision(tmp_path: Path
         for conv in ours.head.regression:
             conv.weight.mul_(0.2)
     torch.save(ours.state_dict(), tmp_path / "zoo.pth")
-    assert main(["convert", "--to", "torchvision", "--anchors", "coco", str(tmp_path / "zoo.pth"), str(tmp_path / "tv.pth")]) == 0
+    assert main(["convert", "--to", "torchvision", str(tmp_path / "zoo.pth"), str(tmp_path / "tv.pth")]) == 0
     tv = torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None, num_classes=5).eval()
     tv.load_state_dict(torch.load(tmp_path / "tv.pth", weights_only=True), strict=True)
     images = [torch.rand(3, 240, 320, generator=torch.Generator().manual_seed(1))]

@@ -8,10 +8,11 @@ equals the one-process gradient only under two conditions, which the run below s
 
 - no BatchNorm: its statistics are per process (``sync_bn`` needs CUDA), so the tiny ResNet-18 here uses
   GroupNorm of one group, whose statistics are per image;
-- as many matched default boxes in each process's half: the SSD loss divides by its batch's count, so two
-  processes average ``S0 / N0`` and ``S1 / N1`` where one process has ``(S0 + S1) / (N0 + N1)``; these agree
-  only when ``N0 == N1``. Every image here holds one object in the same place (a flip maps it onto itself),
-  with its own colours and class, so every image matches the same default boxes.
+- objects that a horizontal flip maps onto themselves, so that augmentation keeps the matched default boxes
+  the same whichever process draws which flip. Their number differs between images (one or two), so the two
+  processes' halves hold different numbers of matched default boxes: the loss divides by the count of the
+  whole global batch (all-reduced), not by each process's own, or the average of ``S0 / N0`` and ``S1 / N1``
+  would differ from one process's ``(S0 + S1) / (N0 + N1)``.
 
 What is left is float rounding: the gloo all-reduce adds the two halves' gradients in another order than one
 backward pass over the whole batch does, and convolutions over 2 or 4 images accumulate differently. Measured
@@ -41,6 +42,7 @@ from recipes.data import ResumableSampler  # noqa: E402
 TRAIN = ROOT / "recipes" / "train_voc.py"
 SIDE = 64
 BOX = (16, 16, 48, 48)  # 0-based xyxy; a horizontal flip (x -> 64 - x) maps it onto itself
+SECOND_BOX = (8, 50, 56, 62)  # in every third image: another object, also flip-symmetric
 CLASSES = ("patch", "other_patch")
 ITERATIONS = 4  # two epochs of 8 images at a global batch of 4
 
@@ -77,24 +79,27 @@ tensorboard: false
 
 
 def write_voc(root: Path, num_train: int = 8, num_test: int = 2) -> Path:
-    """A VOCdevkit folder: 64 px noise images, each with one flat patch of its own colour at ``BOX``."""
+    """A VOCdevkit folder: 64 px noise images, each with one flat patch of its own colour at ``BOX`` (and every
+    third one a second at ``SECOND_BOX``)."""
     rng = np.random.default_rng(0)
     year = root / "VOC2007"
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (year / sub).mkdir(parents=True)
     (root / "classes.txt").write_text("".join(f"{name}\n" for name in CLASSES))
-    x1, y1, x2, y2 = BOX
     for split, count in (("trainval", num_train), ("test", num_test)):
         ids = [f"{split}_{i}" for i in range(count)]
         for i, image_id in enumerate(ids):
             pixels = rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8)
-            pixels[y1:y2, x1:x2] = rng.integers(0, 256, 3, dtype=np.uint8)
+            boxes = [(BOX, CLASSES[i % 2])] + ([(SECOND_BOX, CLASSES[(i + 1) % 2])] if i % 3 == 0 else [])
+            objects = ""
+            for (x1, y1, x2, y2), name in boxes:
+                pixels[y1:y2, x1:x2] = rng.integers(0, 256, 3, dtype=np.uint8)
+                objects += (f"<object><name>{name}</name><difficult>0</difficult><bndbox><xmin>{x1 + 1}</xmin>"
+                            f"<ymin>{y1 + 1}</ymin><xmax>{x2 + 1}</xmax><ymax>{y2 + 1}</ymax></bndbox></object>")
             Image.fromarray(pixels).save(year / "JPEGImages" / f"{image_id}.jpg", quality=95)
             (year / "Annotations" / f"{image_id}.xml").write_text(  # VOC's XML is 1-based
                 f"<annotation><filename>{image_id}.jpg</filename><size><width>{SIDE}</width><height>{SIDE}</height>"
-                f"<depth>3</depth></size><object><name>{CLASSES[i % 2]}</name><difficult>0</difficult><bndbox>"
-                f"<xmin>{x1 + 1}</xmin><ymin>{y1 + 1}</ymin><xmax>{x2 + 1}</xmax><ymax>{y2 + 1}</ymax>"
-                "</bndbox></object></annotation>")
+                f"<depth>3</depth></size>{objects}</annotation>")
         (year / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
     return root
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.reference import voc_class_aps
 from ssd_zoo.metrics import voc
 from ssd_zoo.metrics.voc import VOCEvaluator
 from ssd_zoo.metrics.voc_ops import grouped_best_overlaps
@@ -127,77 +128,7 @@ def test_bad_input_names_the_image_and_key():
         VOCEvaluator(3, class_names=["a"])
 
 
-# --- parity with a per-detection loop, written like py-faster-rcnn's voc_eval -----------------
-
-
-def reference_voc_ap(rec, prec, use_07_metric):
-    if use_07_metric:
-        ap = 0.0
-        for t in np.arange(0.0, 1.1, 0.1):
-            p = 0 if np.sum(rec >= t) == 0 else np.max(prec[rec >= t])
-            ap = ap + p / 11.0
-        return ap
-    mrec = np.concatenate(([0.0], rec, [1.0]))
-    mpre = np.concatenate(([0.0], prec, [0.0]))
-    for i in range(mpre.size - 1, 0, -1):
-        mpre[i - 1] = np.maximum(mpre[i - 1], mpre[i])
-    i = np.where(mrec[1:] != mrec[:-1])[0]
-    return np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1])
-
-
-def reference_eval(predictions, targets, cls, thresh, use_07_metric, one):
-    recs, npos = {}, 0
-    for i, t in enumerate(targets):
-        keep = t["labels"].numpy() == cls
-        difficult = t.get("difficult", torch.zeros(len(keep), dtype=torch.bool)).numpy()[keep]
-        recs[i] = {"bbox": t["boxes"].double().numpy()[keep], "difficult": difficult,
-                   "det": [False] * int(keep.sum())}
-        npos += int((~difficult).sum())
-    image_ids, confidence, BB = [], [], []
-    for i, p in enumerate(predictions):
-        keep = p["labels"].numpy() == cls
-        image_ids += [i] * int(keep.sum())
-        confidence += p["scores"].double().numpy()[keep].tolist()
-        BB += p["boxes"].double().numpy()[keep].tolist()
-    if npos == 0:
-        return float("nan")
-    order = np.argsort(-np.array(confidence), kind="stable")
-    BB = np.array(BB).reshape(-1, 4)[order]
-    image_ids = [image_ids[x] for x in order]
-    nd = len(image_ids)
-    tp, fp = np.zeros(nd), np.zeros(nd)
-    for d in range(nd):
-        R = recs[image_ids[d]]
-        bb = BB[d, :]
-        ovmax = -np.inf
-        BBGT = R["bbox"]
-        if BBGT.size > 0:
-            ixmin = np.maximum(BBGT[:, 0], bb[0])
-            iymin = np.maximum(BBGT[:, 1], bb[1])
-            ixmax = np.minimum(BBGT[:, 2], bb[2])
-            iymax = np.minimum(BBGT[:, 3], bb[3])
-            iw = np.maximum(ixmax - ixmin + one, 0.0)
-            ih = np.maximum(iymax - iymin + one, 0.0)
-            inters = iw * ih
-            uni = ((bb[2] - bb[0] + one) * (bb[3] - bb[1] + one)
-                   + (BBGT[:, 2] - BBGT[:, 0] + one) * (BBGT[:, 3] - BBGT[:, 1] + one) - inters)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                overlaps = inters / uni
-            ovmax = np.max(overlaps)
-            jmax = np.argmax(overlaps)
-        if ovmax > thresh:
-            if not R["difficult"][jmax]:
-                if not R["det"][jmax]:
-                    tp[d] = 1.0
-                    R["det"][jmax] = 1
-                else:
-                    fp[d] = 1.0
-        else:
-            fp[d] = 1.0
-    fp, tp = np.cumsum(fp), np.cumsum(tp)
-    rec = tp / float(npos)
-    prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
-    return reference_voc_ap(rec, prec, use_07_metric)
+# --- parity with a per-detection loop, written like py-faster-rcnn's voc_eval (benchmarks/reference.py) ---
 
 
 def random_batch(rng, num_images, num_classes, max_detections=10):
@@ -239,10 +170,10 @@ def test_matches_per_detection_reference(use_07_metric, pixel_inclusive, seed):
     for start in range(0, 25, 7):  # several updates, as over a data loader
         evaluator.update(predictions[start : start + 7], targets[start : start + 7])
     result = evaluator.compute()
-    one = 1.0 if pixel_inclusive else 0.0
+    expected = voc_class_aps(predictions, targets, num_classes, use_07_metric=use_07_metric,
+                             pixel_inclusive=pixel_inclusive)
     for cls in range(1, num_classes):
-        expected = reference_eval(predictions, targets, cls, 0.5, use_07_metric, one)
-        assert result["ap"][cls] == pytest.approx(expected, abs=1e-12, nan_ok=True), cls
+        assert result["ap"][cls] == pytest.approx(expected[cls], abs=1e-12, nan_ok=True), cls
 
 
 def test_chunked_matching_matches_per_detection_reference(monkeypatch):
@@ -265,9 +196,9 @@ def test_chunked_matching_matches_per_detection_reference(monkeypatch):
     result = evaluator.compute()
     total = sum(len(p["scores"]) for p in predictions)
     assert total > 2**16 and len(chunks) >= 2 and sum(chunks) == total, (total, chunks)
+    expected = voc_class_aps(predictions, targets, num_classes, use_07_metric=False)
     for cls in range(1, num_classes):
-        expected = reference_eval(predictions, targets, cls, 0.5, False, 1.0)
-        assert result["ap"][cls] == pytest.approx(expected, abs=1e-12, nan_ok=True), cls
+        assert result["ap"][cls] == pytest.approx(expected[cls], abs=1e-12, nan_ok=True), cls
 
 
 def test_compute_overrides_the_metric_for_one_call():

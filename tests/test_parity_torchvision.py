@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torchvision.models.detection import ssd300_vgg16 as torchvision_ssd300
 
-import ssd_zoo
+from benchmarks.reference import paired_models
 from ssd_zoo.convert import from_torchvision, to_torchvision
 
 # Head weight factors (classification, regression) and how closely boxes agree, in pixels.
@@ -26,15 +26,7 @@ SCORE_RTOL = 1e-5  # scores agree to ~6e-6 relative; two scores closer than 2 x 
 def models(request: pytest.FixtureRequest) -> tuple[torch.nn.Module, torch.nn.Module, float]:
     """(torchvision's model, ours with its weights, box tolerance in pixels) for one head scaling."""
     cls_factor, reg_factor, box_atol = HEADS[request.param]
-    torch.manual_seed(0)
-    tv = torchvision_ssd300(weights=None, weights_backbone=None, num_classes=91)
-    with torch.no_grad():
-        for conv in tv.head.classification_head.module_list:
-            conv.weight.mul_(cls_factor)
-        for conv in tv.head.regression_head.module_list:
-            conv.weight.mul_(reg_factor)
-    ours = ssd_zoo.build("ssd300_vgg16", num_classes=91, anchors="coco")
-    ours.load_state_dict(from_torchvision(tv.state_dict()))
+    tv, ours = paired_models(num_classes=91, cls_factor=cls_factor, reg_factor=reg_factor)
     return tv, ours, box_atol
 
 

@@ -86,3 +86,19 @@ def test_registered_model_trains_and_detects(name: str) -> None:
     assert isinstance(model, ssd_zoo.SSD) and model.num_classes == NUM_CLASSES
     _train_step(model)
     _check_detections(model)
+
+
+@pytest.mark.parametrize("name", ssd_zoo.list_models())
+def test_a_saved_state_dict_rebuilds_the_same_model(name: str, tmp_path) -> None:
+    """A plain state_dict() carries the default boxes, input size, normalisation and classes it needs."""
+    if "vgg" not in name:
+        pytest.importorskip("timm")
+    kwargs = dict(BUILD_KWARGS.get(name, {}))
+    source = ssd_zoo.build(name, num_classes=NUM_CLASSES, **kwargs)
+    source.categories = ["__background__", "cat", "dog"]
+    torch.save(source.state_dict(), tmp_path / "model.pth")
+    kwargs.pop("input_size", None)  # the file says
+    loaded = ssd_zoo.build(name, weights=tmp_path / "model.pth", **kwargs)
+    assert loaded.default_boxes.spec == source.default_boxes.spec and loaded.input_size == source.input_size
+    assert torch.equal(loaded.transform.mean, source.transform.mean) and torch.equal(loaded.transform.std, source.transform.std)
+    assert loaded.num_classes == NUM_CLASSES and loaded.categories == source.categories

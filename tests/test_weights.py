@@ -80,7 +80,8 @@ def make_weights_enum(url: str, sha256: str | None, layout: str = "ssd.pytorch",
 
 def assert_same(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     own = model.state_dict()
-    assert own.keys() == state.keys() and all(torch.equal(own[k], v) for k, v in state.items())
+    tensors, _ = convert.split_record(state)  # the weights; the model record has tests of its own
+    assert own.keys() == tensors.keys() | {"_record"} and all(torch.equal(own[k], v) for k, v in tensors.items())
 
 
 def test_published_entries_carry_their_metadata() -> None:
@@ -247,3 +248,26 @@ def test_a_url_as_weights_is_downloaded_cached_and_converted(http_folder: tuple[
     assert (torch_home / path.name).is_file()
     path.unlink()  # from the cache now
     assert_same(ssd_zoo.build("ssd300_vgg16", weights=url), model_state)
+
+
+def test_coco_default_boxes_survive_a_plain_state_dict(tmp_path: Path) -> None:
+    """The record in every state_dict(): default boxes, input size, normalisation and classes come back."""
+    source = ssd_zoo.build("ssd300_vgg16", anchors="coco", num_classes=4)
+    source.categories = ["__background__", "a", "b", "c"]
+    torch.save(source.state_dict(), tmp_path / "coco.pth")
+    loaded = ssd_zoo.build("ssd300_vgg16", weights=tmp_path / "coco.pth")
+    assert loaded.default_boxes.spec == preset(300, "coco") and loaded.num_classes == 4
+    assert loaded.categories == ["__background__", "a", "b", "c"]
+    with pytest.raises(ValueError, match=r"sizes 30/60/111.*conflict with weights .*coco.pth, trained with input 300, sizes 21/45/99"):
+        ssd_zoo.build("ssd300_vgg16", weights=tmp_path / "coco.pth", anchors="voc")
+    with pytest.raises(ValueError, match="num_classes=21 conflicts with weights .*trained for 4 classes"):
+        ssd_zoo.build("ssd300_vgg16", weights=tmp_path / "coco.pth", num_classes=21)
+    with pytest.raises(ValueError, match="input_size=512 conflicts with weights .*trained at input 300"):
+        ssd_zoo.build("ssd512_vgg16", weights=tmp_path / "coco.pth")
+    with pytest.raises(ValueError, match="trained with default_boxes input 300, sizes 21/45/99.*this model has input 300, sizes 30/60"):
+        ssd_zoo.build("ssd300_vgg16", num_classes=4).load_state_dict(torch.load(tmp_path / "coco.pth", weights_only=True))
+    old, _ = convert.split_record(source.state_dict())  # as saved before the record existed
+    torch.save(old, tmp_path / "old.pth")
+    with pytest.warns(UserWarning, match="carries no ssd_zoo model record"):
+        ssd_zoo.build("ssd300_vgg16", weights=tmp_path / "old.pth")
+    assert ssd_zoo.build("ssd300_vgg16", weights=tmp_path / "old.pth", anchors="coco").default_boxes.spec == preset(300, "coco")

@@ -13,13 +13,42 @@ benchmarks, your own decoding, test-time augmentation or tiling): per default bo
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..ops.default_boxes import DefaultBoxGenerator
+from .. import convert
+from ..ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
 from ..ops.loss import ssd_loss
 from ..ops.postprocess import decode_predictions, select_detections
 from ..transform import SSDTransform, check_target_values
+
+RECORD_FORMAT = "ssd_zoo.SSD/1"  # the version of the record below
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal records: numbers to float32 precision (mean/std come from float32 buffers), the rest exactly."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, float) or isinstance(b, float):
+        return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(b)))
+    return a == b
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _global_count(count: Tensor) -> Tensor:
+    """The matched default boxes of the whole global batch (all processes), at least 1, per process."""
+    total = count.to(torch.float32)
+    dist.all_reduce(total)
+    return total.clamp(min=1) / dist.get_world_size()
 
 
 class SSD(nn.Module):
@@ -31,6 +60,7 @@ class SSD(nn.Module):
         default_boxes: feature maps + input size -> ``[A, 4]`` xyxy pixels.
         transform: resize/normalise/batch, and map detections back to each image.
         num_classes: classes including background.
+        categories: ``num_classes`` names, index 0 background (e.g. the weights' own), or None.
         iou_thresh: matching IoU (training).
         neg_pos_ratio: hard negatives per positive (training).
         score_thresh, nms_thresh, topk_candidates, detections_per_img: post-processing (eval),
@@ -45,6 +75,7 @@ class SSD(nn.Module):
         transform: SSDTransform,
         num_classes: int,
         *,
+        categories: Sequence[str] | None = None,
         iou_thresh: float = 0.5,
         neg_pos_ratio: int = 3,
         score_thresh: float = 0.01,
@@ -58,12 +89,14 @@ class SSD(nn.Module):
         self.default_boxes = default_boxes
         self.transform = transform
         self.num_classes = num_classes
+        self.categories = categories
         self.iou_thresh = iou_thresh
         self.neg_pos_ratio = neg_pos_ratio
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.topk_candidates = topk_candidates
         self.detections_per_img = detections_per_img
+        self._register_load_state_dict_pre_hook(self._check_record)
         # channels_last by default: oneDNN (CPU) and cuDNN (tensor cores) run convolutions fastest in NHWC, and
         # the head's flattening to (B, H*W*k, C) becomes a free view. Values are unchanged, only strides.
         self.to(memory_format=torch.channels_last)
@@ -71,6 +104,50 @@ class SSD(nn.Module):
     @property
     def input_size(self) -> int:
         return self.transform.size
+
+    @property
+    def categories(self) -> list[str] | None:
+        """``num_classes`` class names, index 0 background, or None where unknown."""
+        return self._categories
+
+    @categories.setter
+    def categories(self, names: Sequence[str] | None) -> None:
+        if names is not None and len(names) != self.num_classes:
+            raise ValueError(f"categories: expected {self.num_classes} names (background first), found {len(names)}")
+        self._categories = None if names is None else [str(n) for n in names]
+        # The record saved in every state_dict(), kept current (it is the only part of it that can change).
+        device = self._record.device if hasattr(self, convert.RECORD_KEY) else None
+        self.register_buffer(convert.RECORD_KEY, convert.encode_record(self.record()).to(device))
+
+    # --- what a checkpoint must carry to be used correctly: in every state_dict(), as "_record" ---
+    def record(self) -> dict[str, Any]:
+        """The record saved with the weights: ``format``, ``input_size``, ``default_boxes`` (the
+        :class:`DefaultBoxSpec` as a dict), ``mean``/``std`` (RGB, 0..1 scale), ``num_classes``, ``categories``."""
+        return {"format": RECORD_FORMAT, "input_size": self.input_size, "default_boxes": self.default_boxes.spec.to_dict(),
+                "mean": self.transform.mean.flatten().tolist(), "std": self.transform.std.flatten().tolist(),
+                "num_classes": self.num_classes, "categories": self.categories}
+
+    def _check_record(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        """Load pre-hook: a record that contradicts this model raises ValueError naming both; its class names
+        are taken. A state dict without one (torchvision's or ssd.pytorch's, converted; ssd_zoo's before 0.2)
+        loads as if it had this model's own: the builders choose default boxes from the layout, and whoever
+        builds the model themselves has chosen them."""
+        key = prefix + convert.RECORD_KEY
+        if key in state_dict:
+            saved, own = convert.decode_record(state_dict[key]), self.record()
+            if saved.get("format") != RECORD_FORMAT:
+                raise ValueError(f"state dict: {key!r} is not an ssd_zoo model record ({RECORD_FORMAT}), found "
+                                 f"{str(saved)[:80]}")
+            for name in ("input_size", "num_classes", "default_boxes", "mean", "std"):
+                if not _same(saved[name], own[name]):
+                    theirs = DefaultBoxSpec.from_dict(saved[name]).describe() if name == "default_boxes" else saved[name]
+                    mine = self.default_boxes.spec.describe() if name == "default_boxes" else own[name]
+                    raise ValueError(
+                        f"state dict: the weights were trained with {name} {theirs}, but this model has {mine}; build "
+                        "the model from the file (ssd_zoo.build(name, weights=path)) to get the weights' own")
+            if saved.get("categories") is not None:
+                self.categories = saved["categories"]
+        state_dict[key] = self._record  # now this model's record, of its length
 
     def _network(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The one network pass, on a normalised batch ``[B, 3, S, S]``: ``(cls_logits [B, A, C],
@@ -103,8 +180,8 @@ class SSD(nn.Module):
         if self.training:
             check_target_values(batch.targets, self.num_classes)
             return ssd_loss(
-                cls_logits, box_regression, anchors, *batch.targets,
-                iou_thresh=self.iou_thresh, neg_pos_ratio=self.neg_pos_ratio,
+                cls_logits, box_regression, anchors, *batch.targets, iou_thresh=self.iou_thresh,
+                neg_pos_ratio=self.neg_pos_ratio, count_positives=_global_count if _distributed() else None,
             )
         dense = decode_predictions(cls_logits, box_regression, anchors)
         detections = select_detections(

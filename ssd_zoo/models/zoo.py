@@ -5,7 +5,7 @@ from typing import Any
 
 from ..ops.default_boxes import DefaultBoxGenerator, preset
 from ..registry import register_model
-from ..transform import SSDTransform
+from ..transform import CAFFE_MEAN, CAFFE_STD, SSDTransform
 from ..weights import builder_config, fetch_weights
 from .head import SSDHead
 from .ssd import SSD
@@ -14,13 +14,18 @@ from .vgg import VGG16Backbone
 
 def _vgg16_ssd(name: str, input_size: int, weights: Any, num_classes: int | None, anchors: str | None,
                **kwargs: Any) -> SSD:
-    # Weights first: named weights and checkpoint files decide num_classes and anchors unless given.
+    # Weights first: named weights and checkpoint files decide num_classes, default boxes, normalisation and
+    # class names unless given; a given value that contradicts them raises.
     checkpoint = fetch_weights(weights, name, pretrained=kwargs.pop("pretrained", None))
-    num_classes, anchors = builder_config(checkpoint, num_classes, anchors)
-    spec = preset(input_size, anchors)
+    num_classes, preset_name = builder_config(checkpoint, num_classes, anchors)
+    spec, mean, std, categories = preset(input_size, preset_name), CAFFE_MEAN, CAFFE_STD, None
+    if checkpoint is not None:
+        spec = checkpoint.default_boxes(spec, explicit=anchors is not None)
+        (mean, std), categories = checkpoint.normalisation(mean, std), checkpoint.categories
     backbone = VGG16Backbone(input_size)
     head = SSDHead(backbone.out_channels, spec.boxes_per_location, num_classes)
-    model = SSD(backbone, head, DefaultBoxGenerator(spec), SSDTransform(input_size), num_classes, **kwargs)
+    transform = SSDTransform(input_size, mean, std)
+    model = SSD(backbone, head, DefaultBoxGenerator(spec), transform, num_classes, categories=categories, **kwargs)
     if checkpoint is not None:
         checkpoint.load_into(model)
     return model

@@ -26,7 +26,7 @@ from .timm_backbone import TimmBackbone, create_features
 
 def timm_ssd(
     backbone: str,
-    input_size: int,
+    input_size: int | None,
     *,
     model_name: str | None = None,
     weights: Any = None,
@@ -45,10 +45,10 @@ def timm_ssd(
 
     Args:
         backbone: a timm model name with ``features_only`` support, e.g. ``"resnet50"``.
-        input_size: the square input, e.g. 300 or 512 (SSD, maps from strides 8/16/32, the paper's grids),
+        input_size: the square input (None: the weights', else 300), e.g. 300 or 512 (SSD, maps from strides 8/16/32, the paper's grids),
             128 (maps 16/8/4/2/1, see :func:`~ssd_zoo.ops.default_boxes.default_box_spec`), or 320 (SSDLite,
             strides 16/32).
-        model_name: the registered name, for weights lookup and messages (default ``"ssd<input_size>"``).
+        model_name: the registered name, for weights lookup and messages (default ``"ssd"``).
         weights: a checkpoint path or URL in ssd_zoo's layout of this exact model.
         num_classes: classes including background (default 21).
         lite: SSDLite head, extra blocks and default boxes (see :mod:`ssd_zoo.models.ssdlite`).
@@ -64,10 +64,12 @@ def timm_ssd(
     if lite and (anchors, box_sizes, aspect_ratios) != (None, None, None):
         raise ValueError(f"anchors={anchors!r}: SSDLite has its own default boxes; anchors, box_sizes and "
                          "aspect_ratios apply to SSD")
-    model_name = model_name or f"{'ssdlite' if lite else 'ssd'}{input_size}"
-    checkpoint = fetch_weights(weights, model_name)
-    num_classes, anchors = builder_config(checkpoint, num_classes, anchors)
-    spec = ssdlite_spec(input_size) if lite else default_box_spec(input_size, anchors, box_sizes, aspect_ratios)
+    checkpoint = fetch_weights(weights, model_name or "ssd")
+    num_classes, preset_name = builder_config(checkpoint, num_classes, anchors)
+    input_size = input_size or (checkpoint.input_size if checkpoint else None) or 300
+    spec = ssdlite_spec(input_size) if lite else default_box_spec(input_size, preset_name, box_sizes, aspect_ratios)
+    if checkpoint is not None:
+        spec = checkpoint.default_boxes(spec, explicit=(anchors, box_sizes, aspect_ratios) != (None, None, None))
     if extra_channels is None:
         extra_channels = (512, 256, 256, 128) if lite else (512, 256, 256, 256)
     body = create_features(
@@ -78,8 +80,11 @@ def timm_ssd(
         extra_channels=extra_channels, lite=lite,
     )
     head = (SSDLiteHead if lite else SSDHead)(net.out_channels, spec.boxes_per_location, num_classes)
-    transform = SSDTransform(input_size, net.mean, net.std)
-    model = SSD(net, head, DefaultBoxGenerator(spec), transform, num_classes, **kwargs)
+    mean, std, categories = net.mean, net.std, None
+    if checkpoint is not None:
+        (mean, std), categories = checkpoint.normalisation(mean, std), checkpoint.categories
+    model = SSD(net, head, DefaultBoxGenerator(spec), SSDTransform(input_size, mean, std), num_classes,
+                categories=categories, **kwargs)
     if checkpoint is not None:
         checkpoint.load_into(model)
     return model
@@ -87,29 +92,31 @@ def timm_ssd(
 
 # The generic builders: any timm backbone by name.
 @register_model
-def ssd(*, backbone: str, input_size: int = 300, weights: Any = None, num_classes: int | None = None,
+def ssd(*, backbone: str, input_size: int | None = None, weights: Any = None, num_classes: int | None = None,
         **kwargs: Any) -> SSD:
-    """SSD on any timm ``backbone`` at any square ``input_size``, e.g. the demo's 128 (maps 16/8/4/2/1);
-    ``box_sizes`` / ``aspect_ratios`` / ``anchors`` choose the default boxes (see :func:`timm_ssd`)."""
+    """SSD on any timm ``backbone`` at any square ``input_size`` (default: the weights', else 300), e.g. the
+    demo's 128 (maps 16/8/4/2/1); ``box_sizes`` / ``aspect_ratios`` / ``anchors`` choose the default boxes
+    (see :func:`timm_ssd`)."""
     return timm_ssd(backbone, input_size, model_name="ssd", weights=weights, num_classes=num_classes, **kwargs)
 
 
 @register_model
 def ssd300(*, backbone: str, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
     """SSD300 on any timm ``backbone``: maps 38/19/10 from strides 8/16/32, extras 5/3/1; 8732 default boxes."""
-    return timm_ssd(backbone, 300, weights=weights, num_classes=num_classes, **kwargs)
+    return timm_ssd(backbone, 300, model_name="ssd300", weights=weights, num_classes=num_classes, **kwargs)
 
 
 @register_model
 def ssd512(*, backbone: str, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
     """SSD512 on any timm ``backbone``: maps 64/32/16 from strides 8/16/32, extras 8/4/2/1; 24564 default boxes."""
-    return timm_ssd(backbone, 512, weights=weights, num_classes=num_classes, **kwargs)
+    return timm_ssd(backbone, 512, model_name="ssd512", weights=weights, num_classes=num_classes, **kwargs)
 
 
 @register_model
 def ssdlite320(*, backbone: str, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
     """SSDLite320 on any timm ``backbone``: maps 20/10 from strides 16/32, extras 5/3/2/1; 3234 default boxes."""
-    return timm_ssd(backbone, 320, weights=weights, num_classes=num_classes, lite=True, **kwargs)
+    return timm_ssd(backbone, 320, model_name="ssdlite320", weights=weights, num_classes=num_classes, lite=True,
+                    **kwargs)
 
 
 # The named variants: (name, timm backbone, input size, SSDLite?, timm keywords, docstring).

@@ -46,6 +46,24 @@ class DefaultBoxSpec:
     def boxes_per_location(self) -> list[int]:
         return [2 + 2 * len(ratios) for ratios in self.aspect_ratios]
 
+    def to_dict(self) -> dict[str, object]:
+        """Plain numbers and lists (what a ``weights_only`` checkpoint can hold); :meth:`from_dict` reads it."""
+        return {"input_size": self.input_size, "sizes": [float(s) for s in self.sizes],
+                "aspect_ratios": [[float(r) for r in level] for level in self.aspect_ratios],
+                "steps": [float(s) for s in self.steps], "clip": self.clip}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, object]) -> DefaultBoxSpec:
+        return cls(int(values["input_size"]), tuple(float(s) for s in values["sizes"]),
+                   tuple(tuple(float(r) for r in level) for level in values["aspect_ratios"]),
+                   tuple(float(s) for s in values["steps"]), str(values["clip"]))
+
+    def describe(self) -> str:
+        """A short text for error messages: input, sizes, ratios, clip."""
+        sizes = "/".join(f"{s:g}" for s in self.sizes)
+        ratios = ",".join("+".join(f"{r:g}" for r in level) for level in self.aspect_ratios)
+        return f"input {self.input_size}, sizes {sizes} px, ratios {ratios}, clip={self.clip!r}"
+
 
 _RATIOS_300 = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
 _RATIOS_512 = ((2,), (2, 3), (2, 3), (2, 3), (2, 3), (2,), (2,))

@@ -1,12 +1,15 @@
 """The SSD training objective (SSD paper, eq. 1): localisation + confidence, with hard-negative mining.
 
-``L = (L_loc + L_conf) / N``, N the batch's number of matched default boxes (at least 1):
+``L = (L_loc + L_conf) / N``, N the batch's number of matched default boxes (at least 1; under
+``torch.distributed``, the global batch's, see ``count_positives``):
 - ``L_loc``: smooth-L1 between the predicted and the encoded ground-truth offsets, positives only;
 - ``L_conf``: cross-entropy on the positives plus, per image, the ``neg_pos_ratio``-times-as-many
   background boxes that the network gets most wrong (hard negatives).
 Everything runs on the whole batch: no loop over images, no host synchronisation.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +41,7 @@ def ssd_loss(
     *,
     iou_thresh: float = 0.5,
     neg_pos_ratio: int = 3,
+    count_positives: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """The SSD loss for a batch.
 
@@ -48,6 +52,10 @@ def ssd_loss(
         gt_boxes: ``[B, G, 4]`` xyxy pixels of the network input, padded.
         gt_labels: ``[B, G]`` int64 in ``[1, C)``, padded.
         gt_valid: ``[B, G]`` bool, False on padding.
+        count_positives: this batch's number of matched default boxes (int64 ``[]``) -> the N to divide by;
+            default ``max(1, count)``. Data-parallel training passes the global count over processes:
+            ``max(1, sum) / world_size``, so that averaging the processes' gradients (DDP) gives one
+            process's gradient on the whole global batch.
 
     Returns:
         ``{"bbox_regression": Tensor[], "classification": Tensor[]}``, each already divided by N.
@@ -69,7 +77,8 @@ def ssd_loss(
     cls_loss = F.cross_entropy(cls_logits.flatten(0, 1), labels.flatten(), reduction="none").view_as(labels)
     selected = positive | hard_negatives(cls_loss, positive, neg_pos_ratio)
 
-    num_positive = positive.sum().clamp(min=1)
+    num_positive = positive.sum()
+    num_positive = num_positive.clamp(min=1) if count_positives is None else count_positives(num_positive)
     return {
         "bbox_regression": torch.where(positive, box_loss, 0.0).sum() / num_positive,
         "classification": torch.where(selected, cls_loss, 0.0).sum() / num_positive,
