@@ -15,6 +15,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 import ssd_zoo
+from ssd_zoo.hub import save_atomic  # noqa: F401  (the recipes' checkpoints, written atomically)
 from ssd_zoo.weights import VGG16_Backbone_Weights, load_vgg16_backbone
 
 from .config import TrainConfig
@@ -107,22 +108,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     has_gauss, gauss = state["numpy_gauss"]
     np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], int(has_gauss), gauss))
     random.setstate((state["python_version"], tuple(state["python"].tolist()), state["python_gauss"]))
-
-
-def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
-    """``torch.save`` to ``path`` + ".tmp", fsync, then rename: a crash mid-write leaves the old file intact
-    (and no temporary file behind)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from . import convert
-from .hub import read_file
+from .hub import read_file, save_atomic, write_atomic
 from .registry import build, list_models
 from .weights import (
     COCO_CATEGORIES, VOC_CATEGORIES, get_model_weights, get_weights, list_weights, load_state_dict, resolve_weights,
@@ -93,6 +93,21 @@ def _image_paths(inputs: list[str]) -> list[Path]:
     return paths
 
 
+def _picture_names(paths: list[Path]) -> dict[Path, str]:
+    """``<stem>.jpg`` per input; a stem met again (``a/x.jpg``, ``b/x.png``) gets ``<stem>_2.jpg``, ... so
+    that no picture overwrites another."""
+    names: dict[Path, str] = {}
+    taken: set[str] = set()
+    for path in paths:
+        name, n = f"{path.stem}.jpg", 1
+        while name in taken:
+            n += 1
+            name = f"{path.stem}_{n}.jpg"
+        taken.add(name)
+        names[path] = name
+    return names
+
+
 def _categories(choice: str | None, model: Any) -> list[str]:
     """Names for labels ``0 .. num_classes-1``: the ``--categories`` choice, the model's own, else numbers."""
     num_classes = model.num_classes
@@ -112,6 +127,8 @@ def _draw(image: Tensor, detection: dict[str, Tensor], names: list[str]) -> Tens
     from torchvision.utils import draw_bounding_boxes
 
     labels = detection["labels"].tolist()
+    if not labels:  # nothing to draw: the picture as it is (torchvision would warn)
+        return (image * 255).round().to(torch.uint8)
     texts = [f"{names[label]} {score:.2f}" for label, score in zip(labels, detection["scores"].tolist())]
     palette = ["red", "lime", "blue", "yellow", "cyan", "magenta", "orange", "white"]
     return draw_bounding_boxes((image * 255).round().to(torch.uint8), detection["boxes"], texts,
@@ -127,6 +144,7 @@ def run_detect(args: argparse.Namespace) -> int:
     names = _categories(args.categories, model)
     args.out.mkdir(parents=True, exist_ok=True)
     paths, results = _image_paths(args.images), []
+    pictures = _picture_names(paths)
     for start in range(0, len(paths), args.batch_size):
         chunk = paths[start:start + args.batch_size]
         images = [pil_to_tensor(Image.open(p).convert("RGB")).float().div(255) for p in chunk]
@@ -134,15 +152,16 @@ def run_detect(args: argparse.Namespace) -> int:
             detections = model([image.to(args.device) for image in images])
         for path, image, detection in zip(chunk, images, detections):
             detection = {k: v.cpu() for k, v in detection.items()}
-            to_pil_image(_draw(image, detection, names)).save(args.out / f"{path.stem}.jpg", quality=90)
-            results.append({"file": str(path), "height": image.shape[1], "width": image.shape[2], "detections": [
+            picture = to_pil_image(_draw(image, detection, names))
+            write_atomic(args.out / pictures[path], lambda f: picture.save(f, format="JPEG", quality=90))
+            results.append({"file": str(path), "picture": pictures[path], "height": image.shape[1], "width": image.shape[2], "detections": [
                 {"box": [round(c, 2) for c in box], "score": round(score, 4), "label": label, "name": names[label]}
                 for box, score, label in zip(detection["boxes"].tolist(), detection["scores"].tolist(),
                                              detection["labels"].tolist())
             ]})
     report = {"model": args.model, "weights": str(weights), "score_thresh": args.score,
               "box_format": "xyxy, pixels of the original image", "images": results}
-    (args.out / "detections.json").write_text(json.dumps(report, indent=1))
+    write_atomic(args.out / "detections.json", lambda f: f.write(json.dumps(report, indent=1).encode()))
     print(f"{len(results)} images, {sum(len(r['detections']) for r in results)} detections -> {args.out}")
     return 0
 
@@ -203,7 +222,7 @@ def run_convert(args: argparse.Namespace) -> int:
     if args.target == "torchvision":
         _check_torchvision_can_use(state, convert.LAYOUT_ANCHORS[source] or args.anchors, args.input)
     out = convert.from_ssd_zoo(state, args.target, args.input_order if args.target != "ssd_zoo" else "rgb")
-    torch.save(out, args.output)
+    save_atomic(out, args.output)  # onto the input itself too: it is read whole first
     print(f"{args.input} ({source}) -> {args.output} ({args.target}): {len(out)} tensors")
     return 0
 

@@ -1,6 +1,7 @@
-"""Checkpoint files as they are stored: downloaded into torch.hub's cache (hash-checked), or read from disk.
+"""Checkpoint files as they are stored: downloaded into torch.hub's cache (hash-checked), read from disk, and
+written atomically.
 
-Both always load with ``weights_only=True``: a checkpoint is data, never code. What the files hold (their key
+Reading always loads with ``weights_only=True``: a checkpoint is data, never code. What the files hold (their key
 layout) is :mod:`ssd_zoo.convert`'s business; which file a name means is :mod:`ssd_zoo.weights`'.
 """
 from __future__ import annotations
@@ -8,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.error
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -76,3 +78,28 @@ def read_file(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"weights: expected a checkpoint file at {os.fspath(path)!r}, found nothing there") from None
     except Exception as error:  # unpickling refused or a corrupt file: say which file
         raise RuntimeError(f"could not read checkpoint {os.fspath(path)!r} with weights_only=True: {error}") from error
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename it onto ``path``.
+
+    A crash or an error mid-write leaves ``path`` as it was (also when it is the file being converted) and
+    no temporary file behind. Returns ``path``.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_atomic(obj: object, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to ``path`` through :func:`write_atomic`."""
+    return write_atomic(path, lambda f: torch.save(obj, f))

@@ -49,8 +49,7 @@ def person_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_detect_writes_pictures_and_json(person_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     photos = sorted(SAMPLES.glob("*.jpg"))
-    if not photos:
-        pytest.skip(f"no sample photos in {SAMPLES}")
+    assert photos, f"no sample photos in {SAMPLES}"  # they ship in assets/: missing is a failure
     out = tmp_path / "out"
     assert main(["detect", str(SAMPLES), "--weights", str(person_checkpoint), "--score", "0.5", "--out", str(out),
                  "--categories", "voc", "--batch-size", "3"]) == 0
@@ -83,3 +82,26 @@ def test_convert_subcommand(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     back = torch.load(tmp_path / "zoo.pth", weights_only=True)
     assert all(torch.equal(back[k], v) for k, v in state.items())
+
+
+def test_detect_never_overwrites_a_picture(tmp_path: Path) -> None:
+    """Two inputs with one stem (``a/photo.jpg``, ``b/photo.png``) give two pictures; files are written whole."""
+    photo = sorted(SAMPLES.glob("*.jpg"))[0]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "photo.jpg").write_bytes(photo.read_bytes())
+    Image.open(photo).save(tmp_path / "b" / "photo.png")
+    out = tmp_path / "out"
+    assert main(["detect", str(tmp_path / "a"), str(tmp_path / "b"), "--weights", "none", "--out", str(out)]) == 0
+    report = json.loads((out / "detections.json").read_text())
+    assert [r["picture"] for r in report["images"]] == ["photo.jpg", "photo_2.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == ["detections.json", "photo.jpg", "photo_2.jpg"]  # no temporary files
+
+
+def test_convert_onto_its_own_input(tmp_path: Path) -> None:
+    state, _ = convert.split_record(ssd_zoo.build("ssd300_vgg16", num_classes=4).state_dict())
+    path = tmp_path / "net.pth"
+    torch.save(convert.to_ssd_pytorch(state), path)
+    assert main(["convert", str(path), str(path)]) == 0  # ssd.pytorch -> ssd_zoo, in place
+    back = torch.load(path, weights_only=True)
+    assert all(torch.equal(back[k], v) for k, v in state.items()) and list(tmp_path.iterdir()) == [path]

@@ -83,7 +83,8 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path: Path, mon
     monkeypatch.undo()
     state = common.load_checkpoint(path)
     assert state["iteration"] == 1 and torch.equal(state["w"], torch.ones(3))
-    common.save_atomic({"iteration": 3}, path)  # a leftover .tmp does not stand in the way
+    assert list(tmp_path.iterdir()) == [path]  # the half-written temporary file is gone
+    common.save_atomic({"iteration": 3}, path)
     assert common.load_checkpoint(path)["iteration"] == 3
 
 

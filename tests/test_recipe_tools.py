@@ -1,0 +1,53 @@
+"""The recipes' measuring tools: anchor coverage of a dataset, and the demo's ablation variants."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recipes import anchor_coverage, demo_ablations  # noqa: E402
+from recipes.config import load_config, parse_override  # noqa: E402
+
+
+def test_coverage_counts_the_boxes_no_default_box_overlaps_enough() -> None:
+    anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 40.0]])
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 30.0], [50.0, 50.0, 52.0, 52.0]])
+    labels = torch.tensor([1, 2, 2])
+    table = anchor_coverage.coverage(boxes, labels, anchors, ("a", "b"), iou=0.5)
+    assert table["a"] == {"boxes": 1, "uncovered": 0.0, "median_best_iou": 1.0}
+    assert table["b"]["boxes"] == 2 and table["b"]["uncovered"] == 0.5  # IoU 0.5 counts as covered; 0 does not
+
+
+def test_anchor_coverage_of_the_shapes_data(tmp_path: Path) -> None:
+    from ssd_zoo.data.shapes import generate_shapes_voc
+
+    root = generate_shapes_voc(tmp_path / "shapes", num_train=8, num_test=2, seed=0)
+    tiny = "{anchors: coco, extra_channels: [16, 16, 16], timm_kwargs: {channels: [8, 8, 16, 16], stem_width: 8}}"
+    config = ROOT / "recipes/configs/shapes_quick.yaml"
+    sized = anchor_coverage.main(["--config", str(config), "--data-root", str(root), "--json", str(tmp_path / "c.json")])
+    coco = anchor_coverage.main(["--config", str(config), "--data-root", str(root), "--iou", "0.5",
+                                 "--set", f"model_kwargs={tiny}"])
+    assert set(sized) <= {"circle", "ellipse", "square", "rectangle", "triangle", "cross"} and sized
+    assert sum(row["boxes"] for row in sized.values()) == sum(row["boxes"] for row in coco.values()) > 0
+    assert (tmp_path / "c.json").is_file()
+
+
+def test_every_ablation_is_a_valid_config_change() -> None:
+    for name, (sets, _) in demo_ablations.VARIANTS.items():
+        cfg = load_config(demo_ablations.CONFIG, dict(parse_override(item) for item in sets))
+        assert cfg.model == "ssd", name
+
+
+def test_the_1500_image_split_is_a_prefix_of_trainval(tmp_path: Path) -> None:
+    folder = tmp_path / "VOC2007" / "ImageSets" / "Main"
+    folder.mkdir(parents=True)
+    (folder / "trainval.txt").write_text("".join(f"{i:05d}\n" for i in range(2000)))
+    demo_ablations.subset_split(tmp_path, "trainval1500", 1500)
+    assert (folder / "trainval1500.txt").read_text().split() == [f"{i:05d}" for i in range(1500)]
+    with pytest.raises(SystemExit, match="lists 2000 images, fewer than 3000"):
+        demo_ablations.subset_split(tmp_path, "big", 3000)
