@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 # make demo: generate the embedded shapes dataset (once), train recipes/configs/shapes_quick.yaml on the CPU,
-# evaluate it: the AP table, runs/demo/metrics.json and runs/demo/pictures/*.png. About 12 minutes on 2 cores.
+# evaluate it: the AP table, runs/demo/metrics.json and runs/demo/pictures/*.png. About 14 minutes on 2 cores.
 DEMO_DATA := data/shapes
 DEMO_TRAIN ?= 20000
 DEMO_TEST ?= 300
@@ -39,8 +39,8 @@ demo: $(STAMP) $(DEMO_STAMP)
 	@echo "runs/demo: metrics.json, pictures/*.png (detections drawn), log.jsonl, last.pth"
 
 # make bench: the side-by-side benchmarks (ssd_zoo vs torchvision, torchmetrics, the per-detection VOC loop) ->
-# benchmarks/RESULTS.md, all of it (machine, table, what each row compares). Run it on a quiet machine; it took about
-# 12 minutes on 2 cores before torchvision was compiled too and the NMS rows were added, so expect more.
+# benchmarks/RESULTS.md, all of it (machine, table, what each row compares). Run it on a quiet machine (and after
+# make demo, for the bf16-accuracy row); 6.3 minutes on the 2-core Intel Xeon of RESULTS.md.
 # Smoke run: $(PY) -m benchmarks.run_all --quick --out /tmp/quick.md. GPU rows: bash benchmarks/gpu.sh OUT_DIR.
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"

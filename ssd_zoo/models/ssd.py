@@ -10,6 +10,8 @@ The I/O contract is torchvision's detection contract:
 
 :meth:`SSD.dense_predictions` is the network pass every other place builds on (post-processing, ONNX export,
 benchmarks, your own decoding, test-time augmentation or tiling): per default box, before thresholds and NMS.
+Every ``state_dict()`` carries the model's record under ``"_record"`` (:meth:`SSD.record`: input size, default
+boxes, normalisation, classes), so that a saved model comes back as it was trained, or not at all.
 """
 from __future__ import annotations
 

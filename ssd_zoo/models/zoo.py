@@ -1,15 +1,26 @@
 """Registered SSD variants: one short builder each, merging its defaults with the caller's keywords."""
 from __future__ import annotations
 
+import os
+import warnings
+from pathlib import Path
 from typing import Any
 
 from ..ops.default_boxes import DefaultBoxGenerator, preset
 from ..registry import register_model
 from ..transform import CAFFE_MEAN, CAFFE_STD, SSDTransform
-from ..weights import builder_config, fetch_weights
+from ..weights import builder_config, fetch_weights, read_weights
 from .head import SSDHead
 from .ssd import SSD
 from .vgg import VGG16Backbone
+
+
+def load_checkpoint(model: SSD, path: str | os.PathLike) -> SSD:
+    """Deprecated: load a local checkpoint of any layout into a built ``model``; use
+    ``ssd_zoo.build(name, weights=path)`` (which also restores the default boxes the file records)."""
+    warnings.warn("ssd_zoo.models.zoo.load_checkpoint is deprecated; use ssd_zoo.build(name, weights=path)",
+                  DeprecationWarning, stacklevel=2)
+    return read_weights(Path(path)).load_into(model)
 
 
 def _vgg16_ssd(name: str, input_size: int, weights: Any, num_classes: int | None, anchors: str | None,
