@@ -33,3 +33,20 @@ def test_backbone_and_head_compile_without_graph_breaks(name: str) -> None:
     reasons = [str(reason.reason).splitlines()[0] for reason in explanation.break_reasons]
     assert explanation.graph_break_count == 0, f"{name}: graph breaks in backbone + head: {reasons}"
     assert explanation.graph_count == 1
+
+
+def test_a_compiled_model_compiles_once() -> None:
+    """The second call reuses the first's graphs: nothing the first call changes (such as a cache) is guarded on."""
+    from torch._dynamo.testing import CompileCounter
+
+    model = ssd_zoo.build("ssd300_vgg16", num_classes=3).eval()
+    counter = CompileCounter()
+    compiled = torch.compile(model, backend=counter)
+    images = [torch.rand(3, 60, 80)]
+    torch._dynamo.reset()
+    with torch.no_grad():
+        first = compiled(images)
+        frames = counter.frame_count
+        second = compiled(images)
+    assert counter.frame_count == frames, f"recompiled: {frames} frames after one call, {counter.frame_count} after two"
+    assert torch.equal(first[0]["boxes"], second[0]["boxes"])

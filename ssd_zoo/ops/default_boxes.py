@@ -205,7 +205,11 @@ def default_boxes(spec: DefaultBoxSpec, grid_sizes: list[tuple[int, int]], image
 
 
 class DefaultBoxGenerator(nn.Module):
-    """Default boxes for a batch, computed once per (image size, grid sizes, device) and cached (float32)."""
+    """Default boxes for a batch, computed once per (image size, grid sizes, device) and cached (float32).
+
+    Under ``torch.compile`` they are computed in the graph instead (from shapes only, so the compiler can fold
+    them): a cache that fills on the first call would change what dynamo guards on and recompile the model.
+    """
 
     def __init__(self, spec: DefaultBoxSpec) -> None:
         super().__init__()
@@ -216,6 +220,8 @@ class DefaultBoxGenerator(nn.Module):
         """``features``: the backbone's maps ``[B, C_k, H_k, W_k]``; returns ``[A, 4]`` xyxy pixels."""
         grid_sizes = [tuple(f.shape[-2:]) for f in features]
         device = features[0].device
+        if torch.compiler.is_compiling():
+            return default_boxes(self.spec, grid_sizes, image_size).to(device)
         key = (tuple(image_size), tuple(grid_sizes), device)
         if key not in self._cache:
             self._cache[key] = default_boxes(self.spec, grid_sizes, image_size).to(device)
