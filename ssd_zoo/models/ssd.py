@@ -25,21 +25,10 @@ from torch import Tensor, nn
 from .. import convert
 from ..ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
 from ..ops.loss import ssd_loss
-from ..ops.postprocess import decode_predictions, select_detections
+from ..ops.postprocess import decode_predictions, postprocess
 from ..transform import SSDTransform, check_target_values
 
 RECORD_FORMAT = "ssd_zoo.SSD/1"  # the version of the record below
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal records: numbers to float32 precision (mean/std come from float32 buffers), the rest exactly."""
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, float) or isinstance(b, float):
-        return abs(float(a) - float(b)) <= 1e-6 * max(1.0, abs(float(b)))
-    return a == b
 
 
 def _distributed() -> bool:
@@ -141,7 +130,7 @@ class SSD(nn.Module):
                 raise ValueError(f"state dict: {key!r} is not an ssd_zoo model record ({RECORD_FORMAT}), found "
                                  f"{str(saved)[:80]}")
             for name in ("input_size", "num_classes", "default_boxes", "mean", "std"):
-                if not _same(saved[name], own[name]):
+                if saved[name] != own[name]:  # both come from record(): float32 buffers, plain lists
                     theirs = DefaultBoxSpec.from_dict(saved[name]).describe() if name == "default_boxes" else saved[name]
                     mine = self.default_boxes.spec.describe() if name == "default_boxes" else own[name]
                     raise ValueError(
@@ -185,10 +174,7 @@ class SSD(nn.Module):
                 cls_logits, box_regression, anchors, *batch.targets, iou_thresh=self.iou_thresh,
                 neg_pos_ratio=self.neg_pos_ratio, count_positives=_global_count if _distributed() else None,
             )
-        dense = decode_predictions(cls_logits, box_regression, anchors)
-        detections = select_detections(
-            dense["scores"], dense["boxes"], tuple(batch.images.shape[-2:]), **self.thresholds
-        )
+        detections = postprocess(cls_logits, box_regression, anchors, tuple(batch.images.shape[-2:]), **self.thresholds)
         return self.transform.postprocess(detections, batch.original_sizes)
 
     @property
