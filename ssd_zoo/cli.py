@@ -23,7 +23,8 @@ from . import convert
 from .hub import read_file, save_atomic, write_atomic
 from .registry import build, list_models
 from .weights import (
-    COCO_CATEGORIES, VOC_CATEGORIES, get_model_weights, get_weights, list_weights, load_state_dict, resolve_weights,
+    COCO_CATEGORIES, VOC_CATEGORIES, Checkpoint, get_model_weights, get_weights, list_weights, load_state_dict, read_weights,
+    resolve_weights,
 )
 
 Subparsers = Any  # argparse's _SubParsersAction, private in the standard library
@@ -68,7 +69,8 @@ def run_list(args: argparse.Namespace) -> int:
 def add_detect(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("detect", help="detect objects; write pictures with boxes and a JSON")
     parser.add_argument("images", nargs="+", help="image files (JPEG/PNG) or folders of them")
-    parser.add_argument("--model", default="ssd300_vgg16", help="registered model name (default: ssd300_vgg16)")
+    parser.add_argument("--model", help="registered model name (default: the one a checkpoint file records, else "
+                        "ssd300_vgg16)")
     parser.add_argument("--weights", default="DEFAULT", help="weights name (e.g. VOC0712), or a checkpoint path")
     parser.add_argument("--score", type=float, default=0.5, help="keep detections scoring above this (default 0.5)")
     parser.add_argument("--out", type=Path, default=Path("detections"), help="output folder (default: detections)")
@@ -135,12 +137,39 @@ def _draw(image: Tensor, detection: dict[str, Tensor], names: list[str]) -> Tens
                                colors=[palette[label % len(palette)] for label in labels], width=2)
 
 
+DEFAULT_MODEL = "ssd300_vgg16"
+
+
+def build_from_args(args: argparse.Namespace, **kwargs: Any) -> tuple[Any, str, str]:
+    """``(model, model name, weights as text)`` for ``--model`` and ``--weights``. Without ``--model``, a checkpoint file that records
+    how ssd_zoo built it (every model saved since 0.2, the recipes' too) is rebuilt the same way; otherwise the
+    model is ``ssd300_vgg16``. The file is read once."""
+    given = None if args.weights.lower() == "none" else args.weights
+    weights = resolve_weights(given, args.model or DEFAULT_MODEL)
+    name, builder_kwargs = args.model or DEFAULT_MODEL, {}
+    if args.model is None and isinstance(weights, (str, Path)):  # a file or a URL: does it say what it is?
+        weights = read_weights(weights)
+        saved = (weights.record or {}).get("builder")
+        if saved is not None:
+            name, builder_kwargs = saved["name"], saved["kwargs"]
+        elif weights.record is not None:
+            raise SystemExit(f"ssd-zoo {args.command}: {weights.source} does not record which model it is (saved "
+                             "before ssd_zoo 0.2, or not by ssd_zoo.build); pass --model NAME")
+    try:
+        model = build(name, weights=weights, **{**builder_kwargs, **kwargs})
+    except TypeError as error:  # a builder that needs keywords the command line does not have (backbone=...)
+        raise SystemExit(f"ssd-zoo {args.command}: model {name!r} cannot be built from the command line ({error}); "
+                         "pass a checkpoint saved by ssd_zoo.build (it records its builder) without --model, or "
+                         "build it in Python") from None
+    return model, name, weights.name if isinstance(weights, Checkpoint) else str(weights)
+
+
 def run_detect(args: argparse.Namespace) -> int:
     from PIL import Image  # torchvision's own dependency; torchvision.io's codecs are deprecated since 0.29
     from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
-    weights = resolve_weights(args.weights if args.weights.lower() != "none" else None, args.model)
-    model = build(args.model, weights=weights, score_thresh=args.score).eval().to(args.device)
+    model, name, weights = build_from_args(args, score_thresh=args.score)
+    model = model.eval().to(args.device)
     names = _categories(args.categories, model)
     args.out.mkdir(parents=True, exist_ok=True)
     paths, results = _image_paths(args.images), []
@@ -159,7 +188,7 @@ def run_detect(args: argparse.Namespace) -> int:
                 for box, score, label in zip(detection["boxes"].tolist(), detection["scores"].tolist(),
                                              detection["labels"].tolist())
             ]})
-    report = {"model": args.model, "weights": str(weights), "score_thresh": args.score,
+    report = {"model": name, "weights": weights, "score_thresh": args.score,
               "box_format": "xyxy, pixels of the original image", "images": results}
     write_atomic(args.out / "detections.json", lambda f: f.write(json.dumps(report, indent=1).encode()))
     print(f"{len(results)} images, {sum(len(r['detections']) for r in results)} detections -> {args.out}")
@@ -251,12 +280,11 @@ def add_export(subparsers: Subparsers) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from .export import export_onnx
 
-    weights = resolve_weights(args.weights if args.weights.lower() != "none" else None, args.model)
-    kwargs = {} if args.score is None else {"score_thresh": args.score}
-    model = build(args.model, weights=weights, **kwargs).eval()
+    model, name, weights = build_from_args(args, **({} if args.score is None else {"score_thresh": args.score}))
+    model = model.eval()
     export_onnx(model, args.out, opset=args.opset)
     size = model.input_size
-    print(f"{args.model} ({weights}) -> {args.out}: input images [N, 3, {size}, {size}] in [0, 1]; outputs "
+    print(f"{name} ({weights}) -> {args.out}: input images [N, 3, {size}, {size}] in [0, 1]; outputs "
           f"num_detections [N], boxes [N, {model.detections_per_img}, 4], scores, labels")
     return 0
 
@@ -270,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     for add in SUBCOMMANDS:
         add(subparsers)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as error:  # bad input: say what, no traceback
+        raise SystemExit(f"ssd-zoo {args.command}: {error}") from None
 
 
 if __name__ == "__main__":

@@ -77,7 +77,8 @@ def read_file(path: str | os.PathLike) -> dict[str, Any]:
     except FileNotFoundError:
         raise FileNotFoundError(f"weights: expected a checkpoint file at {os.fspath(path)!r}, found nothing there") from None
     except Exception as error:  # unpickling refused or a corrupt file: say which file
-        raise RuntimeError(f"could not read checkpoint {os.fspath(path)!r} with weights_only=True: {error}") from error
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]  # torch's text runs to many lines
+        raise RuntimeError(f"could not read checkpoint {os.fspath(path)!r} with weights_only=True: {reason}") from error
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:

@@ -39,5 +39,13 @@ def get_builder(name: str) -> Builder:
 
 
 def build(name: str, *, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
-    """Build the registered model ``name``; keyword arguments reach its builder (and the SSD constructor)."""
-    return get_builder(name)(weights=weights, num_classes=num_classes, **kwargs)
+    """Build the registered model ``name``; keyword arguments reach its builder (and the SSD constructor).
+
+    A model with ``remember_builder`` (every SSD) is told ``name`` and ``kwargs``, which its checkpoints record,
+    so that a saved model can be rebuilt from its file alone (``ssd-zoo detect --weights FILE``).
+    """
+    model = get_builder(name)(weights=weights, num_classes=num_classes, **kwargs)
+    remember = getattr(model, "remember_builder", None)
+    if remember is not None:
+        remember(name, kwargs)
+    return model

@@ -25,7 +25,7 @@ from .published import (  # noqa: F401  (the published weights are part of this 
     get_model_weights, get_weights, list_weights, ssd_weights,
 )
 
-Resolved = WeightsEnum | Path | str  # a published entry, a local file, or a URL (str)
+Resolved = "WeightsEnum | Path | str | Checkpoint"  # a published entry, a local file, a URL (str), or read
 
 
 def resolve_weights(weights: Any, model_name: str, pretrained: bool | None = None) -> Resolved | None:
@@ -33,7 +33,8 @@ def resolve_weights(weights: Any, model_name: str, pretrained: bool | None = Non
 
     Accepts None, ``"DEFAULT"``, a member name (``"VOC0712"``, ``"SSD300_VGG16_Weights.VOC0712"``,
     ``"ssd300_vgg16.VOC0712"``), a ``WeightsEnum`` member whose ``meta["model"]`` is ``model_name``, a path
-    (str or ``os.PathLike``), or an ``http(s)://`` / ``file://`` URL (returned as the string).
+    (str or ``os.PathLike``), an ``http(s)://`` / ``file://`` URL (returned as the string), or a
+    :class:`Checkpoint` already read (returned as it is).
     ``pretrained=True`` (deprecated, as in torchvision) means ``"DEFAULT"``.
     """
     if pretrained is not None:
@@ -41,7 +42,7 @@ def resolve_weights(weights: Any, model_name: str, pretrained: bool | None = Non
         if pretrained and weights is not None:
             raise ValueError(f"pass either weights={weights!r} or pretrained=True, not both")
         weights = "DEFAULT" if pretrained else weights
-    if weights is None or isinstance(weights, Path):
+    if weights is None or isinstance(weights, (Path, Checkpoint)):
         return weights
     if isinstance(weights, WeightsEnum):
         if weights.meta.get("model", model_name) != model_name:
@@ -187,6 +188,8 @@ def read_weights(weights: Resolved, input_order: str | None = None, progress: bo
     Named weights are downloaded on first use (they carry their layout and channel order); a file or URL is
     read now and its layout recognised from its keys. ``input_order``: "bgr" for a file trained on BGR images.
     """
+    if isinstance(weights, Checkpoint):
+        return weights
     if isinstance(weights, WeightsEnum):
         meta = weights.meta
 
@@ -221,7 +224,7 @@ def load_state_dict(module: nn.Module, state_dict: dict[str, Tensor], source: st
     missing = [] if partial else sorted(set(own) - set(state_dict) - {convert.RECORD_KEY})
     unexpected = sorted(set(state_dict) - set(own))
     shapes = {k: (tuple(own[k].shape), tuple(v.shape)) for k, v in state_dict.items()
-              if isinstance(v, Tensor) and k in own and own[k].shape != v.shape}
+              if k in own and k != convert.RECORD_KEY and own[k].shape != v.shape}  # the model checks its record
     if missing or unexpected or shapes:
         raise ValueError(f"{source} does not fit {type(module).__name__}: missing keys {missing}, unexpected keys "
                          f"{unexpected}, mis-shaped keys (expected, found) {shapes}")

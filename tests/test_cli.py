@@ -105,3 +105,28 @@ def test_convert_onto_its_own_input(tmp_path: Path) -> None:
     assert main(["convert", str(path), str(path)]) == 0  # ssd.pytorch -> ssd_zoo, in place
     back = torch.load(path, weights_only=True)
     assert all(torch.equal(back[k], v) for k, v in state.items()) and list(tmp_path.iterdir()) == [path]
+
+
+def test_detect_rebuilds_a_model_from_its_checkpoint_alone(tmp_path: Path) -> None:
+    """What the demo teaches next: its checkpoint (a generic 'ssd' on a timm backbone) in ssd-zoo detect, no --model."""
+    kwargs = {"backbone": "resnet18", "input_size": 64, "anchors": "coco", "extra_channels": [16, 16, 16],
+              "timm_kwargs": {"channels": [8, 8, 16, 16], "stem_width": 8}}
+    model = ssd_zoo.build("ssd", num_classes=3, **kwargs)
+    model.categories = ["__background__", "circle", "square"]
+    torch.save({"model": model.state_dict(), "iteration": 4}, tmp_path / "last.pth")  # as train_voc.py writes it
+    out = tmp_path / "out"
+    assert main(["detect", str(sorted(SAMPLES.glob("*.jpg"))[0]), "--weights", str(tmp_path / "last.pth"),
+                 "--score", "0.2", "--out", str(out)]) == 0
+    report = json.loads((out / "detections.json").read_text())
+    assert report["model"] == "ssd" and report["weights"] == str(tmp_path / "last.pth")
+    assert {d["name"] for r in report["images"] for d in r["detections"]} <= {"circle", "square"}
+
+
+def test_command_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
+    for args in (["detect", str(SAMPLES), "--weights", str(tmp_path / "broken.pth")],
+                 ["detect", str(SAMPLES), "--model", "ssd", "--weights", "none"],
+                 ["detect", str(SAMPLES), "--weights", "VOC07"]):
+        done = subprocess.run([sys.executable, "-m", "ssd_zoo.cli", *args], capture_output=True, text=True)
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.startswith("ssd-zoo detect: ") and len(done.stderr.strip().splitlines()) == 1, done.stderr

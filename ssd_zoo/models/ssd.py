@@ -15,6 +15,7 @@ boxes, normalisation, classes), so that a saved model comes back as it was train
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,6 +81,7 @@ class SSD(nn.Module):
         self.default_boxes = default_boxes
         self.transform = transform
         self.num_classes = num_classes
+        self.builder: dict[str, Any] | None = None  # {"name", "kwargs"}: how ssd_zoo.build made it, if it did
         self.categories = categories
         self.iou_thresh = iou_thresh
         self.neg_pos_ratio = neg_pos_ratio
@@ -106,17 +108,34 @@ class SSD(nn.Module):
         if names is not None and len(names) != self.num_classes:
             raise ValueError(f"categories: expected {self.num_classes} names (background first), found {len(names)}")
         self._categories = None if names is None else [str(n) for n in names]
-        # The record saved in every state_dict(), kept current (it is the only part of it that can change).
+        self._write_record()
+
+    def remember_builder(self, name: str, kwargs: dict[str, Any]) -> None:
+        """Record the registered builder and its keywords (:func:`ssd_zoo.build` calls this), less those that
+        fetch backbone weights (the checkpoint brings all weights). Keywords that are not plain data (JSON)
+        leave the builder unrecorded."""
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("pretrained", "pretrained_backbone", "backbone_weights")}
+        try:
+            json.dumps(kwargs)
+        except TypeError:
+            self.builder = None
+        else:
+            self.builder = {"name": name, "kwargs": kwargs}
+        self._write_record()
+
+    def _write_record(self) -> None:
+        """The record saved in every state_dict(), kept current (class names and builder are set after init)."""
         device = self._record.device if hasattr(self, convert.RECORD_KEY) else None
         self.register_buffer(convert.RECORD_KEY, convert.encode_record(self.record()).to(device))
 
     # --- what a checkpoint must carry to be used correctly: in every state_dict(), as "_record" ---
     def record(self) -> dict[str, Any]:
         """The record saved with the weights: ``format``, ``input_size``, ``default_boxes`` (the
-        :class:`DefaultBoxSpec` as a dict), ``mean``/``std`` (RGB, 0..1 scale), ``num_classes``, ``categories``."""
+        :class:`DefaultBoxSpec` as a dict), ``mean``/``std`` (RGB, 0..1 scale), ``num_classes``, ``categories``,
+        ``builder`` (``{"name", "kwargs"}`` of :func:`ssd_zoo.build`, or None)."""
         return {"format": RECORD_FORMAT, "input_size": self.input_size, "default_boxes": self.default_boxes.spec.to_dict(),
                 "mean": self.transform.mean.flatten().tolist(), "std": self.transform.std.flatten().tolist(),
-                "num_classes": self.num_classes, "categories": self.categories}
+                "num_classes": self.num_classes, "categories": self.categories, "builder": self.builder}
 
     def _check_record(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         """Load pre-hook: a record that contradicts this model raises ValueError naming both; its class names
@@ -136,8 +155,10 @@ class SSD(nn.Module):
                     raise ValueError(
                         f"state dict: the weights were trained with {name} {theirs}, but this model has {mine}; build "
                         "the model from the file (ssd_zoo.build(name, weights=path)) to get the weights' own")
+            if saved.get("builder") is not None and self.builder is None:
+                self.builder = saved["builder"]
             if saved.get("categories") is not None:
-                self.categories = saved["categories"]
+                self.categories = saved["categories"]  # rewrites the record, builder included
         state_dict[key] = self._record  # now this model's record, of its length
 
     def _network(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
