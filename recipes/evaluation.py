@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, SequentialSampler
 from tqdm import tqdm
 
 from ssd_zoo.data import to_device
@@ -23,9 +23,10 @@ def evaluate(model: nn.Module, loader: DataLoader, class_names: Sequence[str], d
     """Run ``model`` (eval mode, restored after) over ``loader`` and compute VOC mAP.
 
     Returns ``(metrics, detections)``: ``metrics`` = ``{"map_voc07": float, "map_voc12": float, "ap": {name:
-    VOC07 AP}, "ap_voc12": {name: AP}, "num_images": int}``; ``detections`` = per image ``(image_id, {"boxes"
-    [D, 4] xyxy 0-based pixels, "scores" [D], "labels" [D]})`` on the CPU. NaN APs (a class without
-    ground truth) become None in ``metrics`` so that it is valid JSON.
+    VOC07 AP}, "ap_voc12": {name: AP}, "num_images": int}``; ``detections`` = per image ``(image id, {"boxes"
+    [D, 4] xyxy 0-based pixels, "scores" [D], "labels" [D]})`` on the CPU, the image id from ``dataset.ids``
+    (see :func:`_image_name`). NaN APs (a class without ground truth) become None in ``metrics`` so that it is
+    valid JSON. ``loader`` may collate with :func:`ssd_zoo.data.collate` or torchvision's ``tuple(zip(*batch))``.
     """
     was_training = model.training
     model.eval()
@@ -39,7 +40,7 @@ def evaluate(model: nn.Module, loader: DataLoader, class_names: Sequence[str], d
         predictions = [{k: v.float() if v.is_floating_point() else v for k, v in p.items()}
                        for p in to_device(predictions, "cpu")]
         voc.update(predictions, targets)
-        detections.extend((str(t.get("image_id", len(detections))), p) for t, p in zip(targets, predictions))
+        detections.extend((_image_name(loader, t, len(detections)), p) for t, p in zip(targets, predictions))
     model.train(was_training)
     r07, r12 = voc.compute(use_07_metric=True), voc.compute(use_07_metric=False)
     metrics = {
@@ -49,6 +50,17 @@ def evaluate(model: nn.Module, loader: DataLoader, class_names: Sequence[str], d
         "num_images": len(detections),
     }
     return metrics, detections
+
+
+def _image_name(loader: DataLoader, target: dict, position: int) -> str:
+    """The id of the image at ``position`` of ``loader``, for results files: ``dataset.ids[position]`` when the
+    loader runs the dataset in order and the dataset lists ids (ssd_zoo's datasets, torchvision's
+    CocoDetection), else the target's ``image_id`` (a tensor, number or str), else the position."""
+    ids = getattr(loader.dataset, "ids", None)
+    if ids is not None and isinstance(loader.sampler, SequentialSampler) and len(ids) == len(loader.dataset):
+        return str(ids[position])
+    image_id = target.get("image_id", position)
+    return str(image_id.item() if isinstance(image_id, torch.Tensor) else image_id)
 
 
 def _number(value: float) -> float | None:

@@ -60,7 +60,11 @@ def check_images(images: list[Tensor]) -> None:
 
 
 def check_targets(targets: list[dict[str, Tensor]], num_images: int) -> None:
-    """Raise ValueError naming the image for a missing key or a mis-shaped/mis-typed ``boxes`` or ``labels``."""
+    """Raise ValueError naming the image for a missing key or a mis-shaped/mis-typed ``boxes`` or ``labels``.
+
+    ``boxes`` may have any real dtype (torchvision's VOC wrapper gives int64; they are used as float32) and be a
+    ``tv_tensors.BoundingBoxes`` in XYXY; other keys of a target (``image_id``, ``difficult``, ...) are ignored.
+    """
     if len(targets) != num_images:
         raise ValueError(f"targets: expected one dict per image ({num_images}), found {len(targets)}")
     for i, target in enumerate(targets):
@@ -68,8 +72,14 @@ def check_targets(targets: list[dict[str, Tensor]], num_images: int) -> None:
             if key not in target:
                 raise ValueError(f"targets[{i}]: missing key {key!r} (expected 'boxes' and 'labels')")
         boxes, labels = target["boxes"], target["labels"]
-        if boxes.dim() != 2 or boxes.shape[-1] != 4 or not boxes.is_floating_point():
-            raise ValueError(f"targets[{i}]['boxes']: expected a float tensor [N, 4], found {boxes.dtype} {list(boxes.shape)}")
+        if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[-1] != 4 or boxes.is_complex() \
+                or boxes.dtype == torch.bool:
+            found = f"{boxes.dtype} {list(boxes.shape)}" if isinstance(boxes, Tensor) else type(boxes).__name__
+            raise ValueError(f"targets[{i}]['boxes']: expected a real-valued tensor [N, 4] (xyxy pixels), found {found}")
+        box_format = getattr(boxes, "format", None)  # a tv_tensors.BoundingBoxes knows its own
+        if box_format is not None and getattr(box_format, "name", box_format) != "XYXY":
+            raise ValueError(f"targets[{i}]['boxes']: expected XYXY boxes, found format {box_format.name} "
+                             "(convert with torchvision.transforms.v2.ConvertBoundingBoxFormat('XYXY'))")
         if labels.shape != boxes.shape[:1] or labels.dtype != torch.int64:
             raise ValueError(
                 f"targets[{i}]['labels']: expected int64 [{boxes.shape[0]}], found {labels.dtype} {list(labels.shape)}"

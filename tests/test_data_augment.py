@@ -3,6 +3,7 @@
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torchvision import tv_tensors
 
 from ssd_zoo.data.augment import SSDAugmentation, collate, to_device
 
@@ -33,7 +34,9 @@ def test_boxes_stay_inside_and_non_degenerate(sample):
     image, target, seed = sample
     torch.manual_seed(seed)
     out_image, out = AUGMENT(image, dict(target))
-    assert type(out_image) is torch.Tensor and type(out["boxes"]) is torch.Tensor
+    # A v2 transform: torchvision's types out, the boxes' canvas the new image.
+    assert isinstance(out_image, tv_tensors.Image) and isinstance(out["boxes"], tv_tensors.BoundingBoxes)
+    assert out["boxes"].canvas_size == tuple(out_image.shape[-2:]) and out["boxes"].format.name == "XYXY"
     assert out_image.dtype == torch.float32 and out_image.shape[0] == 3
     assert 0.0 <= out_image.min() and out_image.max() <= 1.0
     height, width = out_image.shape[-2:]

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from PIL import Image
+from torchvision import tv_tensors
 
 from ssd_zoo.data.coco import CocoDataset
 
@@ -40,7 +41,8 @@ def test_contiguous_labels_xyxy_and_crowd_left_out(coco):
     assert dataset.category_ids == [1, 18, 90]
     image, target = dataset[0]
     assert image.shape == (3, 10, 20) and image.dtype == torch.float32
-    assert target["image_id"] == "7"
+    assert target["image_id"].item() == 0 and dataset.ids == ["7", "3"]  # the JSON id in ids
+    assert isinstance(image, tv_tensors.Image) and target["boxes"].canvas_size == (10, 20)
     # [15, 0, 10, 4] runs past the 20 px wide image: clamped to x2 = 20. The crowd box is gone.
     assert target["boxes"].tolist() == [[2, 3, 6, 8], [15, 0, 20, 4]]
     assert target["labels"].tolist() == [2, 3]

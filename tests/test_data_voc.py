@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from torchvision import tv_tensors
 
 from ssd_zoo.data.voc import VOC_CLASSES, VOCDataset, parse_splits
 
@@ -46,7 +47,11 @@ def test_item_format_and_zero_based_boxes(tmp_path):
     assert target["labels"].tolist() == [VOC_CLASSES.index("dog") + 1, VOC_CLASSES.index("person") + 1]
     assert target["labels"].dtype == torch.int64
     assert target["difficult"].tolist() == [False, True]
-    assert target["image_id"] == "000001"
+    # torchvision's types, every target value a tensor; the file id in dataset.ids.
+    assert isinstance(image, tv_tensors.Image) and isinstance(target["boxes"], tv_tensors.BoundingBoxes)
+    assert target["boxes"].format.name == "XYXY" and target["boxes"].canvas_size == (16, 24)
+    assert target["image_id"].dtype == torch.int64 and target["image_id"].item() == 0
+    assert dataset.ids == ["000001", "000002"] and dataset[1][1]["image_id"].item() == 1
     _, empty = dataset[1]
     assert empty["boxes"].shape == (0, 4) and empty["labels"].shape == (0,)
 

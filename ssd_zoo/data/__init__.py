@@ -1,15 +1,16 @@
 """Datasets, augmentation and batching for detection.
 
-Every dataset yields ``(image, target)``: ``image`` float32 ``[3, H, W]`` in ``[0, 1]``; ``target``
-``{"boxes": float32 [N, 4] xyxy pixels, "labels": int64 [N] in 1..K, "difficult": bool [N],
-"image_id": str}`` (0 is background). See ``ssd_zoo.data.common``.
+Every dataset yields ``(image, target)`` in torchvision's types: ``image`` a ``tv_tensors.Image`` float32
+``[3, H, W]`` in ``[0, 1]``; ``target`` ``{"boxes": tv_tensors.BoundingBoxes float32 [N, 4] XYXY pixels,
+"labels": int64 [N] in 1..K, "difficult": bool [N], "image_id": int64 scalar (the index)}`` (0 is background);
+``dataset.ids[index]`` is the image's own id (str). See ``ssd_zoo.data.common``.
 """
 
 from typing import Any
 
 from ssd_zoo.data.augment import IMAGENET_MEAN, SSDAugmentation, collate, to_device
 from ssd_zoo.data.coco import CocoDataset
-from ssd_zoo.data.common import read_image
+from ssd_zoo.data.common import per_box_entries, read_image
 from ssd_zoo.data.transforms import PadToSquare
 from ssd_zoo.data.voc import VOC_CLASSES, VOCDataset, parse_voc_xml
 
@@ -17,7 +18,7 @@ _SHAPES_NAMES = ("SHAPES_CLASSES", "generate_shapes_voc", "render_shapes_image")
 
 __all__ = [
     "IMAGENET_MEAN", "VOC_CLASSES", "CocoDataset", "PadToSquare", "SSDAugmentation", "VOCDataset", "collate",
-    "parse_voc_xml", "read_image", "to_device", *_SHAPES_NAMES,
+    "parse_voc_xml", "per_box_entries", "read_image", "to_device", *_SHAPES_NAMES,
 ]
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ssd_zoo.data.common import Transforms, clean_boxes, read_image
+from ssd_zoo.data.common import Transforms, as_tv_tensors, clean_boxes, read_image
 
 
 def _load_json(path: Path) -> dict:
@@ -48,11 +48,12 @@ class CocoDataset(Dataset):
         ann_file: the COCO JSON annotation file.
         transforms: optional ``(image, target) -> (image, target)``, e.g. ``SSDAugmentation()``.
 
-    An item is ``(image, target)``: ``image`` float32 ``[3, H, W]`` in ``[0, 1]``; ``target`` with
-    ``boxes`` float32 ``[N, 4]`` xyxy pixels (converted from COCO's xywh), ``labels`` int64 ``[N]``
-    in ``1..K``, ``difficult`` bool ``[N]`` (all False), ``area`` float32 ``[N]`` (the JSON's
-    ``area``, else the box area; COCO AP's small/medium/large ranges use it) and ``image_id`` str
-    (the JSON image id). Crowd annotations (``iscrowd: 1``) are left out of targets unless
+    An item is ``(image, target)`` in torchvision's types (see ``ssd_zoo.data.common``): ``image`` a
+    ``tv_tensors.Image`` float32 ``[3, H, W]`` in ``[0, 1]``; ``target`` with ``boxes`` a
+    ``tv_tensors.BoundingBoxes`` float32 ``[N, 4]`` XYXY pixels (converted from COCO's xywh), ``labels``
+    int64 ``[N]`` in ``1..K``, ``difficult`` bool ``[N]`` (all False), ``area`` float32 ``[N]`` (the JSON's
+    ``area``, else the box area; COCO AP's small/medium/large ranges use it) and ``image_id`` the item's
+    index (int64 scalar tensor; ``ids[index]`` is the JSON image id). Crowd annotations (``iscrowd: 1``) are left out of targets unless
     ``include_crowd=True``, which keeps them with an ``iscrowd`` bool ``[N]`` entry so that
     ``COCOEvaluator`` can ignore detections on them as the official evaluation does (use it for
     evaluation only: the SSD loss would treat crowd boxes as objects). Images without
@@ -61,6 +62,7 @@ class CocoDataset(Dataset):
     Attributes:
         class_names: category names in label order (label = index + 1).
         category_ids: the JSON category id of each label ``1..K`` (``category_ids[label - 1]``).
+        ids: the JSON image id of each item (``ids[index]``, str), for results files.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class CocoDataset(Dataset):
         self.category_ids: list[int] = [int(c["id"]) for c in categories]
         self.class_names: tuple[str, ...] = tuple(str(c["name"]) for c in categories)
         self.images: list[dict] = list(data["images"])
+        self.ids: list[str] = [str(image["id"]) for image in self.images]
         image_ids = {image["id"] for image in self.images}
         label_of = {cat_id: i + 1 for i, cat_id in enumerate(self.category_ids)}
         self._annotations: dict[object, list[dict]] = defaultdict(list)
@@ -125,7 +128,7 @@ class CocoDataset(Dataset):
             "labels": torch.tensor([ann["label"] for ann in anns], dtype=torch.int64),
             "difficult": torch.zeros(len(anns), dtype=torch.bool),
             "area": torch.tensor(area, dtype=torch.float32),
-            "image_id": str(image["id"]),
+            "image_id": torch.tensor(index, dtype=torch.int64),
         }
         if self.include_crowd:
             crowd = [bool(ann.get("iscrowd", 0)) for ann in anns]
@@ -137,6 +140,7 @@ class CocoDataset(Dataset):
         image = read_image(self.image_dir / info["file_name"])
         where = f"{self.ann_file}, image {info['id']} ({info['file_name']})"
         target = clean_boxes(self.target_of(index), image.shape[-2], image.shape[-1], where=where)
+        image, target = as_tv_tensors(image, target, index)
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target

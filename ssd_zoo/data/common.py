@@ -1,23 +1,32 @@
 """Helpers shared by the datasets: reading images and cleaning boxes.
 
-Every dataset in ``ssd_zoo.data`` returns ``(image, target)`` in torchvision's detection format:
+Every dataset in ``ssd_zoo.data`` returns ``(image, target)`` in torchvision's detection format, with
+torchvision's types, so that any ``torchvision.transforms.v2`` transform moves the boxes with the image:
 
-- ``image``: float32 ``[3, H, W]`` in ``[0, 1]``, RGB.
-- ``target["boxes"]``: float32 ``[N, 4]``, ``(x1, y1, x2, y2)`` in absolute pixels
-  (shape ``[0, 4]`` when the image has no object).
+- ``image``: ``tv_tensors.Image``, float32 ``[3, H, W]`` in ``[0, 1]``, RGB.
+- ``target["boxes"]``: ``tv_tensors.BoundingBoxes(format="XYXY", canvas_size=(H, W))``, float32 ``[N, 4]``,
+  ``(x1, y1, x2, y2)`` in absolute pixels (shape ``[0, 4]`` when the image has no object).
 - ``target["labels"]``: int64 ``[N]``, classes ``1..K`` (0 is background and never appears).
 - ``target["difficult"]``: bool ``[N]``, boxes the VOC metric neither rewards nor penalises.
-- ``target["image_id"]``: str, the dataset's own id of the image.
+- ``target["image_id"]``: int64 scalar tensor, the item's index; ``dataset.ids[index]`` is the dataset's own
+  id of the image (a str: the VOC file id, the COCO image id), which results files use.
+
+Every target value is a tensor, so ``{k: v.to(device) for k, v in target.items()}`` (torchvision's detection
+reference) moves a whole target. A v2 pipeline that drops boxes (``SanitizeBoundingBoxes``) must drop the other
+per-box entries with them: pass ``labels_getter=per_box_entries``.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
+import torch
 from PIL import Image
 from torch import Tensor
+from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 # A dataset transform: (image, target) -> (image, target), e.g. SSDAugmentation().
@@ -41,6 +50,28 @@ def read_image(path: str | Path) -> Tensor:
     except OSError as err:  # PIL's UnidentifiedImageError and truncated files are OSErrors
         raise ValueError(f"{path}: cannot decode image ({err})") from err
     return pixels.float().div_(255.0)
+
+
+def per_box_entries(inputs: Any) -> tuple[Tensor, ...]:
+    """``labels_getter`` for ``v2.SanitizeBoundingBoxes``: every per-box entry (``PER_BOX_KEYS``) of the target.
+
+    ``inputs`` is the sample as the transform sees it: ``(image, target)`` or a dict holding the target's keys.
+    torchvision's default getter finds ``labels`` only, which would leave ``difficult`` (and COCO's ``area``,
+    ``iscrowd``) misaligned with the boxes it keeps.
+    """
+    target = inputs[1] if isinstance(inputs, (tuple, list)) and len(inputs) > 1 else inputs
+    if not isinstance(target, Mapping):
+        raise ValueError(f"per_box_entries: expected (image, target dict) or a dict, found {type(inputs).__name__}")
+    return tuple(target[key] for key in PER_BOX_KEYS if isinstance(target.get(key), Tensor))
+
+
+def as_tv_tensors(image: Tensor, target: dict, index: int) -> tuple[tv_tensors.Image, dict]:
+    """A dataset item in torchvision's types: ``image`` as ``tv_tensors.Image`` (no copy), ``target["boxes"]`` as
+    ``tv_tensors.BoundingBoxes(format="XYXY", canvas_size=(H, W))`` and ``target["image_id"]`` = ``index``
+    (int64 scalar tensor). Returns a new dict; the other entries are kept."""
+    height, width = image.shape[-2:]
+    boxes = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=(int(height), int(width)))
+    return tv_tensors.Image(image), dict(target, boxes=boxes, image_id=torch.tensor(index, dtype=torch.int64))
 
 
 def clean_boxes(target: dict, height: int, width: int, where: str) -> dict:

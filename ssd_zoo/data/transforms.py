@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torchvision import tv_tensors
 
 
 class PadToSquare:
@@ -18,9 +19,18 @@ class PadToSquare:
         self.fill = torch.tensor([float(f) for f in fill]).view(3, 1, 1)
 
     def __call__(self, image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
-        """``image`` float ``[3, H, W]`` -> ``[3, S, S]`` with ``S = max(H, W)``; ``target`` unchanged."""
+        """``image`` float ``[3, H, W]`` -> ``[3, S, S]`` with ``S = max(H, W)``; boxes keep their coordinates.
+
+        A ``tv_tensors.Image`` stays one, and ``tv_tensors.BoundingBoxes`` get the new ``canvas_size`` ``(S, S)``
+        (so that a v2 transform after this one, e.g. a flip, sees the padded canvas); plain tensors stay plain.
+        """
         height, width = image.shape[-2:]
         side = max(height, width)
         canvas = self.fill.to(image.dtype).expand(3, side, side).clone()
         canvas[:, :height, :width] = image
+        if isinstance(image, tv_tensors.Image):
+            canvas = tv_tensors.Image(canvas)
+        boxes = target.get("boxes")
+        if isinstance(boxes, tv_tensors.BoundingBoxes):
+            target = dict(target, boxes=tv_tensors.wrap(boxes, like=boxes, canvas_size=(side, side)))
         return canvas, target

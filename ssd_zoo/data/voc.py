@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ssd_zoo.data.common import Transforms, clean_boxes, read_image
+from ssd_zoo.data.common import Transforms, as_tv_tensors, clean_boxes, read_image
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -126,10 +126,15 @@ class VOCDataset(Dataset):
         class_names: the classes in label order (label = index + 1). By default the names in
             ``root/classes.txt`` (one per line) when that file exists, else ``VOC_CLASSES``.
 
-    An item is ``(image, target)``: ``image`` float32 ``[3, H, W]`` in ``[0, 1]``; ``target`` with
-    ``boxes`` float32 ``[N, 4]`` xyxy 0-based pixels, ``labels`` int64 ``[N]`` in ``1..K``,
-    ``difficult`` bool ``[N]`` and ``image_id`` str. Boxes partly outside the image are clamped and
-    boxes left empty are dropped with a warning.
+    An item is ``(image, target)`` in torchvision's types (see ``ssd_zoo.data.common``): ``image`` a
+    ``tv_tensors.Image`` float32 ``[3, H, W]`` in ``[0, 1]``; ``target`` with ``boxes`` a
+    ``tv_tensors.BoundingBoxes`` float32 ``[N, 4]`` XYXY 0-based pixels, ``labels`` int64 ``[N]`` in ``1..K``,
+    ``difficult`` bool ``[N]`` and ``image_id`` the item's index (int64 scalar tensor). Boxes partly outside
+    the image are clamped and boxes left empty are dropped with a warning. ``transforms`` may be any
+    ``torchvision.transforms.v2`` transform (the boxes move with the image).
+
+    Attributes:
+        ids: the VOC file id of each item (``ids[index]``, str), for results files.
     """
 
     def __init__(
@@ -159,6 +164,7 @@ class VOCDataset(Dataset):
                 )
             ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
             self.items.extend((year_dir, image_id) for image_id in ids)
+        self.ids: list[str] = [image_id for _, image_id in self.items]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -180,7 +186,7 @@ class VOCDataset(Dataset):
             raise FileNotFoundError(f"annotation file not found: {xml_path} (image {image_id!r})")
         parsed = parse_voc_xml(xml_path, self.class_names)
         image = read_image(self.image_path(year_dir, image_id, parsed.pop("filename")))
-        target = dict(parsed, image_id=image_id)
+        target = parsed
         if not self.keep_difficult:
             keep = ~target["difficult"]
             target.update(
@@ -189,6 +195,7 @@ class VOCDataset(Dataset):
                 difficult=target["difficult"][keep],
             )
         target = clean_boxes(target, image.shape[-2], image.shape[-1], where=str(xml_path))
+        image, target = as_tv_tensors(image, target, index)
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target
