@@ -315,7 +315,7 @@ def test_torchmetrics_mean_average_precision_on_ssd_zoo_outputs(voc_root):
     assert perfect.compute()["map"].item() == pytest.approx(1.0)
     # An untrained model's detections: torchmetrics' COCO mAP agrees with ssd_zoo's COCOEvaluator.
     model = tiny_ssd(num_classes=len(VOC_CLASSES) + 1).eval()
-    model.score_thresh = 0.0
+    model.score_thresh, model.detections_per_img = 0.0, 25
     with torch.no_grad():
         predictions = model(images)
     assert sum(len(p["boxes"]) for p in predictions) > 0
