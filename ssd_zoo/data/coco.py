@@ -53,8 +53,10 @@ class CocoDataset(Dataset):
     ``tv_tensors.BoundingBoxes`` float32 ``[N, 4]`` XYXY pixels (converted from COCO's xywh), ``labels``
     int64 ``[N]`` in ``1..K``, ``difficult`` bool ``[N]`` (all False), ``area`` float32 ``[N]`` (the JSON's
     ``area``, else the box area; COCO AP's small/medium/large ranges use it) and ``image_id`` the item's
-    index (int64 scalar tensor; ``ids[index]`` is the JSON image id). Crowd annotations (``iscrowd: 1``) are left out of targets unless
-    ``include_crowd=True``, which keeps them with an ``iscrowd`` bool ``[N]`` entry so that
+    index (int64 scalar tensor; ``ids[index]`` is the JSON image id). ``transforms`` may be any
+    ``torchvision.transforms.v2`` transform (the boxes move with the image). Crowd annotations
+    (``iscrowd: 1``) are left out of targets unless ``include_crowd=True``, which keeps them with an
+    ``iscrowd`` bool ``[N]`` entry so that
     ``COCOEvaluator`` can ignore detections on them as the official evaluation does (use it for
     evaluation only: the SSD loss would treat crowd boxes as objects). Images without
     annotations are kept as negatives.
