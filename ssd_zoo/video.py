@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .predict import Detector, images, tiles
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".gif"}
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
 
 
 def _require(module: str, extra: str) -> Any:
@@ -51,29 +51,49 @@ def read_frames(source: str | Path, every: int = 1, **open_options: Any) -> Iter
     av = _require("av", "video")
     if every < 1:
         raise ValueError(f"every={every}: expected a positive number of frames")
-    try:
-        container = av.open(str(source), **open_options)
-    except (av.error.FFmpegError, OSError) as error:
-        raise ValueError(f"{source}: FFmpeg cannot open it as a video ({error})") from None
-    with container:
-        if not container.streams.video:
-            raise ValueError(f"{source}: expected a video stream, found none")
+    with _open(source, **open_options) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate or stream.guessed_rate or 30)
-        for index, frame in enumerate(container.decode(stream)):
+        decoded, index = enumerate(container.decode(stream)), -1
+        while True:
+            try:
+                index, frame = next(decoded)
+            except StopIteration:
+                return
+            except av.error.FFmpegError as error:
+                raise ValueError(f"{source}: FFmpeg cannot decode it after frame {index} "
+                                 f"({error})") from None
             if index % every:
                 continue
             time = float(frame.time) if frame.time is not None else index / rate
             yield index, time, torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float().div(255)
 
 
+def _open(source: str | Path, **open_options: Any) -> Any:
+    """``av.open(source)`` with a video stream, or ValueError naming the source and the reason."""
+    av = _require("av", "video")
+    try:
+        container = av.open(str(source), **open_options)
+    except (av.error.FFmpegError, OSError) as error:
+        raise ValueError(f"{source}: FFmpeg cannot open it as a video ({error})") from None
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"{source}: expected a video stream, found none")
+    return container
+
+
 def frame_rate(source: str | Path) -> float:
     """The average frames per second of ``source``'s first video stream (30 where unknown)."""
-    av = _require("av", "video")
-    with av.open(str(source)) as container:
+    with _open(source) as container:
         stream = container.streams.video[0]
         return float(stream.average_rate or stream.guessed_rate or 30)
+
+
+def frame_count(source: str | Path) -> int | None:
+    """The number of frames ``source``'s container declares, None where it does not (streams, some codecs)."""
+    with _open(source) as container:
+        return int(container.streams.video[0].frames) or None
 
 
 class Tracker:
