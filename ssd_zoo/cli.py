@@ -29,6 +29,7 @@ from .weights import (
 )
 
 Subparsers = Any  # argparse's _SubParsersAction, private in the standard library
+SKIPPED_EXIT = 3  # ssd-zoo detect: everything readable was detected and written, but some inputs were skipped
 
 
 def add_list(subparsers: Subparsers) -> None:
@@ -161,7 +162,7 @@ def _inputs(items: list[str]) -> tuple[list[tuple[Path, Path]], list[tuple[Path,
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    """Detect in every input; nothing done is lost: an unreadable file is reported and skipped (exit code 1),
+    """Detect in every input; nothing done is lost: an unreadable file is reported and skipped (exit code 3),
     ``detections.json`` is written (atomically) whatever happens after the model is loaded."""
     from tqdm import tqdm
 
@@ -196,7 +197,7 @@ def run_detect(args: argparse.Namespace) -> int:
     if report["skipped"]:
         print(f"ssd-zoo detect: skipped {len(report['skipped'])} file(s), listed in {args.out / 'detections.json'}",
               file=sys.stderr)
-        return 1
+        return SKIPPED_EXIT
     return 0
 
 
