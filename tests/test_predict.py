@@ -40,26 +40,26 @@ class ResizingColourDetector:
             red, blue = small[0] > 0.75, small[2] > 0.75
             boxes, labels = [], []
             for label, mask in ((1, red & ~blue), (2, blue & ~red)):
-                for blob in blobs(mask):
-                    ys, xs = blob.nonzero(as_tuple=True)
-                    if len(xs) >= self.min_pixels:
-                        boxes.append([xs.min() * w / INPUT, ys.min() * h / INPUT, (xs.max() + 1) * w / INPUT,
-                                      (ys.max() + 1) * h / INPUT])
+                for x0, y0, x1, y1 in blobs(mask):
+                    if int(mask[y0:y1, x0:x1].sum()) >= self.min_pixels:
+                        boxes.append([x0 * w / INPUT, y0 * h / INPUT, x1 * w / INPUT, y1 * h / INPUT])
                         labels.append(label)
             out.append({"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
                         "scores": torch.full((len(boxes),), 0.9), "labels": torch.tensor(labels, dtype=torch.int64)})
         return out
 
 
-def blobs(mask: Tensor) -> list[Tensor]:
-    """The 8-connected components of a bool ``[H, W]`` mask, as masks (flood fill by 3x3 max-pooling ids)."""
-    ids = torch.where(mask, torch.arange(1, mask.numel() + 1, dtype=torch.float32).view(mask.shape), 0.0)
-    while True:
-        grown = torch.where(mask, F.max_pool2d(ids[None, None], 3, 1, 1)[0, 0], 0.0)
-        if torch.equal(grown, ids):
-            break
-        ids = grown
-    return [ids == value for value in ids.unique().tolist() if value > 0]
+def _runs(line: Tensor) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each run of True in a bool ``[N]``."""
+    edges = torch.diff(torch.cat([torch.zeros(1), line.float(), torch.zeros(1)])).nonzero().flatten().tolist()
+    return list(zip(edges[0::2], edges[1::2]))
+
+
+def blobs(mask: Tensor) -> list[tuple[int, int, int, int]]:
+    """``(x0, y0, x1, y1)`` of the blobs of a bool ``[H, W]`` mask made of separate axis-aligned rectangles (bands
+    of rows that hold any, columns within each band, then the rows within each of those)."""
+    return [(x0, y0 + a, x1, y0 + b) for y0, y1 in _runs(mask.any(1)) for x0, x1 in _runs(mask[y0:y1].any(0))
+            for a, b in _runs(mask[y0:y1, x0:x1].any(1))]
 
 
 def canvas_with_squares(height: int, width: int, side: int, step: int) -> tuple[Tensor, Tensor]:
