@@ -115,7 +115,7 @@ def test_detect_command_writes_annotated_video_and_json_lines(clip: Path, tmp_pa
     assert main(["detect", str(clip), "--out", str(out), "--track", "--every", "2", "--batch-size", "3"]) == 0
     lines = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]
     assert [line["frame"] for line in lines] == list(range(0, FRAMES, 2))
-    assert lines[1]["time"] == pytest.approx(2 / 12)
+    assert lines[1]["time"] == pytest.approx(2 / 12, abs=1e-4)  # seconds, written with 4 decimals
     assert all(len(line["detections"]) == 3 for line in lines)
     assert {d["track_id"] for line in lines[1:] for d in line["detections"]} == {1, 2, 3}
     assert lines[0]["detections"][0]["name"] == "square"
