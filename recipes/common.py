@@ -53,12 +53,22 @@ def small_input_ssd(backbone: str, input_size: int, num_classes: int, *, anchors
                          extra_channels=extra_channels, **kwargs)
 
 
+PAD_FILL = (0.5, 0.5, 0.5)  # the colour pad_to_square pads with (RGB, 0..1), in the data and in the model
+
+
+def resize_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """Builder keywords for ``cfg.pad_to_square``: the model letterboxes (pads to a square with ``PAD_FILL``,
+    then resizes), so that its checkpoint remembers it and ``ssd-zoo detect`` pads as training did."""
+    return {"resize": "letterbox", "pad_fill": PAD_FILL} if cfg.pad_to_square else {}
+
+
 def build_model(cfg: TrainConfig, num_classes: int) -> ssd_zoo.SSD:
     """The SSD that ``cfg`` names, for ``num_classes`` classes (with background), backbone initialised.
 
-    ``model: ssd`` is the registered generic builder at ``cfg.input_size`` (any size, e.g. the demo's 128).
+    ``model: ssd`` is the registered generic builder at ``cfg.input_size`` (any size, e.g. the demo's 128);
+    ``pad_to_square`` builds it with ``resize="letterbox"`` (:func:`resize_kwargs`).
     """
-    kwargs = dict(cfg.model_kwargs)
+    kwargs = dict(cfg.model_kwargs, **resize_kwargs(cfg))
     if cfg.backbone is not None:
         kwargs["backbone"] = cfg.backbone
     if cfg.model == "ssd":

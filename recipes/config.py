@@ -32,7 +32,7 @@ class TrainConfig:
     coco_test: list[str] | None = None  # [image_dir, ann_file]: evaluate (VOC mAP) on a COCO-format dataset
     keep_difficult: bool = False  # train on boxes marked difficult (the paper does not)
     augment: dict[str, Any] = field(default_factory=dict)  # keywords of ssd_zoo.data.SSDAugmentation
-    pad_to_square: bool = False  # pad images to squares first, so the resize keeps aspect ratios (train and test)
+    pad_to_square: bool = False  # keep aspect ratios: the model letterboxes (resize="letterbox"; train images padded first)
     num_workers: int = 4
     # --- optimisation (lr, iterations and steps are given for base_batch_size and scaled to batch_size) ---
     batch_size: int = 32

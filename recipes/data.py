@@ -14,16 +14,20 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ssd_zoo.data import CocoDataset, PadToSquare, SSDAugmentation, VOCDataset, collate
 
+from .common import PAD_FILL
 from .config import TrainConfig
 
 
 def make_dataset(cfg: TrainConfig, train: bool, transforms: object = None) -> Dataset:
     """The training (``train=True``) or test dataset of ``cfg``; it has ``class_names`` (no background).
 
-    With ``cfg.pad_to_square`` every image is first padded to a square (see :class:`PadToSquare`).
+    With ``cfg.pad_to_square`` every training image is first padded to a square (see :class:`PadToSquare`),
+    before augmentation (a flip then moves the padding too, as the demo has always trained); test images are
+    not: the model letterboxes them itself, with the same colour (:func:`recipes.common.resize_kwargs`), which
+    gives the same pixels as padding here. A square image is left as it is by the model's letterbox.
     """
-    if cfg.pad_to_square:
-        pad = PadToSquare((0.5, 0.5, 0.5))
+    if cfg.pad_to_square and train:
+        pad = PadToSquare(PAD_FILL)
         transforms = pad if transforms is None else (lambda image, target: transforms(*pad(image, target)))
     coco = cfg.coco_train if train else cfg.coco_test
     if coco is not None:

@@ -23,12 +23,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make `recipes` importable
 
 import ssd_zoo  # noqa: E402
-from recipes.common import build_model  # noqa: E402
+from recipes.common import build_model, resize_kwargs  # noqa: E402
 from recipes.config import TrainConfig, load_config, parse_override  # noqa: E402
 from recipes.data import test_loader  # noqa: E402
 from recipes.evaluation import evaluate_and_report  # noqa: E402
 
-MODEL_KEYS = ("model", "backbone", "input_size", "model_kwargs")  # what a recipe checkpoint's config decides
+MODEL_KEYS = ("model", "backbone", "input_size", "model_kwargs", "pad_to_square")  # what a recipe checkpoint's config decides
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -56,7 +56,8 @@ def load_model(cfg: TrainConfig, weights: str, num_classes: int) -> tuple[torch.
             return model, cfg
     if cfg.model == "ssd":
         raise ValueError(f"--weights {weights!r}: model='ssd' needs a checkpoint written by train_voc.py")
-    kwargs: dict[str, Any] = dict(cfg.model_kwargs, **({"backbone": cfg.backbone} if cfg.backbone else {}))
+    kwargs: dict[str, Any] = dict(cfg.model_kwargs, **({"backbone": cfg.backbone} if cfg.backbone else {}),
+                                  **resize_kwargs(cfg))
     return ssd_zoo.build(cfg.model, weights=weights, num_classes=num_classes, **kwargs), cfg
 
 

@@ -105,19 +105,19 @@ def write_voc_results(detections: list[tuple[str, dict]], class_names: Sequence[
 
 def draw_detections(dataset: Any, detections: list[tuple[str, dict]], class_names: Sequence[str],
                     output_dir: str | Path, count: int, min_score: float = 0.5) -> list[Path]:
-    """Save the first ``count`` test images with their detections (score >= ``min_score``) drawn, as PNG
-    files ``output_dir/pictures/<image_id>.png``; returns their paths."""
+    """Save the first ``count`` test images with their detections (score >= ``min_score``) drawn by
+    :func:`ssd_zoo.draw.draw_detections` (one colour per class, a legend, small images upscaled), as PNG
+    files ``output_dir/pictures/<image_id>.png``; returns their paths. ``class_names``: no background."""
     from PIL import Image  # torchvision.io's codecs are deprecated since torchvision 0.29
-    from torchvision.utils import draw_bounding_boxes
+
+    from ssd_zoo.draw import draw_detections as draw
 
     folder = Path(output_dir) / "pictures"
     folder.mkdir(parents=True, exist_ok=True)
+    names = ["__background__", *class_names]
     paths = []
     for index, (image_id, det) in enumerate(detections[:count]):
-        image = (dataset[index][0] * 255).round().to(torch.uint8)
-        keep = det["scores"] >= min_score
-        names = [f"{class_names[int(label) - 1]} {score:.2f}" for label, score in zip(det["labels"][keep], det["scores"][keep])]
-        drawn = draw_bounding_boxes(image, det["boxes"][keep], labels=names, colors="yellow", width=2) if names else image
+        drawn = draw(dataset[index][0], det, names, min_score=min_score)
         paths.append(folder / f"{Path(image_id).name}.png")
         Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(paths[-1])
     return paths

@@ -2,6 +2,8 @@
 
     ssd-zoo list
     ssd-zoo detect photo.jpg photos/ --model ssd300_vgg16 --weights VOC0712 --score 0.5 --out detections/
+    ssd-zoo detect clip.mp4 --weights runs/demo/best.pth --track --every 2       # annotated clip.mp4 + clip.jsonl
+    ssd-zoo detect aerial.tif --weights runs/demo/best.pth --tile 300 --overlap 0.25
     ssd-zoo convert --from ssd.pytorch ssd300_mAP_77.43_v2.pth ssd300_voc.pth
     ssd-zoo convert --to torchvision --anchors coco my_coco_ssd300.pth for_torchvision.pth
     ssd-zoo export ssd300_vgg16 --weights VOC0712 ssd300_vgg16.onnx
@@ -12,15 +14,14 @@ arguments and ``set_defaults(run=<function(args) -> exit code>)``, and append it
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 from torch import Tensor
 
 from . import convert
-from .hub import read_file, save_atomic, write_atomic
+from .hub import read_file, save_atomic
 from .registry import build, list_models
 from .weights import (
     COCO_CATEGORIES, VOC_CATEGORIES, Checkpoint, get_model_weights, get_weights, list_weights, load_state_dict, read_weights,
@@ -28,7 +29,7 @@ from .weights import (
 )
 
 Subparsers = Any  # argparse's _SubParsersAction, private in the standard library
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+SKIPPED_EXIT = 3  # ssd-zoo detect: everything readable was detected and written, but some inputs were skipped
 
 
 def add_list(subparsers: Subparsers) -> None:
@@ -67,8 +68,10 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def add_detect(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser("detect", help="detect objects; write pictures with boxes and a JSON")
-    parser.add_argument("images", nargs="+", help="image files (JPEG/PNG) or folders of them")
+    parser = subparsers.add_parser("detect", help="detect objects in images, folders and videos; write pictures, "
+                                   "annotated videos and JSON")
+    parser.add_argument("images", nargs="+", help="image files, video files (any container/codec FFmpeg reads), "
+                        "stream URLs (rtsp://..., /dev/video0), or folders of images and videos (searched recursively)")
     parser.add_argument("--model", help="registered model name (default: the one a checkpoint file records, else "
                         "ssd300_vgg16)")
     parser.add_argument("--weights", default="DEFAULT", help="weights name (e.g. VOC0712), or a checkpoint path")
@@ -77,37 +80,18 @@ def add_detect(subparsers: Subparsers) -> None:
     parser.add_argument("--categories", help="class names: 'voc', 'coco', or a text file with one name per line, "
                         "background first (default: the weights' own names)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
+    parser.add_argument("--batch-size", type=int, default=4, help="images, frames or tiles per forward pass (4)")
+    parser.add_argument("--resize", choices=["stretch", "letterbox"], help="how images reach the square input: "
+                        "stretched, or letterboxed to keep the aspect ratio (default: the weights' own, else stretch)")
+    parser.add_argument("--tile", type=int, metavar="SIZE", help="sliced inference for large images: detect in "
+                        "SIZE x SIZE windows (and the whole image, downscaled), merged with per-class NMS")
+    parser.add_argument("--overlap", type=float, default=0.25, help="fraction of a tile shared with its neighbour "
+                        "(default 0.25)")
+    parser.add_argument("--no-whole", dest="whole", action="store_false", help="with --tile: skip the whole-image pass")
+    parser.add_argument("--every", type=int, default=1, metavar="N", help="videos: detect every N-th frame (default 1)")
+    parser.add_argument("--track", action="store_true", help="videos: give detections track ids that persist across "
+                        "frames (ByteTrack; pip install 'ssd_zoo[track]')")
     parser.set_defaults(run=run_detect)
-
-
-def _image_paths(inputs: list[str]) -> list[Path]:
-    paths: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif item.is_file():
-            paths.append(item)
-        else:
-            raise SystemExit(f"ssd-zoo detect: expected an image file or a folder, found nothing at {item}")
-    if not paths:
-        raise SystemExit(f"ssd-zoo detect: no {'/'.join(sorted(IMAGE_SUFFIXES))} images in {inputs}")
-    return paths
-
-
-def _picture_names(paths: list[Path]) -> dict[Path, str]:
-    """``<stem>.jpg`` per input; a stem met again (``a/x.jpg``, ``b/x.png``) gets ``<stem>_2.jpg``, ... so
-    that no picture overwrites another."""
-    names: dict[Path, str] = {}
-    taken: set[str] = set()
-    for path in paths:
-        name, n = f"{path.stem}.jpg", 1
-        while name in taken:
-            n += 1
-            name = f"{path.stem}_{n}.jpg"
-        taken.add(name)
-        names[path] = name
-    return names
 
 
 def _categories(choice: str | None, model: Any) -> list[str]:
@@ -122,19 +106,6 @@ def _categories(choice: str | None, model: Any) -> list[str]:
     if len(names) != num_classes:
         raise SystemExit(f"ssd-zoo detect: the model has {num_classes} classes, but {choice} names {len(names)}")
     return list(names)
-
-
-def _draw(image: Tensor, detection: dict[str, Tensor], names: list[str]) -> Tensor:
-    """uint8 ``[3, H, W]`` with each box and ``"<name> <score>"`` drawn, one colour per class."""
-    from torchvision.utils import draw_bounding_boxes
-
-    labels = detection["labels"].tolist()
-    if not labels:  # nothing to draw: the picture as it is (torchvision would warn)
-        return (image * 255).round().to(torch.uint8)
-    texts = [f"{names[label]} {score:.2f}" for label, score in zip(labels, detection["scores"].tolist())]
-    palette = ["red", "lime", "blue", "yellow", "cyan", "magenta", "orange", "white"]
-    return draw_bounding_boxes((image * 255).round().to(torch.uint8), detection["boxes"], texts,
-                               colors=[palette[label % len(palette)] for label in labels], width=2)
 
 
 DEFAULT_MODEL = "ssd300_vgg16"
@@ -164,35 +135,96 @@ def build_from_args(args: argparse.Namespace, **kwargs: Any) -> tuple[Any, str, 
     return model, name, weights.name if isinstance(weights, Checkpoint) else str(weights)
 
 
-def run_detect(args: argparse.Namespace) -> int:
-    from PIL import Image  # torchvision's own dependency; torchvision.io's codecs are deprecated since 0.29
-    from torchvision.transforms.functional import pil_to_tensor, to_pil_image
-
-    model, name, weights = build_from_args(args, score_thresh=args.score)
+def load_detector(args: argparse.Namespace) -> tuple[Any, str, str, list[str]]:
+    """``(model-like callable, model name, weights as text, class names)`` for the detect options."""
+    model, name, weights = build_from_args(args, score_thresh=args.score,
+                                           **({"resize": args.resize} if args.resize else {}))
     model = model.eval().to(args.device)
-    names = _categories(args.categories, model)
+    return model, name, weights, _categories(args.categories, model)
+
+
+def _is_stream(item: str) -> bool:
+    return "://" in item or item.startswith("/dev/video")
+
+
+def _inputs(items: list[str]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]], list[str]]:
+    """``(images, videos, streams)``: ``(path, relative name)`` pairs for files, URLs/devices as given."""
+    from .predict import IMAGE_SUFFIXES, find_images
+    from .video import VIDEO_SUFFIXES
+
+    streams = [item for item in items if _is_stream(item)]
+    found = find_images([item for item in items if not _is_stream(item)], IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+    videos = [(p, n) for p, n in found if p.suffix.lower() in VIDEO_SUFFIXES]
+    images = [(p, n) for p, n in found if p.suffix.lower() not in VIDEO_SUFFIXES]
+    if not (images or videos or streams):
+        raise SystemExit(f"ssd-zoo detect: no images or videos in {items}")
+    return images, videos, streams
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    """Detect in every input; nothing done is lost: an unreadable file is reported and skipped (exit code 3),
+    ``detections.json`` is written (atomically) whatever happens after the model is loaded."""
+    from tqdm import tqdm
+
+    from . import predict, results
+
+    images, videos, streams = _inputs(args.images)  # before the model: a missing path fails at once
+    model, name, weights, names = load_detector(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    paths, results = _image_paths(args.images), []
-    pictures = _picture_names(paths)
-    for start in range(0, len(paths), args.batch_size):
-        chunk = paths[start:start + args.batch_size]
-        images = [pil_to_tensor(Image.open(p).convert("RGB")).float().div(255) for p in chunk]
-        with torch.inference_mode():
-            detections = model([image.to(args.device) for image in images])
-        for path, image, detection in zip(chunk, images, detections):
-            detection = {k: v.cpu() for k, v in detection.items()}
-            picture = to_pil_image(_draw(image, detection, names))
-            write_atomic(args.out / pictures[path], lambda f: picture.save(f, format="JPEG", quality=90))
-            results.append({"file": str(path), "picture": pictures[path], "height": image.shape[1], "width": image.shape[2], "detections": [
-                {"box": [round(c, 2) for c in box], "score": round(score, 4), "label": label, "name": names[label]}
-                for box, score, label in zip(detection["boxes"].tolist(), detection["scores"].tolist(),
-                                             detection["labels"].tolist())
-            ]})
-    report = {"model": name, "weights": weights, "score_thresh": args.score,
-              "box_format": "xyxy, pixels of the original image", "images": results}
-    write_atomic(args.out / "detections.json", lambda f: f.write(json.dumps(report, indent=1).encode()))
-    print(f"{len(results)} images, {sum(len(r['detections']) for r in results)} detections -> {args.out}")
+    report: dict[str, Any] = {"model": name, "weights": weights, "score_thresh": args.score,
+                              "box_format": "xyxy, pixels of the original image", "images": [], "videos": [],
+                              "skipped": []}
+    pictures = dict(zip([p for p, _ in images], predict.output_names([n for _, n in images], ".jpg")))
+    try:
+        found = predict.files(model, [p for p, _ in images], args.batch_size, args.tile, args.overlap, args.whole,
+                              args.device)
+        for item in tqdm(found, total=len(images), desc="images", unit="image", disable=not images):
+            if isinstance(item, predict.Skipped):
+                report["skipped"].append({"file": str(item.path), "reason": item.reason})
+                tqdm.write(f"ssd-zoo detect: skipped {item.reason}")
+                continue
+            path, image, detection = item
+            results.write_picture(args.out / pictures[path], image, detection, names)
+            report["images"].append({"file": str(path), "picture": str(pictures[path]), "height": image.shape[1],
+                                     "width": image.shape[2], "detections": results.detections_json(detection, names)})
+        stems = predict.output_names([n for _, n in videos] + [Path(_stream_name(s)) for s in streams], ".mp4")
+        for source, out in zip([p for p, _ in videos] + streams, stems):
+            _detect_video(args, model, names, source, out, report)
+    finally:
+        results.write_report(args.out / "detections.json", report)
+    count = sum(len(r["detections"]) for r in report["images"])
+    print(f"{len(report['images'])} images, {count} detections, {len(report['videos'])} videos -> {args.out}")
+    if report["skipped"]:
+        print(f"ssd-zoo detect: skipped {len(report['skipped'])} file(s), listed in {args.out / 'detections.json'}",
+              file=sys.stderr)
+        return SKIPPED_EXIT
     return 0
+
+
+def _stream_name(url: str) -> str:
+    """A file name for a stream's outputs: ``rtsp://host/cam`` -> ``rtsp_host_cam``."""
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in url).strip("_") or "stream"
+
+
+def _detect_video(args: argparse.Namespace, model: Any, names: list[str], source: Path | str, out: Path,
+                  report: dict[str, Any]) -> None:
+    """One video: ``<out>.mp4`` annotated, ``<out>.jsonl``; a source FFmpeg cannot read goes to ``skipped``."""
+    from tqdm import tqdm
+
+    from . import results, video
+
+    try:
+        fps, total = video.frame_rate(source) / args.every, video.frame_count(source)
+        frames = video.detect(model, source, every=args.every, batch_size=args.batch_size, track=args.track,
+                              tile=args.tile, overlap=args.overlap, device=args.device)
+        bar = tqdm(frames, total=None if total is None else -(-total // args.every), desc=str(out), unit="frame")
+        count = results.write_video(bar, args.out / out, args.out / out.with_suffix(".jsonl"), fps, names)
+    except ValueError as error:  # FFmpeg cannot open or decode it
+        report["skipped"].append({"file": str(source), "reason": str(error)})
+        tqdm.write(f"ssd-zoo detect: skipped {error}")
+        return
+    report["videos"].append({"file": str(source), "video": str(out), "frames": str(out.with_suffix(".jsonl")),
+                             "detected_frames": count, "every": args.every, "track": args.track})
 
 
 def add_convert(subparsers: Subparsers) -> None:

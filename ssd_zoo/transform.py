@@ -1,7 +1,10 @@
 """The model's input transform: check, resize to the fixed input size, normalise, batch — and map back.
 
 SSD sees every image at one fixed size (300x300 or 512x512), stretched without keeping the aspect ratio,
-as in the paper and in torchvision. Boxes follow the same stretch on the way in and the inverse on the way out.
+as in the paper and in torchvision (``resize="stretch"``, the default). ``resize="letterbox"`` keeps it: each
+image is first padded at the bottom and right to a square of its longer side (with the normalisation mean, or
+``pad_fill``), then resized; boxes scale by one factor per image, so they map back exactly. Boxes follow the
+same resize on the way in and the inverse on the way out.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ CAFFE_STD = (1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0)
 # ImageNet's normalisation on the 0..1 scale, as timm and torchvision's classifiers use it.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+RESIZE_MODES = ("stretch", "letterbox")  # SSDTransform(resize=...)
 
 
 class Targets(NamedTuple):
@@ -115,13 +119,49 @@ class SSDTransform(nn.Module):
     """Resize (bilinear) to ``size x size``, normalise with ``mean``/``std`` (0..1 scale), batch.
 
     Resizing is linear, so normalising after it gives the same values as before it, on far fewer pixels.
+
+    Args:
+        size: the square network input ``S``.
+        mean, std: RGB normalisation on the 0..1 scale.
+        resize: ``"stretch"`` (each axis to ``S``, the paper's and torchvision's) or ``"letterbox"`` (pad at the
+            bottom and right to a square of the longer side, then resize: aspect ratio kept, content at the
+            top left, so box coordinates only scale).
+        pad_fill: the letterbox padding colour (RGB, 0..1); None: ``mean`` (zero after normalisation).
     """
 
-    def __init__(self, size: int, mean: tuple[float, ...] = CAFFE_MEAN, std: tuple[float, ...] = CAFFE_STD) -> None:
+    def __init__(self, size: int, mean: tuple[float, ...] = CAFFE_MEAN, std: tuple[float, ...] = CAFFE_STD,
+                 resize: str = "stretch", pad_fill: tuple[float, ...] | None = None) -> None:
         super().__init__()
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize={resize!r}: expected one of {RESIZE_MODES}")
+        if pad_fill is not None and len(pad_fill) != 3:
+            raise ValueError(f"pad_fill: expected 3 values (RGB, 0..1), found {list(pad_fill)}")
         self.size = size
+        self.resize_mode = resize
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        fill = self.mean.flatten() if pad_fill is None else torch.tensor([float(f) for f in pad_fill])
+        self.pad_fill = None if pad_fill is None else fill.tolist()  # as given (float32), for the model record
+        self.register_buffer("fill", fill.view(1, 3, 1, 1).clone(), persistent=False)
+
+    def _square(self, images: Tensor) -> Tensor:
+        """Letterbox: ``[B, 3, H, W]`` -> ``[B, 3, L, L]``, ``L = max(H, W)``, padded at the bottom and right
+        with ``fill``; stretch (or an already square batch): unchanged."""
+        height, width = images.shape[-2:]
+        if self.resize_mode == "stretch" or height == width:
+            return images
+        side = max(height, width)
+        canvas = self.fill.to(images.dtype).expand(images.shape[0], 3, side, side).clone()
+        canvas[..., :height, :width] = images
+        return canvas
+
+    def scales(self, original_sizes: list[tuple[int, int]], device: torch.device | None = None) -> Tensor:
+        """``[B, 4]`` float32 factors ``(sx, sy, sx, sy)`` from each image's pixels to the network input's:
+        ``S / W, S / H`` (stretch) or ``S / max(H, W)`` on both axes (letterbox)."""
+        if self.resize_mode == "letterbox":
+            original_sizes = [(max(h, w),) * 2 for h, w in original_sizes]
+        # float32 new/old ratios, as torchvision's resize_boxes computes them, so resized boxes agree bit for bit.
+        return torch.tensor([[self.size / w, self.size / h] * 2 for h, w in original_sizes], device=device)
 
     def resize(self, images: list[Tensor] | Tensor) -> tuple[Tensor, list[tuple[int, int]]]:
         """Checked images -> ``([B, 3, S, S]`` bilinear resize, each image's ``(H, W)`` before it).
@@ -134,7 +174,7 @@ class SSDTransform(nn.Module):
             check_images([images[0]])  # one tensor: one dtype and shape for all
             height, width = int(images.shape[-2]), int(images.shape[-1])
             if (height, width) != out_size:
-                images = F.interpolate(images, size=out_size, mode="bilinear", align_corners=False)
+                images = F.interpolate(self._square(images), size=out_size, mode="bilinear", align_corners=False)
             return images, [(height, width)] * images.shape[0]
         images = list(images)
         if not images:
@@ -142,8 +182,9 @@ class SSDTransform(nn.Module):
         check_images(images)
         sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
         if len(set(sizes)) == 1:
-            return F.interpolate(torch.stack(images), size=out_size, mode="bilinear", align_corners=False), sizes
-        return torch.cat([F.interpolate(im[None], size=out_size, mode="bilinear", align_corners=False)
+            return F.interpolate(self._square(torch.stack(images)), size=out_size, mode="bilinear",
+                                 align_corners=False), sizes
+        return torch.cat([F.interpolate(self._square(im[None]), size=out_size, mode="bilinear", align_corners=False)
                           for im in images]), sizes
 
     def normalize(self, images: Tensor) -> Tensor:
@@ -170,8 +211,7 @@ class SSDTransform(nn.Module):
     def pad_targets(self, targets: list[dict[str, Tensor]], original_sizes: list[tuple[int, int]],
                     device: torch.device) -> Targets:
         """The targets padded into one :class:`Targets`, boxes stretched like their images."""
-        # float32 new/old ratios, as torchvision's resize_boxes computes them, so resized boxes agree bit for bit.
-        scales = torch.tensor([[self.size / w, self.size / h] * 2 for h, w in original_sizes], device=device)
+        scales = self.scales(original_sizes, device)
         boxes = [t["boxes"].to(device, torch.float32) for t in targets]
         labels = pad_sequence([t["labels"].to(device) for t in targets], batch_first=True)
         counts = torch.tensor([len(b) for b in boxes], device=device)
@@ -179,9 +219,15 @@ class SSDTransform(nn.Module):
         return Targets(pad_sequence(boxes, batch_first=True) * scales[:, None, :], labels, valid)
 
     def postprocess(self, detections: list[dict[str, Tensor]], original_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
-        """Map each image's ``boxes`` from the network input back to its own pixels (new dicts)."""
+        """Map each image's ``boxes`` from the network input back to its own pixels (new dicts); letterboxed
+        boxes are clipped to the image (the padding is no part of it)."""
         out = []
         for det, (h, w) in zip(detections, original_sizes):
-            scale = torch.tensor([w / self.size, h / self.size] * 2, dtype=det["boxes"].dtype, device=det["boxes"].device)
-            out.append({**det, "boxes": det["boxes"] * scale})
+            side_w, side_h = (max(h, w),) * 2 if self.resize_mode == "letterbox" else (w, h)
+            boxes = det["boxes"] * torch.tensor([side_w / self.size, side_h / self.size] * 2, dtype=det["boxes"].dtype,
+                                                device=det["boxes"].device)
+            if self.resize_mode == "letterbox" and h != w:
+                boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
+                                     boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], dim=1)
+            out.append({**det, "boxes": boxes})
         return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -161,6 +162,14 @@ class Checkpoint:
         """The ``(mean, std)`` the weights were trained with (RGB, 0..1 scale), else the given ones."""
         source = self.record or (self.weights.meta if self.weights is not None else {})
         return tuple(source.get("mean", mean)), tuple(source.get("std", std))
+
+    def resize(self, resize: str | None, pad_fill: Sequence[float] | None) -> tuple[str, Sequence[float] | None]:
+        """``(resize, pad_fill)`` of :class:`~ssd_zoo.transform.SSDTransform`: the caller's, else the record's,
+        else ``("stretch", None)`` (all published weights were trained stretched)."""
+        record = self.record or {}
+        if resize is None:
+            resize, pad_fill = record.get("resize") or "stretch", pad_fill if pad_fill is not None else record.get("pad_fill")
+        return resize, pad_fill
 
     @property
     def categories(self) -> list[str] | None:

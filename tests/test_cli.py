@@ -16,6 +16,7 @@ from torchvision.transforms.functional import pil_to_tensor
 import ssd_zoo
 from ssd_zoo import convert
 from ssd_zoo.cli import main
+from ssd_zoo.draw import upscale_factor
 
 REPO = Path(__file__).resolve().parents[1]
 PERSON = 15  # VOC label
@@ -60,7 +61,10 @@ def test_detect_writes_pictures_and_json(person_checkpoint: Path, tmp_path: Path
     for photo, result in zip(photos, report["images"]):
         original = pil_to_tensor(Image.open(photo).convert("RGB"))
         drawn = pil_to_tensor(Image.open(out / photo.name).convert("RGB"))
-        assert drawn.shape == original.shape == (3, result["height"], result["width"])
+        assert original.shape == (3, result["height"], result["width"])
+        factor = upscale_factor(*original.shape[-2:])  # small photos are drawn larger, for legible labels
+        assert drawn.shape == (3, factor * result["height"], factor * result["width"])
+        original = original.repeat_interleave(factor, 1).repeat_interleave(factor, 2)
         assert result["detections"], photo.name
         for det in result["detections"]:
             x1, y1, x2, y2 = det["box"]
@@ -94,8 +98,8 @@ def test_detect_never_overwrites_a_picture(tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert main(["detect", str(tmp_path / "a"), str(tmp_path / "b"), "--weights", "none", "--out", str(out)]) == 0
     report = json.loads((out / "detections.json").read_text())
-    assert [r["picture"] for r in report["images"]] == ["photo.jpg", "photo_2.jpg"]
-    assert sorted(p.name for p in out.iterdir()) == ["detections.json", "photo.jpg", "photo_2.jpg"]  # no temporary files
+    assert [r["picture"] for r in report["images"]] == ["photo.jpg.jpg", "photo.png.jpg"]  # each keeps its suffix
+    assert sorted(p.name for p in out.iterdir()) == ["detections.json", "photo.jpg.jpg", "photo.png.jpg"]  # no temporary files
 
 
 def test_convert_onto_its_own_input(tmp_path: Path) -> None:

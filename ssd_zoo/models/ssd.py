@@ -132,10 +132,12 @@ class SSD(nn.Module):
     def record(self) -> dict[str, Any]:
         """The record saved with the weights: ``format``, ``input_size``, ``default_boxes`` (the
         :class:`DefaultBoxSpec` as a dict), ``mean``/``std`` (RGB, 0..1 scale), ``num_classes``, ``categories``,
-        ``builder`` (``{"name", "kwargs"}`` of :func:`ssd_zoo.build`, or None)."""
+        ``builder`` (``{"name", "kwargs"}`` of :func:`ssd_zoo.build`, or None), ``resize`` (``"stretch"`` or
+        ``"letterbox"``) and ``pad_fill`` (the letterbox colour, None: the mean)."""
         return {"format": RECORD_FORMAT, "input_size": self.input_size, "default_boxes": self.default_boxes.spec.to_dict(),
                 "mean": self.transform.mean.flatten().tolist(), "std": self.transform.std.flatten().tolist(),
-                "num_classes": self.num_classes, "categories": self.categories, "builder": self.builder}
+                "num_classes": self.num_classes, "categories": self.categories, "builder": self.builder,
+                "resize": self.transform.resize_mode, "pad_fill": self.transform.pad_fill}
 
     def _check_record(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         """Load pre-hook: a record that contradicts this model raises ValueError naming both; its class names
@@ -155,6 +157,11 @@ class SSD(nn.Module):
                     raise ValueError(
                         f"state dict: the weights were trained with {name} {theirs}, but this model has {mine}; build "
                         "the model from the file (ssd_zoo.build(name, weights=path)) to get the weights' own")
+            for name in ("resize", "pad_fill"):  # absent from records saved before the option: not known, not checked
+                if name in saved and saved[name] != own[name]:
+                    raise ValueError(f"state dict: the weights were trained with {name}={saved[name]!r}, but this "
+                                     f"model has {name}={own[name]!r}; build the model from the file "
+                                     "(ssd_zoo.build(name, weights=path)) to get the weights' own")
             if saved.get("builder") is not None and self.builder is None:
                 self.builder = saved["builder"]
             if saved.get("categories") is not None:

@@ -30,12 +30,14 @@ def _vgg16_ssd(name: str, input_size: int, weights: Any, num_classes: int | None
     checkpoint = fetch_weights(weights, name, pretrained=kwargs.pop("pretrained", None))
     num_classes, preset_name = builder_config(checkpoint, num_classes, anchors)
     spec, mean, std, categories = preset(input_size, preset_name), CAFFE_MEAN, CAFFE_STD, None
+    resize, pad_fill = kwargs.pop("resize", None), kwargs.pop("pad_fill", None)
     if checkpoint is not None:
         spec = checkpoint.default_boxes(spec, explicit=anchors is not None)
         (mean, std), categories = checkpoint.normalisation(mean, std), checkpoint.categories
+        resize, pad_fill = checkpoint.resize(resize, pad_fill)
     backbone = VGG16Backbone(input_size)
     head = SSDHead(backbone.out_channels, spec.boxes_per_location, num_classes)
-    transform = SSDTransform(input_size, mean, std)
+    transform = SSDTransform(input_size, mean, std, resize or "stretch", pad_fill)
     model = SSD(backbone, head, DefaultBoxGenerator(spec), transform, num_classes, categories=categories, **kwargs)
     if checkpoint is not None:
         checkpoint.load_into(model)

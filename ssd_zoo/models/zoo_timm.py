@@ -59,7 +59,8 @@ def timm_ssd(
         backbone_weights: a local ``.pth``/``.safetensors`` state dict of the timm model.
         extra_channels: channels of the extra blocks (default 512, 256, 256, 256; SSDLite 512, 256, 256, 128).
         timm_kwargs: more ``timm.create_model`` keywords.
-        kwargs: reach :class:`ssd_zoo.SSD` (``score_thresh``, ``nms_thresh``, ``iou_thresh``, ...).
+        kwargs: ``resize`` and ``pad_fill`` reach :class:`~ssd_zoo.transform.SSDTransform` (default: the
+            weights', else ``"stretch"``), the rest :class:`ssd_zoo.SSD` (``score_thresh``, ``nms_thresh``, ...).
     """
     if lite and (anchors, box_sizes, aspect_ratios) != (None, None, None):
         raise ValueError(f"anchors={anchors!r}: SSDLite has its own default boxes; anchors, box_sizes and "
@@ -81,10 +82,12 @@ def timm_ssd(
     )
     head = (SSDLiteHead if lite else SSDHead)(net.out_channels, spec.boxes_per_location, num_classes)
     mean, std, categories = net.mean, net.std, None
+    resize, pad_fill = kwargs.pop("resize", None), kwargs.pop("pad_fill", None)
     if checkpoint is not None:
         (mean, std), categories = checkpoint.normalisation(mean, std), checkpoint.categories
-    model = SSD(net, head, DefaultBoxGenerator(spec), SSDTransform(input_size, mean, std), num_classes,
-                categories=categories, **kwargs)
+        resize, pad_fill = checkpoint.resize(resize, pad_fill)
+    transform = SSDTransform(input_size, mean, std, resize or "stretch", pad_fill)
+    model = SSD(net, head, DefaultBoxGenerator(spec), transform, num_classes, categories=categories, **kwargs)
     if checkpoint is not None:
         checkpoint.load_into(model)
     return model
