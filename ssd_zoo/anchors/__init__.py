@@ -7,6 +7,7 @@
 """
 from .boxes import GroundTruth, load_boxes, to_input
 from .coverage import SIZE_EDGES, SIZE_NAMES, Coverage, anchor_boxes, coverage, spec_of
+from .fit import FitResult, fit
 
-__all__ = ["SIZE_EDGES", "SIZE_NAMES", "Coverage", "GroundTruth", "anchor_boxes", "coverage", "load_boxes",
+__all__ = ["SIZE_EDGES", "SIZE_NAMES", "Coverage", "FitResult", "GroundTruth", "anchor_boxes", "coverage", "fit", "load_boxes",
            "spec_of", "to_input"]
