@@ -8,6 +8,7 @@
 from .boxes import GroundTruth, load_boxes, to_input
 from .coverage import SIZE_EDGES, SIZE_NAMES, Coverage, anchor_boxes, coverage, spec_of
 from .fit import FitResult, fit
+from .plot import draw_coverage
 
-__all__ = ["SIZE_EDGES", "SIZE_NAMES", "Coverage", "FitResult", "GroundTruth", "anchor_boxes", "coverage", "fit", "load_boxes",
+__all__ = ["SIZE_EDGES", "SIZE_NAMES", "Coverage", "FitResult", "GroundTruth", "anchor_boxes", "coverage", "draw_coverage", "fit", "load_boxes",
            "spec_of", "to_input"]
