@@ -352,7 +352,7 @@ def run_anchors(args: argparse.Namespace) -> int:
         print("for the recipe config:\n" + result.yaml(fitted))
         try:  # the snippet must build the fitted boxes
             built = build(name, **{**kwargs, **result.model_kwargs()}).default_boxes.spec
-            if built != result.spec:
+            if built.describe() != result.spec.describe():  # describe(): to 6 digits, as the snippet rounds
                 print(f"note: {name} builds {built.describe()} from these keywords, not the fitted boxes")
         except (TypeError, ValueError) as error:
             print(f"note: {name}'s builder does not take these keywords ({error}); use the boxes with a model that does")
