@@ -54,8 +54,9 @@ def _panel(report: Coverage, widths: torch.Tensor, heights: torch.Tensor, title:
             draw.text((4, float(y) - 6), str(tick), fill="black")
     draw.rectangle([MARGIN, MARGIN, MARGIN + PANEL, MARGIN + PANEL], outline="black")
 
-    covered = (report.best_iou >= report.iou_thresh).tolist()
-    for x, y, ok in zip(*(v.tolist() for v in to_pixel(widths, heights)), covered):
+    covered = report.best_iou >= report.iou_thresh
+    order = covered.int().argsort(descending=True, stable=True)  # uncovered drawn last, on top
+    for x, y, ok in zip(*(v.tolist() for v in to_pixel(widths[order], heights[order])), covered[order].tolist()):
         draw.point([(x, y), (x + 1, y), (x, y + 1), (x + 1, y + 1)], fill=(40, 160, 40) if ok else (214, 39, 40))
     for k, wh in enumerate(box_shapes(spec)):
         colour = LEVEL_COLOURS[k % len(LEVEL_COLOURS)]
