@@ -201,3 +201,11 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
         f"ssd-zoo anchors: {root}: expected ground-truth boxes, found none in 2 images (splits '2007-trainval')"]
+
+
+def test_the_vgg16_builders_take_fitted_boxes() -> None:
+    sizes, ratios = [20, 50, 100, 150, 200, 250, 300], [[1.5], [1.5, 2.5], [2, 3], [2, 3], [2], [2]]
+    spec = ssd_zoo.build("ssd300_vgg16", box_sizes=sizes, aspect_ratios=ratios).default_boxes.spec
+    assert spec.sizes == tuple(map(float, sizes)) and spec.aspect_ratios[0] == (1.5,)
+    assert spec.steps == preset(300, "voc").steps and spec.clip == "all"  # the preset's grid and clipping
+    assert ssd_zoo.build("ssd300_vgg16").default_boxes.spec == preset(300, "voc")
