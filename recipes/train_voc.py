@@ -34,6 +34,7 @@ from recipes.common import (  # noqa: E402
 from recipes.config import TrainConfig, load_config, parse_override, scale_to_batch  # noqa: E402
 from recipes.data import make_dataset, set_position, test_loader, train_loader  # noqa: E402
 from recipes.evaluation import evaluate, evaluate_and_report  # noqa: E402
+from ssd_zoo.anchors import coverage, load_boxes  # noqa: E402
 from ssd_zoo.data import to_device  # noqa: E402
 
 
@@ -160,6 +161,16 @@ def start_run(cfg: TrainConfig, ctx: Dist, class_names: list[str]) -> Run:
     return Run(model, optimizer, scheduler, scaler)
 
 
+def report_coverage(cfg: TrainConfig, model: nn.Module) -> None:
+    """Print how well the model's default boxes cover the training boxes (:mod:`ssd_zoo.anchors`); warn below 90%."""
+    truth = load_boxes(cfg.coco_train[1] if cfg.coco_train else cfg.data_root, model.input_size, splits=cfg.train_splits,
+                       keep_difficult=cfg.keep_difficult, pad_to_square=cfg.pad_to_square, class_names=cfg.class_names)
+    report = coverage(model, truth)
+    print(report.table())
+    if report.warning(0.9):
+        print(report.warning(0.9))
+
+
 def train_step(run: Run, ddp: nn.Module, images: list[torch.Tensor], targets: list[dict], cfg: TrainConfig,
                ctx: Dist) -> tuple[torch.Tensor, list[str]]:
     """One optimiser step; returns the process-mean ``[total, each loss]`` and the loss names.
@@ -212,6 +223,8 @@ def train(argv: list[str] | None = None) -> TrainResult:
     dataset = make_dataset(cfg, train=True)
     class_names = list(dataset.class_names)
     run = start_run(cfg, ctx, class_names)
+    if ctx.main:
+        report_coverage(cfg, run.model)
     loader = train_loader(cfg, dataset, run.model.transform.mean.flatten().tolist(), ctx.rank, ctx.world_size)
     if checkpoint is not None:
         run.restore(checkpoint, args.resume)

@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..ops.default_boxes import DefaultBoxGenerator, preset
+from ..ops.default_boxes import DefaultBoxGenerator, default_box_spec
 from ..registry import register_model
 from ..transform import CAFFE_MEAN, CAFFE_STD, SSDTransform
 from ..weights import builder_config, fetch_weights, read_weights
@@ -29,10 +29,12 @@ def _vgg16_ssd(name: str, input_size: int, weights: Any, num_classes: int | None
     # class names unless given; a given value that contradicts them raises.
     checkpoint = fetch_weights(weights, name, pretrained=kwargs.pop("pretrained", None))
     num_classes, preset_name = builder_config(checkpoint, num_classes, anchors)
-    spec, mean, std, categories = preset(input_size, preset_name), CAFFE_MEAN, CAFFE_STD, None
+    # box_sizes / aspect_ratios: the data's own default boxes (ssd-zoo anchors --fit), as the timm builders take
+    box_sizes, aspect_ratios = kwargs.pop("box_sizes", None), kwargs.pop("aspect_ratios", None)
+    spec, mean, std, categories = default_box_spec(input_size, preset_name, box_sizes, aspect_ratios), CAFFE_MEAN, CAFFE_STD, None
     resize, pad_fill = kwargs.pop("resize", None), kwargs.pop("pad_fill", None)
     if checkpoint is not None:
-        spec = checkpoint.default_boxes(spec, explicit=anchors is not None)
+        spec = checkpoint.default_boxes(spec, explicit=(anchors, box_sizes, aspect_ratios) != (None, None, None))
         (mean, std), categories = checkpoint.normalisation(mean, std), checkpoint.categories
         resize, pad_fill = checkpoint.resize(resize, pad_fill)
     backbone = VGG16Backbone(input_size)
