@@ -41,6 +41,12 @@ def logits(model: ssd_zoo.SSD, images: list[torch.Tensor]) -> torch.Tensor:
         return model.head(model.backbone(model.transform(images).images))[0]
 
 
+def assert_same_logits(got: torch.Tensor, want: torch.Tensor) -> None:
+    """Equal up to float32 summation order: the carried weights are bit-equal, but a conv with fewer output
+    channels may be computed by another kernel (oneDNN blocks the channels), so the last bits may differ."""
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
 def built_quietly(*args: object, **kwargs: object) -> tuple[ssd_zoo.SSD, list[warnings.WarningMessage]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -79,22 +85,28 @@ def test_bad_class_names_raise(names: list[str], num_classes: int | None, messag
 
 @pytest.mark.parametrize("name", ssd_zoo.list_models())
 def test_surgery_on_every_registered_model(name: str, tmp_path: Path) -> None:
-    """3 classes (cat, dog, bird) -> 4 (bird, fox, Cat, owl): every other tensor loaded, bird and cat carried
-    per box, fox and owl as a model built with the same seed and no weights has them."""
+    """Weights for 3 classes (cat, dog, bird) -> a model for 4 (bird, fox, Cat, owl): every other tensor loaded,
+    bird and cat carried per box, fox and owl as a model built with the same seed and no weights has them.
+    (The 3-class weights are the 4-class model's with other class predictors: two builds per model, not three.)"""
     kwargs = BUILD_KWARGS.get(name, {})
-    torch.manual_seed(0)
-    source = ssd_zoo.build(name, class_names=["cat", "dog", "bird"], **kwargs)
-    torch.save({"model": source.state_dict(), "epoch": 1}, tmp_path / "source.pth")  # a training checkpoint
+    torch.manual_seed(1)
+    fresh = ssd_zoo.build(name, num_classes=5, **kwargs)
+    init = fresh.state_dict()
+    keys = predictor_keys(fresh)
+    assert len(keys) == 2 * len(fresh.head.classification)
+    theirs = dict(init)
+    for key in keys:
+        theirs[key] = torch.randn(init[key].shape[0] // 5 * 4, *init[key].shape[1:])
+    record = convert.decode_record(init["_record"])
+    theirs["_record"] = convert.encode_record({**record, "num_classes": 4,
+                                               "categories": ["__background__", "cat", "dog", "bird"]})
+    torch.save({"model": theirs, "epoch": 1}, tmp_path / "source.pth")  # a training checkpoint
     torch.manual_seed(1)
     model, caught = built_quietly(name, weights=tmp_path / "source.pth", class_names=["bird", "fox", "Cat", "owl"],
                                   **kwargs)
-    torch.manual_seed(1)
-    fresh = ssd_zoo.build(name, num_classes=5, **kwargs)
     assert model.class_names == ["__background__", "bird", "fox", "Cat", "owl"] and model.num_classes == 5
     assert len(caught) == 1 and "['fox', 'owl'] were initialised afresh" in str(caught[0].message)
-    own, theirs, init = model.state_dict(), source.state_dict(), fresh.state_dict()
-    keys = predictor_keys(model)
-    assert len(keys) == 2 * len(model.head.classification)
+    own = model.state_dict()
     for key in keys:
         assert torch.equal(rows(own[key], 5, [0, 1, 3]), rows(theirs[key], 4, [0, 3, 1])), key
         assert torch.equal(rows(own[key], 5, [2, 4]), rows(init[key], 5, [2, 4])), key
@@ -116,7 +128,7 @@ def test_coco_to_voc_logits_equal_on_the_photos(tmp_path: Path, sample_images: l
     assert not caught  # every VOC class is a COCO class: nothing initialised, nothing to warn about
     assert voc.class_names == VOC_CATEGORIES and voc.default_boxes.spec == coco.default_boxes.spec
     columns = match_classes(VOC_CATEGORIES, COCO_CATEGORIES)
-    assert torch.equal(logits(voc.eval(), sample_images), logits(coco, sample_images)[..., columns])
+    assert_same_logits(logits(voc.eval(), sample_images), logits(coco, sample_images)[..., columns])
 
 
 def test_published_name_from_a_seeded_cache(torch_home: Path, sample_images: list[torch.Tensor]) -> None:
@@ -130,7 +142,7 @@ def test_published_name_from_a_seeded_cache(torch_home: Path, sample_images: lis
     assert "TV <- tvmonitor" in str(caught[0].message)
     tv, person, car = (VOC_CATEGORIES.index(n) for n in ("tvmonitor", "person", "car"))
     got, want = logits(model.eval(), sample_images[:1]), logits(source, sample_images[:1])
-    assert torch.equal(got[..., [0, 1, 2, 4]], want[..., [0, tv, person, car]])
+    assert_same_logits(got[..., [0, 1, 2, 4]], want[..., [0, tv, person, car]])
 
 
 @pytest.mark.parametrize("layout", ["torchvision", "ssd.pytorch", "ssd_zoo"])
@@ -177,7 +189,7 @@ def test_the_names_are_saved_and_the_same_names_load_plainly(tmp_path: Path) -> 
                                   class_names=["c", "a"])
     assert not caught and again.class_names == ["__background__", "c", "a"]
     x = [torch.rand(3, 64, 80)]
-    assert torch.equal(logits(again.eval(), x), logits(source.eval(), x)[..., [0, 3, 1]])
+    assert_same_logits(logits(again.eval(), x), logits(source.eval(), x)[..., [0, 3, 1]])
 
 
 def test_weights_for_another_backbone_raise(tmp_path: Path) -> None:
