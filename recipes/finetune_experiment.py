@@ -5,9 +5,9 @@
 
 Writes the new dataset once (400 training and 200 test images of circle, ring, diamond, star, hexagon; see
 ``recipes/configs/shapes_finetune.yaml``), then trains each run of :data:`RUNS` with that config (60 steps of
-8 images) into ``runs/finetune_exp/<run>/`` and prints VOC07 mAP and wall time per run. Only ``init_weights``
-and ``freeze`` differ between runs. Times are wall-clock on whatever else the machine is doing: compare runs
-made side by side, not across machines.
+8 images) into ``runs/finetune_exp/<run>/`` and prints VOC07 mAP and wall time per run. Only ``init_weights``,
+``freeze`` and (for ``scratch_5x_steps``) ``max_iters`` differ between runs. Times are wall-clock on whatever
+else the machine is doing: compare runs made side by side, not across machines.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ RUNS: dict[str, list[str]] = {
     "scratch": ["init_weights=null"],
     "finetune": [],
     "finetune_freeze_backbone": ["freeze=backbone"],
+    "scratch_5x_steps": ["init_weights=null", "max_iters=300"],  # does more training make up for the start?
 }
 
 

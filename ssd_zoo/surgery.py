@@ -199,7 +199,8 @@ def _check_the_rest(own: dict[str, Tensor], state: dict[str, Tensor], skip: set[
             f"{len(shapes)} mis-shaped (expected, found) {dict(list(shapes.items())[:4])}")
 
 
-def apply(model: nn.Module, state_dict: dict[str, Tensor], class_map: ClassMap, where: str = "weights") -> dict[str, Tensor]:
+def apply(model: nn.Module, state_dict: dict[str, Tensor], class_map: ClassMap,
+          where: str = "weights") -> dict[str, Tensor]:
     """``state_dict`` (ssd_zoo's layout, trained for ``class_map.source_classes``) made to fit ``model``
     (built for ``class_map.target_classes``): class predictors per :class:`ClassMap`, the model record's
     classes updated, every other tensor as it is. Warns once (:class:`HeadSurgeryWarning`) where rows are fresh."""

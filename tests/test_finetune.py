@@ -66,7 +66,8 @@ def test_frozen_parts_get_no_gradient_and_keep_their_statistics(part: str, froze
     plain = tiny_model()
     plain.load_state_dict(model.state_dict())  # frozen modules keep their state-dict keys
     assert freeze(tiny_model(), "none") == []
-    with pytest.raises(ValueError, match=r"freeze: expected one of \('none', 'backbone', 'backbone\+extras'\), found 'head'"):
+    expected = r"freeze: expected one of \('none', 'backbone', 'backbone\+extras'\), found 'head'"
+    with pytest.raises(ValueError, match=expected):
         freeze(model, "head")
 
 
@@ -76,7 +77,8 @@ def test_shapes_classes_option(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert dataset.class_names == NEW_CLASSES
     labels = torch.cat([dataset[i][1]["labels"] for i in range(len(dataset))])
     assert {2, 3} <= set(labels.tolist()) <= {1, 2, 3}
-    shapes_main([str(tmp_path / "cli"), "--train", "8", "--test", "0", "--seed", "1", "--classes", ",".join(NEW_CLASSES)])
+    shapes_main([str(tmp_path / "cli"), "--train", "8", "--test", "0", "--seed", "1",
+                 "--classes", ",".join(NEW_CLASSES)])
     digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((tmp_path / "cli").rglob("*.*"))]
     assert digest == [hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*.*"))]
     generate_shapes_voc(tmp_path / "more", num_train=4, num_test=0, seed=2, classes=MORE_SHAPES)  # all new ones draw
