@@ -21,7 +21,7 @@ def _entry_point(name: str) -> _Callable[..., _Any]:
     builder = _registry.get_builder(name)
 
     def entry(**kwargs: _Any) -> _Any:
-        return builder(**kwargs)
+        return _registry.build(name, **kwargs)  # as ssd_zoo.build: class_names=, head surgery, the builder recorded
 
     names = _weights.list_weights(name)
     listed = ", ".join(f"'{n.split('.')[-1]}'" for n in names) if names else "none published; pass a checkpoint path"

@@ -62,12 +62,17 @@ def resize_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     return {"resize": "letterbox", "pad_fill": PAD_FILL} if cfg.pad_to_square else {}
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> ssd_zoo.SSD:
+def build_model(cfg: TrainConfig, num_classes: int, class_names: Sequence[str] | None = None,
+                init_weights: str | os.PathLike | None = None) -> ssd_zoo.SSD:
     """The SSD that ``cfg`` names, for ``num_classes`` classes (with background), backbone initialised.
 
     ``model: ssd`` is the registered generic builder at ``cfg.input_size`` (any size, e.g. the demo's 128);
     ``pad_to_square`` builds it with ``resize="letterbox"`` (:func:`resize_kwargs`).
+    ``class_names`` (labels ``1..K``, no background) become the model's. ``init_weights`` (default
+    ``cfg.init_weights``): weights to start from, through head surgery where their classes differ
+    (:func:`ssd_zoo.build`); they replace ``backbone_init``.
     """
+    init_weights = init_weights if init_weights is not None else cfg.init_weights
     kwargs = dict(cfg.model_kwargs, **resize_kwargs(cfg))
     if cfg.backbone is not None:
         kwargs["backbone"] = cfg.backbone
@@ -75,7 +80,10 @@ def build_model(cfg: TrainConfig, num_classes: int) -> ssd_zoo.SSD:
         if cfg.backbone is None or cfg.input_size is None:
             raise ValueError(f"model='ssd': expected backbone and input_size, found {cfg.backbone!r}, {cfg.input_size!r}")
         kwargs["input_size"] = cfg.input_size
-    model = ssd_zoo.build(cfg.model, num_classes=num_classes, **kwargs)
+    if init_weights is not None:  # an input size or default boxes in cfg must agree with the weights' record
+        return ssd_zoo.build(cfg.model, weights=init_weights, num_classes=num_classes, class_names=class_names,
+                             **kwargs)
+    model = ssd_zoo.build(cfg.model, num_classes=num_classes, class_names=class_names, **kwargs)
     if cfg.backbone_init:
         init_vgg16_backbone(model, cfg.backbone_init)
     return model

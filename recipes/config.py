@@ -23,6 +23,12 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # more builder keywords (anchors, extra_channels...)
     backbone_init: str | None = None  # VGG16 only: vgg16_reducedfc.pth or torchvision's vgg16_features-*.pth
     sync_bn: bool = False  # SyncBatchNorm across processes (BN backbones under torchrun)
+    # --- fine-tuning (README "Fine-tune on your data") ---
+    init_weights: str | None = None  # start from these weights: any ssd_zoo.build weights= (a published name such as
+    #   COCO_V1, a checkpoint path in any layout, a URL); the dataset's class names go through head surgery (the rows
+    #   of classes the weights know are kept). The weights bring the backbone: backbone_init is not used.
+    freeze: str = "none"  # "none" | "backbone" | "backbone+extras": no gradient, BatchNorm statistics fixed
+    head_lr_mult: float = 1.0  # the heads' learning rate as a multiple of lr (e.g. 10 with a frozen or slow backbone)
     # --- data (a VOCdevkit folder; own data: VOC layout with class_names, or COCO JSON via coco_*) ---
     data_root: str = "data/VOCdevkit"
     train_splits: str = "2007-trainval+2012-trainval"

@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,20 +46,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_model(cfg: TrainConfig, weights: str, num_classes: int) -> tuple[torch.nn.Module, TrainConfig]:
-    """The model to evaluate and the config it was built from (a recipe checkpoint brings its own)."""
+def load_model(cfg: TrainConfig, weights: str, class_names: Sequence[str]) -> tuple[torch.nn.Module, TrainConfig]:
+    """The model to evaluate, labelling the test set's ``class_names`` (no background), and the config it
+    was built from (a recipe checkpoint brings its own). Weights that name the classes in another order, or
+    other classes, go through head surgery (:func:`ssd_zoo.build`): each test class gets the weights' row of
+    the same name (e.g. COCO weights on VOC), or a fresh one, with a warning, where the weights lack it."""
     if os.path.isfile(weights):
         state = torch.load(weights, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "model" in state and "config" in state:  # written by train_voc.py
-            cfg = dataclasses.replace(cfg, **{k: state["config"][k] for k in MODEL_KEYS}, backbone_init=None)
-            model = build_model(cfg, num_classes)
-            model.load_state_dict(state["model"])
-            return model, cfg
+            cfg = dataclasses.replace(cfg, **{k: state["config"][k] for k in MODEL_KEYS}, backbone_init=None,
+                                      init_weights=None)
+            return build_model(cfg, len(class_names) + 1, class_names, init_weights=weights), cfg
     if cfg.model == "ssd":
         raise ValueError(f"--weights {weights!r}: model='ssd' needs a checkpoint written by train_voc.py")
     kwargs: dict[str, Any] = dict(cfg.model_kwargs, **({"backbone": cfg.backbone} if cfg.backbone else {}),
                                   **resize_kwargs(cfg))
-    return ssd_zoo.build(cfg.model, weights=weights, num_classes=num_classes, **kwargs), cfg
+    return ssd_zoo.build(cfg.model, weights=weights, class_names=class_names, **kwargs), cfg
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -70,8 +73,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     loader = test_loader(cfg)
-    names = loader.dataset.class_names
-    model, cfg = load_model(cfg, args.weights, len(names) + 1)
+    model, cfg = load_model(cfg, args.weights, loader.dataset.class_names)
     model.to(device).eval()
 
     return evaluate_and_report(model, loader, device, args.amp, cfg.output_dir, args.draw, cfg.draw_score,

@@ -128,12 +128,16 @@ def evaluate_and_report(model: nn.Module, loader: DataLoader, device: torch.devi
     """:func:`evaluate`, then write ``metrics.json`` (plus the entries of ``info``, e.g. the model's name), the VOC
     results files and ``draw`` pictures into ``output_dir`` and print the AP table; returns the metrics."""
     names = loader.dataset.class_names
+    own = getattr(model, "class_names", None)
+    if own is not None and [n.lower() for n in own[1:]] != [n.lower() for n in names]:
+        raise ValueError(f"the model labels {own[1:]} (labels 1..{len(own) - 1}), the test set {list(names)}; build "
+                         "the model with class_names=<the test set's> (head surgery matches them by name)")
     metrics, detections = evaluate(model, loader, names, device, amp)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     path = write_metrics(metrics, output_dir, **(info or {}))
     folder = write_voc_results(detections, names, output_dir)
     if draw:
-        draw_detections(loader.dataset, detections, names, output_dir, draw, draw_score)
+        draw_detections(loader.dataset, detections, own[1:] if own else names, output_dir, draw, draw_score)
     print(ap_table(metrics))
     print(f"wrote {path} and {folder}/comp4_det_test_<class>.txt")
     return metrics

@@ -36,6 +36,7 @@ from recipes.data import make_dataset, set_position, test_loader, train_loader  
 from recipes.evaluation import evaluate, evaluate_and_report  # noqa: E402
 from ssd_zoo.anchors import coverage, load_boxes  # noqa: E402
 from ssd_zoo.data import to_device  # noqa: E402
+from ssd_zoo.freeze import freeze  # noqa: E402
 
 
 @dataclass
@@ -85,10 +86,16 @@ def resolve_config(args: argparse.Namespace, checkpoint: dict[str, Any] | None, 
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD with momentum (the paper's) or AdamW; no weight decay on biases and norm scales."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """SGD with momentum (the paper's) or AdamW; no weight decay on biases and norm scales; the heads' groups
+    at ``lr * head_lr_mult`` (``lr_mult`` in each group); frozen parameters (no gradient) left out."""
+    heads = {id(p) for p in model.head.parameters()}
+    groups = []
+    for mult, params in ((1.0, [p for p in model.parameters() if id(p) not in heads]),
+                         (cfg.head_lr_mult, list(model.head.parameters()))):
+        trained = [p for p in params if p.requires_grad]
+        groups += [{"params": [p for p in trained if p.dim() > 1], "weight_decay": cfg.weight_decay, "lr_mult": mult},
+                   {"params": [p for p in trained if p.dim() <= 1], "weight_decay": 0.0, "lr_mult": mult}]
+    groups = [{**g, "lr": cfg.lr * g["lr_mult"]} for g in groups if g["params"]]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     if cfg.optimizer == "adamw":
@@ -148,13 +155,19 @@ def eval_scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {"map_voc07": voc07(metrics), "map_voc12": metrics["map_voc12"] or 0.0}
 
 
-def start_run(cfg: TrainConfig, ctx: Dist, class_names: list[str]) -> Run:
-    """The model (the same initial weights in every process), its optimiser, schedule and loss scaler."""
+def start_run(cfg: TrainConfig, ctx: Dist, class_names: list[str], init_weights: Path | None = None) -> Run:
+    """The model (the same initial weights in every process), its optimiser, schedule and loss scaler.
+
+    ``init_weights``: build from this file instead of ``cfg.init_weights`` (a resumed fine-tuning run is
+    rebuilt from its own checkpoint, so that the starting weights need not be read, or downloaded, again)."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, len(class_names) + 1).to(ctx.device)
-    model.categories = ["__background__", *class_names]  # saved with the weights (the model's record)
+    # The class names are the model's (saved in its record); init_weights of other classes go through head surgery.
+    model = build_model(cfg, len(class_names) + 1, class_names, init_weights).to(ctx.device)
     if cfg.sync_bn and ctx.world_size > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    frozen = freeze(model, cfg.freeze)  # after SyncBatchNorm's conversion, which makes new norm modules
+    if frozen and ctx.main:
+        print(f"freeze={cfg.freeze}: {len(frozen)} parameter tensors frozen, BatchNorm statistics fixed")
     optimizer = make_optimizer(cfg, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_factor(cfg, i))
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and ctx.device.type == "cuda")  # bf16 needs no scaling
@@ -222,7 +235,9 @@ def train(argv: list[str] | None = None) -> TrainResult:
     # --- data, model, optimiser; the loader fills zoom-out canvases with the model's normalisation mean ---
     dataset = make_dataset(cfg, train=True)
     class_names = list(dataset.class_names)
-    run = start_run(cfg, ctx, class_names)
+    if cfg.init_weights and cfg.backbone_init and ctx.main:
+        print(f"init_weights={cfg.init_weights!r} brings the backbone: backbone_init={cfg.backbone_init!r} is not used")
+    run = start_run(cfg, ctx, class_names, args.resume if checkpoint is not None and cfg.init_weights else None)
     if ctx.main:
         report_coverage(cfg, run.model)
     loader = train_loader(cfg, dataset, run.model.transform.mean.flatten().tolist(), ctx.rank, ctx.world_size)
@@ -248,7 +263,7 @@ def train(argv: list[str] | None = None) -> TrainResult:
                 rate = seen / (time.perf_counter() - tick)
                 tick, seen = time.perf_counter(), 0
                 scalars = {"loss": logged[0].item(), **{k: v.item() for k, v in zip(names, logged[1:])},
-                           "lr": run.optimizer.param_groups[0]["lr"], "images_per_s": rate}
+                           "lr": cfg.lr * lr_factor(cfg, run.iteration), "images_per_s": rate}
                 recorder.log(run.iteration, scalars)
                 bar.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{scalars['lr']:.2e}", img_s=f"{rate:.1f}")
             if ctx.main and (run.iteration % cfg.checkpoint_every == 0 or run.iteration == cfg.max_iters):

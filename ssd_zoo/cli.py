@@ -103,7 +103,7 @@ def _categories(choice: str | None, model: Any) -> list[str]:
     elif choice is not None:
         names = [line.strip() for line in Path(choice).read_text().splitlines() if line.strip()]
     else:
-        names = model.categories or [f"class {i}" for i in range(num_classes)]
+        names = model.class_names or [f"class {i}" for i in range(num_classes)]
     if len(names) != num_classes:
         raise SystemExit(f"ssd-zoo detect: the model has {num_classes} classes, but {choice} names {len(names)}")
     return list(names)

@@ -7,6 +7,7 @@ key/shape check (:func:`load_state_dict`). The published enums and their lookup 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from typing import Any, Callable
 from torch import Tensor, nn
 from torchvision.models import WeightsEnum
 
-from . import convert, hub
+from . import convert, hub, surgery
 from .hub import read_file  # noqa: F401  (part of this module's API since 0.1)
 from .ops.default_boxes import DefaultBoxSpec
 from .published import (  # noqa: F401  (the published weights are part of this module's API since 0.1)
@@ -98,6 +99,8 @@ class Checkpoint:
         weights: the named entry it comes from, None for a file or URL.
         record: ssd_zoo's model record saved with the weights (see ``SSD.record``: input size,
             default boxes, normalisation, classes), None for other layouts and older files.
+        class_map: set by :meth:`retarget`: the head surgery that makes the weights fit a model for other
+            classes (:mod:`ssd_zoo.surgery`); ``num_classes`` and ``categories`` are then the model's.
     """
 
     read: Callable[[], dict[str, Tensor]]
@@ -107,6 +110,7 @@ class Checkpoint:
     anchors: str | None
     weights: WeightsEnum | None = None
     record: dict[str, Any] | None = None
+    class_map: surgery.ClassMap | None = None
 
     @cached_property
     def state_dict(self) -> dict[str, Tensor]:
@@ -117,15 +121,33 @@ class Checkpoint:
         return weights_name(self.weights) if self.weights is not None else self.source
 
     def load_into(self, model: nn.Module) -> nn.Module:
-        """Copy the tensors into ``model`` (every key and shape must match) and return it."""
-        return load_state_dict(model, self.state_dict, self.source)
+        """Copy the tensors into ``model`` (every key and shape must match, after the head surgery that
+        :meth:`retarget` planned) and return it."""
+        state = self.state_dict
+        if self.class_map is not None:
+            state = surgery.apply(model, state, self.class_map, self.name)
+        return load_state_dict(model, state, self.source)
+
+    def retarget(self, num_classes: int, class_names: Sequence[str] | None = None) -> Checkpoint:
+        """These weights for a model of ``num_classes`` (with background) named ``class_names`` (background
+        first, or None): itself where they fit, else a copy whose :meth:`load_into` carries the class-predictor
+        rows of the classes the weights know and keeps the model's own initialisation for the others
+        (:func:`ssd_zoo.surgery.plan`). Nothing is downloaded here."""
+        if self.class_map is not None:  # retargeted before: plan from the weights' own classes
+            original = dataclasses.replace(self, num_classes=self.class_map.source_classes, class_map=None)
+            return original.retarget(num_classes, class_names)
+        class_map = surgery.plan(self.num_classes, self.categories, num_classes, class_names)
+        if class_map is None:
+            return self
+        return dataclasses.replace(self, num_classes=num_classes, class_map=class_map)
 
     def config(self, num_classes: int | None, anchors: str | None, default_anchors: str = "voc") -> tuple[int, str]:
         """``(num_classes, anchors)`` for the builder: the caller's, else the checkpoint's. A caller's value
         that contradicts named weights raises ValueError (for a local file, an explicit ``anchors`` wins)."""
         if num_classes is not None and self.num_classes is not None and num_classes != self.num_classes:
             raise ValueError(f"num_classes={num_classes} conflicts with weights {self.name}, trained for "
-                             f"{self.num_classes} classes (with background); leave num_classes out, or build without weights")
+                             f"{self.num_classes} classes (with background); leave num_classes out, build without "
+                             "weights, or build with ssd_zoo.build(name, weights=..., num_classes=...) (head surgery)")
         if self.weights is not None and anchors is not None and anchors != self.anchors:
             raise ValueError(f"anchors={anchors!r} conflicts with weights {self.name}, trained with anchors={self.anchors!r}")
         return (num_classes or self.num_classes or DEFAULT_NUM_CLASSES), (anchors or self.anchors or default_anchors)
@@ -173,7 +195,10 @@ class Checkpoint:
 
     @property
     def categories(self) -> list[str] | None:
-        """Class names (background first) saved with or published for the weights, where known."""
+        """Class names (background first) saved with or published for the weights (after :meth:`retarget`:
+        the model's), where known."""
+        if self.class_map is not None:
+            return list(self.class_map.target_names) if self.class_map.target_names is not None else None
         source = self.record or (self.weights.meta if self.weights is not None else {})
         return source.get("categories")
 
@@ -219,6 +244,17 @@ def fetch_weights(weights: Any, model_name: str, pretrained: bool | None = None,
     """:func:`resolve_weights` then :func:`read_weights`: what a builder calls before it builds (None: no weights)."""
     resolved = resolve_weights(weights, model_name, pretrained)
     return None if resolved is None else read_weights(resolved, progress=progress)
+
+
+def retarget_weights(weights: Any, model_name: str, num_classes: int | None,
+                     class_names: Sequence[str] | None = None) -> Any:
+    """``weights`` (anything :func:`resolve_weights` accepts) for a model of ``num_classes`` named
+    ``class_names`` (background first): read and :meth:`Checkpoint.retarget`-ed where a class count or names
+    are given, else ``weights`` unchanged (what :func:`ssd_zoo.build` passes on to the builder)."""
+    if weights is None or num_classes is None:
+        return weights
+    checkpoint = fetch_weights(weights, model_name)
+    return checkpoint.retarget(num_classes, class_names)
 
 
 def load_state_dict(module: nn.Module, state_dict: dict[str, Tensor], source: str = "state dict", *,

@@ -19,8 +19,9 @@ import ssd_zoo
 from ssd_zoo import convert
 from ssd_zoo.models.vgg import VGG16Backbone
 from ssd_zoo.ops.default_boxes import preset
+from ssd_zoo.surgery import HeadSurgeryWarning
 from ssd_zoo.weights import (
-    SSD300_VGG16_Weights, VGG16_Backbone_Weights, download_state_dict, get_weights, list_weights,
+    SSD300_VGG16_Weights, VGG16_Backbone_Weights, download_state_dict, fetch_weights, get_weights, list_weights,
     load_vgg16_backbone, load_weights, resolve_weights, ssd_weights,
 )
 
@@ -120,8 +121,9 @@ def test_names_resolve_and_list() -> None:
 
 
 def test_conflicts_raise_before_any_download() -> None:
-    with pytest.raises(ValueError, match="num_classes=91 conflicts with weights SSD300_VGG16_Weights.VOC0712.*21 classes"):
-        ssd_zoo.build("ssd300_vgg16", weights="VOC0712", num_classes=91)
+    # Another num_classes is head surgery (tests/test_surgery.py), planned from the entry's metadata alone.
+    planned = fetch_weights("VOC0712", "ssd300_vgg16").retarget(91)
+    assert planned.class_map is not None and planned.num_classes == 91 and "state_dict" not in vars(planned)
     with pytest.raises(ValueError, match="anchors='voc' conflicts with weights SSD300_VGG16_Weights.COCO_V1"):
         ssd_zoo.build("ssd300_vgg16", weights="COCO_V1", anchors="voc")
     with pytest.raises(ValueError, match="not both"), pytest.warns(FutureWarning):
@@ -260,8 +262,9 @@ def test_coco_default_boxes_survive_a_plain_state_dict(tmp_path: Path) -> None:
     assert loaded.categories == ["__background__", "a", "b", "c"]
     with pytest.raises(ValueError, match=r"sizes 30/60/111.*conflict with weights .*coco.pth, trained with input 300, sizes 21/45/99"):
         ssd_zoo.build("ssd300_vgg16", weights=tmp_path / "coco.pth", anchors="voc")
-    with pytest.raises(ValueError, match="num_classes=21 conflicts with weights .*trained for 4 classes"):
-        ssd_zoo.build("ssd300_vgg16", weights=tmp_path / "coco.pth", num_classes=21)
+    with pytest.warns(HeadSurgeryWarning, match="trained for 4 classes .* the model has 21"):  # head surgery
+        other = ssd_zoo.build("ssd300_vgg16", weights=tmp_path / "coco.pth", num_classes=21)
+    assert other.num_classes == 21 and other.default_boxes.spec == preset(300, "coco")
     with pytest.raises(ValueError, match="input_size=512 conflicts with weights .*trained at input 300"):
         ssd_zoo.build("ssd512_vgg16", weights=tmp_path / "coco.pth")
     with pytest.raises(ValueError, match="trained with default_boxes input 300, sizes 21/45/99.*this model has input 300, sizes 30/60"):

@@ -29,6 +29,11 @@ from PIL import Image, ImageDraw
 from ssd_zoo.data.voc import CLASSES_FILE
 
 SHAPES_CLASSES: tuple[str, ...] = ("circle", "ellipse", "square", "rectangle", "triangle", "cross")
+# More shapes, for datasets of other classes (``--classes``, e.g. to fine-tune the demo's model on new ones):
+# ``ring`` (a circle with a hole) vs ``circle`` and ``diamond`` (a square turned 45 degrees) vs ``square`` are
+# told apart by outline, ``star`` (five points) and ``hexagon`` by their corners.
+MORE_SHAPES: tuple[str, ...] = ("ring", "diamond", "star", "hexagon")
+ALL_SHAPES: tuple[str, ...] = SHAPES_CLASSES + MORE_SHAPES
 
 IMAGE_SIDES = (256, 352)  # default range from which width and height are each drawn (pixels)
 MAX_OBJECTS = 6
@@ -83,9 +88,29 @@ def _shape_mask(
         t = side / 3  # arm thickness
         draw.rectangle([x0, y0 + t, x1, y1 - t], fill=1)
         draw.rectangle([x0 + t, y0, x1 - t, y1], fill=1)
+    elif name in MORE_SHAPES:
+        _draw_more(draw, name, (x0, y0, x1, y1))
     else:
-        raise ValueError(f"unknown shape {name!r}; expected one of {SHAPES_CLASSES}")
+        raise ValueError(f"unknown shape {name!r}; expected one of {ALL_SHAPES}")
     return np.asarray(image, dtype=bool)
+
+
+def _draw_more(draw: ImageDraw.ImageDraw, name: str, box: tuple[float, float, float, float]) -> None:
+    """Fill one of :data:`MORE_SHAPES` into the square ``box`` (x0, y0, x1, y1); no random draws (the
+    six original shapes' images stay the same)."""
+    x0, y0, x1, y1 = box
+    cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2
+    if name == "ring":  # the hole is half the diameter: thick enough to survive a 128 px input
+        draw.ellipse([x0, y0, x1, y1], fill=1)
+        draw.ellipse([cx - r / 2, cy - r / 2, cx + r / 2, cy + r / 2], fill=0)
+    elif name == "diamond":
+        draw.polygon([(cx, y0), (x1, cy), (cx, y1), (x0, cy)], fill=1)
+    elif name == "star":  # five points, the inner corners at 0.45 of the radius
+        corners = [(cx + (r if k % 2 == 0 else 0.45 * r) * np.sin(np.pi * k / 5),
+                    cy - (r if k % 2 == 0 else 0.45 * r) * np.cos(np.pi * k / 5)) for k in range(10)]
+        draw.polygon(corners, fill=1)
+    elif name == "hexagon":
+        draw.polygon([(cx + r * np.cos(np.pi * k / 3), cy + r * np.sin(np.pi * k / 3)) for k in range(6)], fill=1)
 
 
 def _visible_fraction(owner: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
@@ -94,11 +119,12 @@ def _visible_fraction(owner: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
 
 
 def render_shapes_image(
-    rng: np.random.Generator, sides: tuple[int, int] = IMAGE_SIDES
+    rng: np.random.Generator, sides: tuple[int, int] = IMAGE_SIDES, classes: tuple[str, ...] = SHAPES_CLASSES
 ) -> tuple[np.ndarray, list[dict]]:
     """Draw one image: returns uint8 ``[H, W, 3]`` and objects ``{"name", "box", "difficult"}``.
 
-    Width and height are each drawn from ``sides`` (pixels, inclusive).
+    Width and height are each drawn from ``sides`` (pixels, inclusive); each object's class from ``classes``
+    (names from :data:`ALL_SHAPES`).
     ``box`` is ``(x1, y1, x2, y2)`` in 0-based inclusive pixel indices of the object's full
     (unoccluded) extent, the same convention as ``VOCDataset``'s boxes.
     """
@@ -108,7 +134,7 @@ def render_shapes_image(
     names: list[str] = []
     masks: list[np.ndarray] = []
     for _ in range(int(rng.integers(1, MAX_OBJECTS + 1))):
-        name = SHAPES_CLASSES[int(rng.integers(len(SHAPES_CLASSES)))]
+        name = classes[int(rng.integers(len(classes)))]
         tiny = rng.random() < TINY_P
         for _attempt in range(20):
             mask = _shape_mask(rng, name, height, width, tiny)
@@ -160,9 +186,10 @@ def _voc_xml(image_id: str, width: int, height: int, objects: list[dict]) -> ET.
     return ET.ElementTree(root)
 
 
-def _write_image(year_dir: Path, image_id: str, seed: list[int], sides: tuple[int, int]) -> None:
+def _write_image(year_dir: Path, image_id: str, seed: list[int], sides: tuple[int, int],
+                 classes: tuple[str, ...] = SHAPES_CLASSES) -> None:
     """Draw the image of ``seed`` and write its JPEG and XML annotation under ``year_dir``."""
-    pixels, objects = render_shapes_image(np.random.default_rng(seed), sides)
+    pixels, objects = render_shapes_image(np.random.default_rng(seed), sides, classes)
     Image.fromarray(pixels).save(year_dir / "JPEGImages" / f"{image_id}.jpg", quality=92)
     xml = _voc_xml(image_id, pixels.shape[1], pixels.shape[0], objects)
     xml.write(year_dir / "Annotations" / f"{image_id}.xml", encoding="unicode")
@@ -170,25 +197,31 @@ def _write_image(year_dir: Path, image_id: str, seed: list[int], sides: tuple[in
 
 def generate_shapes_voc(
     out_dir: str | Path, num_train: int, num_test: int, seed: int = 0, sides: tuple[int, int] = IMAGE_SIDES,
-    workers: int = 1,
+    workers: int = 1, classes: tuple[str, ...] = SHAPES_CLASSES,
 ) -> Path:
     """Write the shapes dataset as a VOCdevkit folder at ``out_dir`` and return ``out_dir``.
 
     ``sides``: the range (pixels) of image widths and heights; objects span 16 px to half the image.
-    ``out_dir/classes.txt`` lists ``SHAPES_CLASSES``, so ``VOCDataset(out_dir)`` labels them 1..6.
+    ``classes``: the shapes drawn (names from :data:`ALL_SHAPES`, label order; default the six of
+    :data:`SHAPES_CLASSES`, whose images are the same as before other shapes existed). ``out_dir/classes.txt``
+    lists them, so ``VOCDataset(out_dir)`` labels them ``1..len(classes)``.
 
     ``num_train`` images go to ``VOC2007/ImageSets/Main/trainval.txt`` (ids ``train_000000``, ...),
     ``num_test`` to ``test.txt`` (ids ``test_000000``, ...). Image ``i`` of a split is drawn from
     ``numpy.random.default_rng([seed, split, i])``, so outputs are reproducible per seed, and the same
     for any number of ``workers`` (processes drawing images side by side).
     """
+    classes = tuple(classes)
+    unknown = [name for name in classes if name not in ALL_SHAPES]
+    if unknown or not classes or len(set(classes)) != len(classes):
+        raise ValueError(f"classes: expected distinct names from {ALL_SHAPES}, found {list(classes)}")
     out_dir = Path(out_dir)
     year_dir = out_dir / "VOC2007"
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (year_dir / sub).mkdir(parents=True, exist_ok=True)
-    (out_dir / CLASSES_FILE).write_text("".join(f"{name}\n" for name in SHAPES_CLASSES))
+    (out_dir / CLASSES_FILE).write_text("".join(f"{name}\n" for name in classes))
     ids = {"trainval": [f"train_{i:06d}" for i in range(num_train)], "test": [f"test_{i:06d}" for i in range(num_test)]}
-    jobs = [(year_dir, image_id, [seed, split_index, i], tuple(sides))
+    jobs = [(year_dir, image_id, [seed, split_index, i], tuple(sides), classes)
             for split_index, split_ids in enumerate(ids.values()) for i, image_id in enumerate(split_ids)]
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
@@ -213,12 +246,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sides", type=int, nargs=2, default=IMAGE_SIDES, metavar=("MIN", "MAX"),
                         help=f"range of image widths and heights in pixels {IMAGE_SIDES}")
     parser.add_argument("--workers", type=int, default=1, help="processes drawing images side by side (1)")
+    parser.add_argument("--classes", type=lambda text: tuple(text.split(",")), default=SHAPES_CLASSES,
+                        help=f"comma-separated shapes to draw, in label order, from {','.join(ALL_SHAPES)} "
+                        f"(default {','.join(SHAPES_CLASSES)})")
     args = parser.parse_args(argv)
+    unknown = [name for name in args.classes if name not in ALL_SHAPES]
+    if unknown or len(set(args.classes)) != len(args.classes):
+        parser.error(f"--classes: expected distinct names from {','.join(ALL_SHAPES)}, found {','.join(args.classes)}")
     if not 32 <= args.sides[0] <= args.sides[1]:
         parser.error(f"--sides: expected 32 <= MIN <= MAX, found {args.sides[0]} {args.sides[1]}")
     if args.workers < 1:
         parser.error(f"--workers: expected at least 1, found {args.workers}")
-    out = generate_shapes_voc(args.out, args.train, args.test, args.seed, tuple(args.sides), args.workers)
+    out = generate_shapes_voc(args.out, args.train, args.test, args.seed, tuple(args.sides), args.workers, args.classes)
     print(
         f"wrote {args.train} trainval + {args.test} test images to {out / 'VOC2007'}; read with "
         f"VOCDataset({str(out)!r}, '2007-trainval')"

@@ -110,6 +110,16 @@ class SSD(nn.Module):
         self._categories = None if names is None else [str(n) for n in names]
         self._write_record()
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """The same list as :attr:`categories` (one truth, two names): ``num_classes`` names, background first,
+        saved in the model's record; what ``ssd-zoo detect``, the recipes and their pictures label boxes with."""
+        return self.categories
+
+    @class_names.setter
+    def class_names(self, names: Sequence[str] | None) -> None:
+        self.categories = names
+
     def remember_builder(self, name: str, kwargs: dict[str, Any]) -> None:
         """Record the registered builder and its keywords (:func:`ssd_zoo.build` calls this), less those that
         fetch backbone weights (the checkpoint brings all weights). Keywords that are not plain data (JSON)
