@@ -9,3 +9,5 @@ one module and one import line below; the loader (:func:`ssd_zoo.weights.load`) 
 """
 
 from . import tv  # noqa: F401  torchvision's SSDLite320-MobileNetV3-Large
+from . import lufficc  # noqa: F401  lufficc/SSD's VGG16 SSD300/SSD512 (VOC, COCO)
+from . import qfgaohao  # noqa: F401  qfgaohao/pytorch-ssd's vgg16-ssd, mb1-ssd, mb2-ssd-lite (VOC)
