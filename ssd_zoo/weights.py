@@ -67,10 +67,16 @@ def resolve_weights(weights: Any, model_name: str, pretrained: bool | None = Non
 
 def download_state_dict(weights: WeightsEnum, progress: bool = True) -> dict[str, Any]:
     """The published file of ``weights``, as stored (its own layout), from torch.hub's cache or its URL
-    (see :func:`ssd_zoo.hub.download`; the sha256 prefix in ``meta["sha256"]`` is checked)."""
+    (see :func:`ssd_zoo.hub.download`; the sha256 prefix in ``meta["sha256"]`` is checked). An entry whose
+    publisher gives no stable link says where to get the file in ``meta["where_to_get"]``, added to the error."""
     meta = weights.meta
-    return hub.download(weights.url, file_name=meta["file_name"], sha256=meta["sha256"], progress=progress,
-                        what=weights_name(weights))
+    try:
+        return hub.download(weights.url, file_name=meta["file_name"], sha256=meta["sha256"], progress=progress,
+                            what=weights_name(weights))
+    except RuntimeError as error:
+        if not meta.get("where_to_get"):
+            raise
+        raise RuntimeError(f"{error}. Where to get it: {meta['where_to_get']}") from error
 
 
 def _read_stored(weights: Resolved, progress: bool) -> dict[str, Any]:

@@ -238,3 +238,12 @@ def test_unsupported_nets_and_wrong_models_raise_clearly(tmp_path) -> None:
     torch.save(state_for("mb1-ssd"), tmp_path / "mb1.pth")
     with pytest.raises(ValueError, match="does not fit"):
         ssd_zoo.build("qfgaohao_mb2_ssd_lite", weights=str(tmp_path / "mb1.pth"))
+
+
+def test_a_failed_download_says_where_to_get_the_file(monkeypatch) -> None:
+    def offline(url: str, **kwargs: object) -> None:
+        raise RuntimeError(f"could not download {url}")
+
+    monkeypatch.setattr(ssd_zoo.weights.hub, "download", offline)
+    with pytest.raises(RuntimeError, match=r"Where to get it: .*qfgaohao/pytorch-ssd#pretrained-models"):
+        ssd_zoo.build("qfgaohao_vgg16_ssd", weights="VOC0712")

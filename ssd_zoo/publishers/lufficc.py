@@ -30,15 +30,16 @@ from ..models.head import SSDHead
 from ..models.ssd import SSD
 from ..models.vgg import VGG16Backbone
 from ..ops.default_boxes import DefaultBoxSpec, num_default_boxes, spec_from_min_max
-from ..published import COCO_CATEGORIES, VOC_CATEGORIES, register_weights, ssd_weights
+from ..published import VOC_CATEGORIES, register_weights, ssd_weights
 from ..registry import register_model
-from ..weights import builder_config, fetch_weights
+from ..weights import builder_config, default_categories, fetch_weights
 
 LAYOUT = "lufficc"
 MEAN = (123 / 255, 117 / 255, 104 / 255)  # PIXEL_MEAN on RGB 0..255, as ssd_zoo's 0..1 scale
 STD = (1 / 255, 1 / 255, 1 / 255)  # no scaling: 0..255 values minus the mean
-# lufficc's 81 COCO classes: COCODataset.class_names (contiguous ids in sorted COCO category id order).
-COCO80_CATEGORIES = [COCO_CATEGORIES[0]] + [name for name in COCO_CATEGORIES[1:] if name != "N/A"]
+# lufficc's 81 COCO classes (COCODataset.class_names: contiguous ids in sorted COCO category id order) are
+# torchvision's 91 without the unused ids, i.e. ssd_zoo's default names for 81 classes.
+COCO80_CATEGORIES = default_categories(81)
 
 _RATIOS_300 = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
 _RATIOS_512 = ((2,), (2, 3), (2, 3), (2, 3), (2, 3), (2,), (2,))
@@ -107,7 +108,7 @@ convert.register_layout(convert.Layout(
 # ---- the models ----------------------------------------------------------------------------------------------
 def _lufficc_vgg(name: str, input_size: int, weights: Any, num_classes: int | None, anchors: str | None,
                  **kwargs: Any) -> SSD:
-    checkpoint = fetch_weights(weights, name)
+    checkpoint = fetch_weights(weights, name, pretrained=kwargs.pop("pretrained", None))
     known = num_classes or (checkpoint.num_classes if checkpoint is not None else None)
     num_classes, dataset = builder_config(checkpoint, num_classes, anchors, "coco" if known == 81 else "voc")
     if (input_size, dataset) not in BOXES:

@@ -188,7 +188,7 @@ convert.register_layout(convert.Layout(
 # ---- the models ----------------------------------------------------------------------------------------------
 def _build(name: str, backbone: Any, head: Any, spec: Any, mean: tuple, std: tuple, weights: Any,
            num_classes: int | None, **kwargs: Any) -> SSD:
-    checkpoint = fetch_weights(weights, name)
+    checkpoint = fetch_weights(weights, name, pretrained=kwargs.pop("pretrained", None))
     num_classes, _ = builder_config(checkpoint, num_classes, None)
     return assemble_ssd(backbone(), head, spec, num_classes, checkpoint, mean=mean, std=std,
                         **{**_thresholds(num_classes), **kwargs})
