@@ -108,7 +108,7 @@ def test_dense_predictions_equal_lufficcs_forward(tmp_path, sample_images, size:
         cls, reg = lufficc_forward(state, batch * 255 - PIXEL_MEAN, size, num_classes)
     dataset = "voc" if num_classes == 21 else "coco"
     scores, boxes = predictions(cls, reg, priors(size, **PRIORS[(size, dataset)]))
-    assert scores.max() > 0.5 and scores.std() > 0.05  # the comparison below is not between near-uniform outputs
+    assert scores.max() > 0.5 and scores.std() > 1 / num_classes  # not a comparison of near-uniform outputs
     torch.testing.assert_close(dense["scores"], scores, atol=1e-4, rtol=0)
     torch.testing.assert_close(dense["boxes"] / size, boxes, atol=1e-4, rtol=0)
 

@@ -107,8 +107,8 @@ def conv_bn_relu(state, key_conv, key_bn, x, act=F.relu, **kw):
 
 def inverted_residual(state, key: str, x, stride: int, ratio: float, stop: int | None = None, start: int = 0):
     """``InvertedResidual.conv`` layers ``[start:stop]`` (as qfgaohao's Sequential indexes them), + residual."""
-    ops = ([("conv", f"{key}.conv.0", True, 0), ("bn", f"{key}.conv.1"), ("relu6",),
-            ("conv", f"{key}.conv.3", False, 1), ("bn", f"{key}.conv.4")] if ratio == 1 else
+    ops = ([("conv", f"{key}.conv.0", True, 1), ("bn", f"{key}.conv.1"), ("relu6",),
+            ("conv", f"{key}.conv.3", False, 0), ("bn", f"{key}.conv.4")] if ratio == 1 else
            [("conv", f"{key}.conv.0", False, 0), ("bn", f"{key}.conv.1"), ("relu6",),
             ("conv", f"{key}.conv.3", True, 1), ("bn", f"{key}.conv.4"), ("relu6",),
             ("conv", f"{key}.conv.6", False, 0), ("bn", f"{key}.conv.7")])
@@ -188,7 +188,7 @@ def test_dense_predictions_equal_qfgaohaos_forward(tmp_path, sample_images, net:
         dense = model.dense_predictions(batch)
         cls, reg = qfgaohao_forward(net, state, (batch * 255 - mean) / std)
     scores, boxes = predictions(cls, reg, priors(300, **(VGG_SPECS if net == "vgg16-ssd" else MOBILE_SPECS)))
-    assert scores.max() > 0.5 and scores.std() > 0.05  # not a comparison of near-uniform outputs
+    assert scores.max() > 0.5 and scores.std() > 1 / NUM_CLASSES  # not a comparison of near-uniform outputs
     torch.testing.assert_close(dense["scores"], scores, atol=1e-4, rtol=0)
     torch.testing.assert_close(dense["boxes"] / 300, boxes, atol=1e-4, rtol=0)
 

@@ -43,10 +43,17 @@ class MobileNetV2LiteBackbone(nn.Module):
         self.out_channels = [split[0].out_channels, self.features[-1].out_channels] + [c for c, _ in extras]
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        block = self.features[_FIRST_STRIDE32_BLOCK].conv  # (expand 1x1, depthwise 3x3 stride 2, project 1x1, BN)
-        expansion = block[0](self.features[:_FIRST_STRIDE32_BLOCK](x))  # stride 16; no residual (stride 2)
-        x = self.features[_FIRST_STRIDE32_BLOCK + 1:](block[1:](expansion))  # stride 32, 1280 ch
-        features = [expansion, x]
+        features = []
+        for index, layer in enumerate(self.features):
+            if index != _FIRST_STRIDE32_BLOCK:
+                x = layer(x)
+                continue
+            # (expand 1x1, depthwise 3x3 stride 2, project 1x1, BN); stride 2, so no residual to skip
+            for part_index, part in enumerate(layer.conv):
+                x = part(x)
+                if part_index == 0:
+                    features.append(x)  # the expansion, stride 16
+        features.append(x)  # the last 1x1 conv, stride 32
         for extra in self.extras:
             x = extra(x)
             features.append(x)
