@@ -3,9 +3,11 @@
     >>> import ssd_zoo
     >>> model = ssd_zoo.build("ssd300_vgg16", num_classes=21).eval()
     >>> detections = model([image])  # image: float [3, H, W] in [0, 1]
+    >>> model = ssd_zoo.load("runs/demo/best.pth")  # any checkpoint, any supported layout
 """
 from .models import zoo as _zoo  # noqa: F401  (registers the built-in models)
 from .models import zoo_timm as _zoo_timm  # noqa: F401  (registers the timm-backbone models)
+from . import publishers as _publishers  # noqa: F401  (registers the other projects' layouts, models, weights)
 from .models.head import SSDHead
 from .models.ssd import SSD
 from .models.ssdlite import SSDLiteHead
@@ -14,10 +16,10 @@ from .models.vgg import VGG16Backbone
 from .ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
 from .registry import build, list_models, register_model
 from .transform import SSDTransform
-from .weights import get_weights, list_weights
+from .weights import get_weights, list_weights, load
 
 __all__ = [
     "SSD", "SSDHead", "SSDTransform", "VGG16Backbone", "DefaultBoxGenerator", "DefaultBoxSpec",
-    "build", "list_models", "register_model", "SSDLiteHead", "TimmBackbone", "get_weights", "list_weights",
+    "build", "list_models", "register_model", "SSDLiteHead", "TimmBackbone", "get_weights", "list_weights", "load",
 ]
 __version__ = "0.1.0"

@@ -25,7 +25,7 @@ from . import convert
 from .hub import read_file, save_atomic
 from .registry import build, list_models
 from .weights import (
-    COCO_CATEGORIES, VOC_CATEGORIES, Checkpoint, get_model_weights, get_weights, list_weights, load_state_dict, read_weights,
+    COCO_CATEGORIES, VOC_CATEGORIES, Checkpoint, checkpoint_from, get_model_weights, get_weights, list_weights, load,
     resolve_weights,
 )
 
@@ -113,22 +113,17 @@ DEFAULT_MODEL = "ssd300_vgg16"
 
 
 def build_from_args(args: argparse.Namespace, **kwargs: Any) -> tuple[Any, str, str]:
-    """``(model, model name, weights as text)`` for ``--model`` and ``--weights``. Without ``--model``, a checkpoint file that records
-    how ssd_zoo built it (every model saved since 0.2, the recipes' too) is rebuilt the same way; otherwise the
-    model is ``ssd300_vgg16``. The file is read once."""
+    """``(model, model name, weights as text)`` for ``--model`` and ``--weights``. Without ``--model``, a checkpoint
+    file or URL becomes the model it fits (:func:`ssd_zoo.weights.load`: the builder an ssd_zoo file records, the
+    recipes' too, or the model its layout names); otherwise the model is ``ssd300_vgg16``. The file is read once."""
     given = None if args.weights.lower() == "none" else args.weights
     weights = resolve_weights(given, args.model or DEFAULT_MODEL)
-    name, builder_kwargs = args.model or DEFAULT_MODEL, {}
-    if args.model is None and isinstance(weights, (str, Path)):  # a file or a URL: does it say what it is?
-        weights = read_weights(weights)
-        saved = (weights.record or {}).get("builder")
-        if saved is not None:
-            name, builder_kwargs = saved["name"], saved["kwargs"]
-        elif weights.record is not None:
-            raise SystemExit(f"ssd-zoo {args.command}: {weights.source} does not record which model it is (saved "
-                             "before ssd_zoo 0.2, or not by ssd_zoo.build); pass --model NAME")
+    if args.model is None and isinstance(weights, (str, Path)):  # a file or a URL: it says what it is
+        model = load(weights, **kwargs)
+        return model, (model.builder or {}).get("name", type(model).__name__), str(weights)
+    name = args.model or DEFAULT_MODEL
     try:
-        model = build(name, weights=weights, **{**builder_kwargs, **kwargs})
+        model = build(name, weights=weights, **kwargs)
     except TypeError as error:  # a builder that needs keywords the command line does not have (backbone=...)
         raise SystemExit(f"ssd-zoo {args.command}: model {name!r} cannot be built from the command line ({error}); "
                          "pass a checkpoint saved by ssd_zoo.build (it records its builder) without --model, or "
@@ -276,11 +271,12 @@ def _check_torchvision_can_use(state: dict[str, Tensor], anchors: str | None, wh
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    """Convert ``args.input`` to ``args.output``; the result is checked by loading it into an ssd_zoo model."""
+    """Convert ``args.input`` to ``args.output``; the result is checked by loading it into the model it fits."""
     raw = convert.unwrap(read_file(args.input))
     source = convert.detect_layout(raw, args.input) if args.source == "auto" else args.source
-    state = convert.to_ssd_zoo(raw, source, args.input_order if source != "ssd_zoo" else "rgb", where=args.input)
-    _check_fits_a_model(state, args.input)
+    checkpoint = checkpoint_from(raw, args.input, args.input_order if source != "ssd_zoo" else "rgb", layout=source)
+    state = checkpoint.state_dict
+    _check_fits_a_model(checkpoint, args.input)
     if args.target == "torchvision":
         _check_torchvision_can_use(state, convert.LAYOUT_ANCHORS[source] or args.anchors, args.input)
     out = convert.from_ssd_zoo(state, args.target, args.input_order if args.target != "ssd_zoo" else "rgb")
@@ -289,15 +285,11 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_fits_a_model(state: dict[str, Tensor], where: str) -> None:
-    """Load ``state`` into the VGG16 SSD it describes (6 levels: SSD300, 7: SSD512), so shapes are checked too."""
-    levels = convert.num_levels(state)
-    if levels not in (6, 7):
-        raise SystemExit(f"ssd-zoo convert: {where}: expected the 6 (SSD300) or 7 (SSD512) head levels of a VGG16 SSD, "
-                         f"found {levels}")
-    tensors, _ = convert.split_record(state)  # keys and shapes: the record's boxes are checked where they matter
-    load_state_dict(build("ssd300_vgg16" if levels == 6 else "ssd512_vgg16", num_classes=convert.head_classes(state)),
-                    tensors, where)
+def _check_fits_a_model(checkpoint: Checkpoint, where: str) -> None:
+    """Build the registered model the file fits with its weights (:func:`ssd_zoo.weights.load`'s choice), so
+    that keys and shapes are checked before anything is written."""
+    name, builder_kwargs = checkpoint.architecture()
+    build(name, weights=checkpoint, **builder_kwargs)
 
 
 def add_export(subparsers: Subparsers) -> None:

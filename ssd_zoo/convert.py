@@ -6,7 +6,9 @@ reads that table, and any missing or unexpected key raises an error that lists t
 are reported when the result is loaded, see :func:`ssd_zoo.weights.load_state_dict`). This module imports
 nothing else of ssd_zoo.
 
-Layouts:
+Layouts are registered (:class:`Layout`, :func:`register_layout`): detection (:func:`detect_layout`) and
+conversion (:func:`to_ssd_zoo`, :func:`from_ssd_zoo`) dispatch through the registry. The three below are
+registered here; each publisher module in :mod:`ssd_zoo.publishers` registers its own.
 - ``"ssd_zoo"``: this project (``backbone.features.conv1_1.weight``, ``head.classification.0.weight``, ...).
 - ``"torchvision"``: ``torchvision.models.detection.ssd300_vgg16`` (``backbone.features.0.weight``,
   ``backbone.scale_weight``, ``head.classification_head.module_list.0.weight``, ...).
@@ -20,13 +22,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 InputOrder = Literal["rgb", "bgr"]
-LAYOUTS = ("ssd_zoo", "torchvision", "ssd.pytorch")
 
 _VGG_CONVS = ["1_1", "1_2", "2_1", "2_2", "3_1", "3_2", "3_3", "4_1", "4_2", "4_3", "5_1", "5_2", "5_3"]
 # Where VGG16's convs sit in torchvision's `vgg16().features` and in ssd.pytorch's `vgg` list (conv, ReLU, pool).
@@ -89,6 +91,12 @@ def _rename(state_dict: Mapping[str, Tensor], expected: dict[str, str], source: 
     return {expected[key]: value for key, value in state_dict.items()}
 
 
+def rename(state_dict: Mapping[str, Tensor], expected: dict[str, str], source: str) -> dict[str, Tensor]:
+    """Rename keys with a table (source key -> target key); KeyError listing every missing and unexpected key
+    (``source`` names the side being read). What a publisher's converters are made of."""
+    return _rename(state_dict, expected, source)
+
+
 def num_levels(state_dict: Mapping[str, Tensor], pattern: str = "head.regression.{}.weight") -> int:
     """How many head levels a state dict has: the count of keys ``pattern.format(level)`` present."""
     level = 0
@@ -97,12 +105,23 @@ def num_levels(state_dict: Mapping[str, Tensor], pattern: str = "head.regression
     return level
 
 
+def first_conv(state_dict: Mapping[str, Tensor]) -> str | None:
+    """The key of the convolution that reads the image: VGG16's conv1_1, else the first ``[out, 3, kh, kw]``
+    weight in the state dict's order (every backbone's stem comes first)."""
+    if _FIRST_CONV in state_dict:
+        return _FIRST_CONV
+    return next((k for k, v in state_dict.items() if k.endswith("weight") and v.ndim == 4 and v.shape[1] == 3), None)
+
+
 def _permute_first_conv(state_dict: dict[str, Tensor], input_order: InputOrder) -> dict[str, Tensor]:
-    """For BGR-trained weights, swap conv1_1's input channels (B, G, R) -> (R, G, B), and back."""
+    """For BGR-trained weights, swap the first conv's input channels (B, G, R) -> (R, G, B), and back."""
     if input_order not in ("rgb", "bgr"):
         raise ValueError(f"input_order: expected 'rgb' or 'bgr', found {input_order!r}")
     if input_order == "bgr":
-        state_dict[_FIRST_CONV] = state_dict[_FIRST_CONV].flip(1)  # [64, 3, 3, 3]: dim 1 is the input channel
+        key = first_conv(state_dict)
+        if key is None:
+            raise ValueError("input_order='bgr': no convolution with 3 input channels in the state dict")
+        state_dict[key] = state_dict[key].flip(1)  # [out, 3, kh, kw]: dim 1 is the input channel
     return state_dict
 
 
@@ -161,63 +180,153 @@ def split_record(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], d
 
 
 def head_classes(state_dict: Mapping[str, Tensor]) -> int | None:
-    """Classes with background of an ssd_zoo-layout state dict, from level 0's head convs ``[k*C, ...]`` and
-    ``[k*4, ...]``; None where they are not there."""
-    cls, reg = state_dict.get("head.classification.0.weight"), state_dict.get("head.regression.0.weight")
-    return None if cls is None or reg is None else cls.shape[0] // (reg.shape[0] // 4)
+    """Classes with background of an ssd_zoo-layout state dict, from level 0's output convs ``[k*C, ...]`` and
+    ``[k*4, ...]`` (the last 4-D weight under ``head.classification.0`` / ``head.regression.0``: the conv itself,
+    or an SSDLite predictor's pointwise conv); None where they are not there."""
+    def output_channels(prefix: str) -> int | None:
+        convs = [v for k, v in state_dict.items() if k.startswith(prefix) and k.endswith("weight") and v.ndim == 4]
+        return convs[-1].shape[0] if convs else None
+
+    cls, reg = output_channels("head.classification.0."), output_channels("head.regression.0.")
+    return None if cls is None or reg is None else cls // (reg // 4)
 
 
-# What a layout implies about default boxes: torchvision's SSD300 uses its own (= "coco") scales,
-# ssd.pytorch the paper's VOC ones; an ssd_zoo file does not say.
-LAYOUT_ANCHORS: dict[str, str | None] = {"torchvision": "coco", "ssd.pytorch": "voc", "ssd_zoo": None}
+@dataclass(frozen=True)
+class Layout:
+    """One project's state-dict layout, registered with :func:`register_layout` (a publisher module does it).
 
-# A key prefix that only one layout has, to recognise it (ssd_zoo's holds for every backbone and head type).
-_MARKERS = {"ssd_zoo": "head.classification.", "torchvision": "backbone.scale_weight", "ssd.pytorch": "L2Norm.weight"}
+    Attributes:
+        name: what users pass as ``layout=`` / ``ssd-zoo convert --from NAME``.
+        matches: ``state_dict -> bool``, recognises the layout from its keys (and shapes); exactly one
+            registered layout may match a file.
+        to_ssd_zoo: the layout's state dict -> ssd_zoo's keys (tensors unchanged, or permuted as data says).
+        from_ssd_zoo: the inverse (ssd_zoo's record left out), or None where there is none.
+        anchors: the default-box preset the layout implies ("voc", "coco"), or None: an ssd_zoo file records its
+            own, a publisher with its own boxes builds them in its registered model (its ``DefaultBoxSpec``).
+        model: ``state_dict (this layout) -> (registered model name, builder keywords)`` that fits it, from its
+            keys and shapes (what :func:`ssd_zoo.load` builds); ValueError where it cannot tell; None: no model.
+        description: one line for error messages and ``ssd-zoo convert --help``.
+        entries: checkpoint entries (besides ``"model"`` and ``"state_dict"``) that hold the state dict.
+    """
+
+    name: str
+    matches: Callable[[Mapping[str, Tensor]], bool]
+    to_ssd_zoo: Callable[[Mapping[str, Tensor]], dict[str, Tensor]]
+    from_ssd_zoo: Callable[[Mapping[str, Tensor]], dict[str, Tensor]] | None = None
+    anchors: str | None = None
+    model: Callable[[Mapping[str, Tensor]], tuple[str, dict]] | None = None
+    description: str = ""
+    entries: tuple[str, ...] = ()
+
+
+_LAYOUTS: dict[str, Layout] = {}
+LAYOUTS: list[str] = []  # registered layout names, in registration order (kept current by register_layout)
+# What a layout implies about default boxes (kept current by register_layout): torchvision's SSD300 uses its
+# own (= "coco") scales, ssd.pytorch the paper's VOC ones; an ssd_zoo file does not say (it records its own).
+LAYOUT_ANCHORS: dict[str, str | None] = {}
+
+
+def register_layout(layout: Layout) -> Layout:
+    """Add ``layout`` to the registry that detection and conversion dispatch through; a name taken raises."""
+    if layout.name in _LAYOUTS:
+        raise ValueError(f"register_layout: a layout named {layout.name!r} is already registered")
+    _LAYOUTS[layout.name] = layout
+    LAYOUTS.append(layout.name)
+    LAYOUT_ANCHORS[layout.name] = layout.anchors
+    return layout
+
+
+def get_layout(name: str) -> Layout:
+    """The registered layout ``name``; ValueError naming the known ones."""
+    if name not in _LAYOUTS:
+        raise ValueError(f"unknown layout {name!r}; expected one of {LAYOUTS}")
+    return _LAYOUTS[name]
 
 
 def unwrap(checkpoint: Mapping[str, object]) -> dict[str, Tensor]:
-    """The state dict inside a checkpoint: a ``"model"`` or ``"state_dict"`` entry if there is one, with
-    DataParallel's ``module.`` prefix removed."""
-    for entry in ("model", "state_dict"):
+    """The state dict inside a checkpoint: a ``"model"`` or ``"state_dict"`` entry (or one a layout names,
+    see :attr:`Layout.entries`) if there is one, with DataParallel's ``module.`` prefix removed."""
+    entries = ["model", "state_dict"] + [e for layout in _LAYOUTS.values() for e in layout.entries]
+    for entry in entries:
         if isinstance(checkpoint.get(entry), Mapping):
             checkpoint = checkpoint[entry]
     return {k.removeprefix("module."): v for k, v in checkpoint.items()}
 
 
 def detect_layout(state_dict: Mapping[str, Tensor], where: str = "state dict") -> str:
-    """Which of :data:`LAYOUTS` ``state_dict`` is in, recognised by one key each; ValueError otherwise."""
-    found = [layout for layout, prefix in _MARKERS.items() if any(key.startswith(prefix) for key in state_dict)]
+    """Which registered layout ``state_dict`` is in (the one whose ``matches`` holds); ValueError otherwise,
+    naming the known layouts and the first keys."""
+    found = [layout.name for layout in _LAYOUTS.values() if layout.matches(state_dict)]
     if len(found) != 1:
-        sample = sorted(state_dict)[:5]
+        known = {name: layout.description for name, layout in _LAYOUTS.items()}
+        sample = list(state_dict)[:5]
         raise ValueError(
-            f"{where}: expected exactly one of the SSD layouts {_MARKERS} (layout: key prefix), "
-            f"found {found or 'none'}; first keys: {sample}"
+            f"{where}: expected exactly one of the known SSD layouts {known}, found "
+            f"{found or 'none'} matching; first keys: {sample}"
         )
     return found[0]
 
 
 def to_ssd_zoo(state_dict: Mapping[str, Tensor], layout: str | None = None, input_order: InputOrder = "rgb",
                where: str = "state dict") -> dict[str, Tensor]:
-    """Any supported layout (detected when ``layout`` is None) -> ssd_zoo's layout."""
-    layout = layout or detect_layout(state_dict, where)
-    if layout == "ssd_zoo":
-        return _permute_first_conv(dict(state_dict), input_order)
-    if layout == "torchvision":
-        return _permute_first_conv(from_torchvision(state_dict), input_order)
-    if layout == "ssd.pytorch":
-        return from_ssd_pytorch(state_dict, input_order)
-    raise ValueError(f"{where}: expected a layout in {LAYOUTS}, found {layout!r}")
+    """Any registered layout (detected when ``layout`` is None) -> ssd_zoo's layout; ``input_order="bgr"`` flips
+    the first conv's input channels so that the result takes RGB, like every ssd_zoo model."""
+    chosen = get_layout(layout or detect_layout(state_dict, where))
+    return _permute_first_conv(chosen.to_ssd_zoo(state_dict), input_order)
 
 
 def from_ssd_zoo(state_dict: Mapping[str, Tensor], layout: str, input_order: InputOrder = "rgb") -> dict[str, Tensor]:
-    """ssd_zoo's layout -> ``layout`` (one of :data:`LAYOUTS`)."""
-    if layout == "ssd_zoo":
-        return _permute_first_conv(dict(state_dict), input_order)
-    if layout == "torchvision":
-        return to_torchvision(_permute_first_conv(dict(state_dict), input_order))
-    if layout == "ssd.pytorch":
-        return to_ssd_pytorch(state_dict, input_order)
-    raise ValueError(f"expected a layout in {LAYOUTS}, found {layout!r}")
+    """ssd_zoo's layout -> ``layout`` (one of :data:`LAYOUTS` with a ``from_ssd_zoo``); ``input_order="bgr"`` for a
+    network fed BGR images."""
+    chosen = get_layout(layout)
+    if chosen.from_ssd_zoo is None:
+        raise ValueError(f"layout {layout!r} can be read but not written (no from_ssd_zoo)")
+    return chosen.from_ssd_zoo(_permute_first_conv(dict(state_dict), input_order))
+
+
+def fitting_model(state_dict: Mapping[str, Tensor], layout: str, where: str = "state dict") -> tuple[str, dict]:
+    """``(registered model name, builder keywords)`` that ``state_dict`` (in ``layout``) fits."""
+    chosen = get_layout(layout)
+    if chosen.model is None:
+        raise ValueError(f"{where}: layout {layout!r} names no registered model; build one and load the file into it")
+    return chosen.model(state_dict)
+
+
+def _has_prefix(prefix: str) -> Callable[[Mapping[str, Tensor]], bool]:
+    return lambda state_dict: any(key.startswith(prefix) for key in state_dict)
+
+
+def _vgg16_model(levels: int, where: str) -> tuple[str, dict]:
+    """The VGG16 SSD with ``levels`` head levels: 6 -> ssd300_vgg16, 7 -> ssd512_vgg16 (classes and default
+    boxes come from the checkpoint: its head's shapes, its record or its layout's anchors)."""
+    names = {6: "ssd300_vgg16", 7: "ssd512_vgg16"}
+    if levels not in names:
+        raise ValueError(f"{where}: expected the 6 (SSD300) or 7 (SSD512) head levels of a VGG16 SSD, found {levels}")
+    return names[levels], {}
+
+
+def _ssd_zoo_model(state_dict: Mapping[str, Tensor]) -> tuple[str, dict]:
+    """The builder an ssd_zoo file records; else, for a VGG16 SSD (recognised by its keys), ssd300/512_vgg16."""
+    record = split_record(state_dict)[1]
+    if record is not None and record.get("builder") is not None:
+        return record["builder"]["name"], dict(record["builder"]["kwargs"])
+    if _FIRST_CONV in state_dict:
+        return _vgg16_model(num_levels(state_dict), "ssd_zoo state dict")
+    raise ValueError("ssd_zoo state dict: it does not record which model it is (saved before ssd_zoo 0.2, or not by "
+                     "ssd_zoo.build); build the model by name (ssd_zoo.build(NAME, weights=FILE), --model NAME)")
+
+
+register_layout(Layout(
+    "ssd_zoo", _has_prefix("head.classification."), dict, dict, None, _ssd_zoo_model,
+    "this project: head.classification.N"))
+register_layout(Layout(
+    "torchvision", _has_prefix("backbone.scale_weight"), from_torchvision, to_torchvision, "coco",
+    lambda sd: _vgg16_model(num_levels(sd, "head.regression_head.module_list.{}.weight"), "torchvision"),
+    "torchvision ssd300_vgg16: backbone.scale_weight"))
+register_layout(Layout(
+    "ssd.pytorch", _has_prefix("L2Norm.weight"), from_ssd_pytorch, to_ssd_pytorch, "voc",
+    lambda sd: _vgg16_model(num_levels(sd, "loc.{}.weight"), "ssd.pytorch"),
+    "amdegroot/ssd.pytorch: L2Norm.weight"))
 
 
 def vgg16_backbone_from(state_dict: Mapping[str, Tensor], where: str = "state dict",

@@ -9,7 +9,7 @@ Metadata sits on torchvision's public multi-weight API: each member is a ``Weigh
 - ``layout``: the key layout of the published file (see :mod:`ssd_zoo.convert`), converted on load;
   ``input_order``: the channel order the network was trained on ("rgb" or "bgr");
 - ``num_classes`` (with background), ``categories`` (``num_classes`` names, index 0 background, or None),
-  ``anchors``: the default-box preset ("voc" or "coco");
+  ``anchors``: the default-box preset ("voc" or "coco"), or None for a model with its publisher's own boxes;
 - ``mean``, ``std``: normalisation of RGB in [0, 1]; ``dataset``: what it was trained on;
 - ``metrics``: ``{benchmark: {metric: value}}`` as published, ``metrics_source``: where; ``recipe``: how.
 
@@ -37,12 +37,13 @@ COCO_CATEGORIES = list(_TorchvisionSSD300Weights.COCO_V1.meta["categories"])
 def ssd_weights(url: str, *, model: str, input_size: int, layout: str, num_classes: int, anchors: str,
                 categories: list[str] | None, dataset: str, metrics: dict[str, dict[str, float]],
                 metrics_source: str, recipe: str, file_name: str | None = None, sha256: str | None = None,
-                input_order: str = "rgb", **extra: Any) -> Weights:
+                input_order: str = "rgb", mean: tuple[float, ...] = CAFFE_MEAN, std: tuple[float, ...] = CAFFE_STD,
+                **extra: Any) -> Weights:
     """One ``Weights`` entry with every ``meta`` key of the module docstring; ``file_name`` defaults to the
     URL's last part. Use it for your own enums, e.g. a fine-tuned model served from your file server."""
     meta = dict(model=model, input_size=input_size, file_name=file_name or url.rsplit("/", 1)[-1], sha256=sha256,
                 layout=layout, input_order=input_order, num_classes=num_classes, categories=categories,
-                anchors=anchors, mean=CAFFE_MEAN, std=CAFFE_STD, dataset=dataset, metrics=metrics,
+                anchors=anchors, mean=mean, std=std, dataset=dataset, metrics=metrics,
                 metrics_source=metrics_source, recipe=recipe, **extra)
     return Weights(url=url, transforms=partial(SSDTransform, input_size), meta=meta)
 
@@ -93,6 +94,20 @@ class VGG16_Backbone_Weights(WeightsEnum):
 
 # model name -> its weights enum (the VGG16 backbone files under "vgg16_backbone").
 _WEIGHTS: dict[str, type[WeightsEnum]] = {"ssd300_vgg16": SSD300_VGG16_Weights, "vgg16_backbone": VGG16_Backbone_Weights}
+
+
+def register_weights(model_name: str, enum: type[WeightsEnum]) -> type[WeightsEnum]:
+    """Make ``enum`` the published weights of the registered model ``model_name`` (a publisher module calls
+    this); every member's ``meta["model"]`` must be ``model_name``, and a model registered twice raises."""
+    if model_name in _WEIGHTS:
+        raise ValueError(f"register_weights: {model_name!r} already has weights {_WEIGHTS[model_name].__name__}")
+    wrong = [m.name for m in enum if m.meta.get("model") != model_name]
+    if wrong:
+        raise ValueError(f"register_weights: {enum.__name__} members {wrong} are not for {model_name!r}")
+    _WEIGHTS[model_name] = enum
+    return enum
+
+
 def get_model_weights(model_name: str) -> type[WeightsEnum]:
     """The weights enum of ``model_name``; ValueError naming the models that have weights."""
     if model_name not in _WEIGHTS:

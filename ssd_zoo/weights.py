@@ -69,10 +69,16 @@ def resolve_weights(weights: Any, model_name: str, pretrained: bool | None = Non
 
 def download_state_dict(weights: WeightsEnum, progress: bool = True) -> dict[str, Any]:
     """The published file of ``weights``, as stored (its own layout), from torch.hub's cache or its URL
-    (see :func:`ssd_zoo.hub.download`; the sha256 prefix in ``meta["sha256"]`` is checked)."""
+    (see :func:`ssd_zoo.hub.download`; the sha256 prefix in ``meta["sha256"]`` is checked). An entry whose
+    publisher gives no stable link says where to get the file in ``meta["where_to_get"]``, added to the error."""
     meta = weights.meta
-    return hub.download(weights.url, file_name=meta["file_name"], sha256=meta["sha256"], progress=progress,
-                        what=weights_name(weights))
+    try:
+        return hub.download(weights.url, file_name=meta["file_name"], sha256=meta["sha256"], progress=progress,
+                            what=weights_name(weights))
+    except RuntimeError as error:
+        if not meta.get("where_to_get"):
+            raise
+        raise RuntimeError(f"{error}. Where to get it: {meta['where_to_get']}") from error
 
 
 def _read_stored(weights: Resolved, progress: bool) -> dict[str, Any]:
@@ -101,6 +107,8 @@ class Checkpoint:
             default boxes, normalisation, classes), None for other layouts and older files.
         class_map: set by :meth:`retarget`: the head surgery that makes the weights fit a model for other
             classes (:mod:`ssd_zoo.surgery`); ``num_classes`` and ``categories`` are then the model's.
+        architecture: returns ``(registered model name, builder keywords)`` the file fits (its layout's
+            :attr:`~ssd_zoo.convert.Layout.model`), for :func:`load`; ValueError where it cannot tell.
     """
 
     read: Callable[[], dict[str, Tensor]]
@@ -111,6 +119,7 @@ class Checkpoint:
     weights: WeightsEnum | None = None
     record: dict[str, Any] | None = None
     class_map: surgery.ClassMap | None = None
+    architecture: Callable[[], tuple[str, dict[str, Any]]] | None = None
 
     @cached_property
     def state_dict(self) -> dict[str, Tensor]:
@@ -232,12 +241,18 @@ def read_weights(weights: Resolved, input_order: str | None = None, progress: bo
 
         return Checkpoint(download, weights.url, meta["layout"], meta["num_classes"], meta["anchors"], weights)
     source = os.fspath(weights)
-    raw = _read_stored(weights, progress)
-    layout = convert.detect_layout(raw, where=source)
+    return checkpoint_from(_read_stored(weights, progress), source, input_order)
+
+
+def checkpoint_from(raw: dict[str, Tensor], source: str, input_order: str | None = None,
+                    layout: str | None = None) -> Checkpoint:
+    """A :class:`Checkpoint` from a state dict in any registered ``layout`` (recognised from its keys if None)."""
+    layout = layout or convert.detect_layout(raw, where=source)
     state = convert.to_ssd_zoo(raw, layout, input_order or "rgb", where=source)
     record = convert.split_record(state)[1]
     num_classes = record["num_classes"] if record else convert.head_classes(state)
-    return Checkpoint(lambda: state, source, layout, num_classes, convert.LAYOUT_ANCHORS[layout], record=record)
+    return Checkpoint(lambda: state, source, layout, num_classes, convert.LAYOUT_ANCHORS[layout], record=record,
+                      architecture=lambda: convert.fitting_model(raw, layout, where=source))
 
 
 def fetch_weights(weights: Any, model_name: str, pretrained: bool | None = None, progress: bool = True) -> Checkpoint | None:
@@ -302,3 +317,50 @@ def load_vgg16_backbone(backbone: nn.Module, weights: WeightsEnum | str | os.Pat
     where = resolved.url if isinstance(resolved, WeightsEnum) else os.fspath(resolved)
     state = convert.vgg16_backbone_from(_read_stored(resolved, progress), where, input_order)
     return load_state_dict(backbone, state, where, partial=True)
+
+
+def default_categories(num_classes: int) -> list[str]:
+    """Class names where a file has none: VOC's for 21 classes, COCO's for 91 (torchvision's ids, "N/A" for the
+    unused ones) and 81 (the 80 classes in order), else ``"class N"``; index 0 is background."""
+    if num_classes == len(VOC_CATEGORIES):
+        return list(VOC_CATEGORIES)
+    if num_classes == len(COCO_CATEGORIES):
+        return list(COCO_CATEGORIES)
+    if num_classes == 81:
+        return [COCO_CATEGORIES[0]] + [name for name in COCO_CATEGORIES[1:] if name != "N/A"]
+    return [COCO_CATEGORIES[0]] + [f"class {i}" for i in range(1, num_classes)]
+
+
+def load(weights: Any, *, input_order: str | None = None, progress: bool = True, **kwargs: Any) -> nn.Module:
+    """Any SSD checkpoint -> the registered model it fits, with its weights (``ssd_zoo.load``).
+
+    Args:
+        weights: a path or URL to a file in any registered layout (:data:`ssd_zoo.convert.LAYOUTS`): ssd_zoo's
+            own (the recipes' ``best.pth`` / ``last.pth`` too: rebuilt from the builder they record),
+            torchvision's, ssd.pytorch's or any publisher's in :mod:`ssd_zoo.publishers`; or a published entry
+            (a ``WeightsEnum`` member or ``"<model>.<MEMBER>"``).
+        input_order: "bgr" for a file trained on BGR images (published entries know their own).
+        kwargs: reach the builder (e.g. ``score_thresh=0.5``).
+
+    Returns:
+        The model (train mode, as ``ssd_zoo.build``); ``categories``: the file's, else those of
+        :func:`default_categories`.
+
+    Raises:
+        ValueError: a file in no known layout (naming the layouts and the file's first keys), or one whose
+            keys or shapes do not fit the model its layout names.
+    """
+    from .registry import build
+
+    member = weights if isinstance(weights, WeightsEnum) else None
+    if member is None and isinstance(weights, str) and not hub.is_url(weights) and not os.path.isfile(weights):
+        member = lookup_weights(weights)
+    if member is not None:
+        return build(member.meta["model"], weights=member, **kwargs)
+    source = os.fspath(weights)
+    checkpoint = read_weights(source if hub.is_url(source) else Path(source), input_order, progress)
+    name, builder_kwargs = checkpoint.architecture()
+    model = build(name, weights=checkpoint, **{**builder_kwargs, **kwargs})
+    if getattr(model, "categories", "") is None:
+        model.categories = default_categories(model.num_classes)
+    return model

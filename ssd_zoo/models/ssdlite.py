@@ -9,6 +9,7 @@ last level's extra square box), aspect ratios 2 and 3 on every level, centres at
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from torch import nn
 
@@ -45,11 +46,11 @@ def lite_extra_block(in_ch: int, out_ch: int, *, stride: int, padding: int) -> n
     return nn.Sequential(OrderedDict((name, nn.Sequential(OrderedDict(layers))) for name, layers in parts))
 
 
-def _predictor(in_ch: int, out_ch: int) -> nn.Sequential:
+def _predictor(in_ch: int, out_ch: int, norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d) -> nn.Sequential:
     """3x3 depthwise conv + BN + ReLU6, then a 1x1 conv to ``out_ch`` (torchvision's ``_prediction_block``)."""
     return nn.Sequential(OrderedDict([
         ("depthwise", nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch, bias=False)),
-        ("bn", nn.BatchNorm2d(in_ch)),
+        ("bn", norm_layer(in_ch)),
         ("act", nn.ReLU6(inplace=True)),
         ("pointwise", nn.Conv2d(in_ch, out_ch, 1)),
     ]))
@@ -62,10 +63,17 @@ class SSDLiteHead(SSDHead):
         in_channels: channels of each feature map.
         boxes_per_location: default boxes per location on each map.
         num_classes: classes including background.
+        norm_layer: the predictors' BatchNorm (torchvision's SSDLite: ``partial(nn.BatchNorm2d, eps=0.001,
+            momentum=0.03)``).
     """
 
+    def __init__(self, in_channels: list[int], boxes_per_location: list[int], num_classes: int, *,
+                 norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d) -> None:
+        self.norm_layer = norm_layer  # read by predictor() during SSDHead.__init__
+        super().__init__(in_channels, boxes_per_location, num_classes)
+
     def predictor(self, in_channels: int, out_channels: int) -> nn.Module:
-        return _predictor(in_channels, out_channels)
+        return _predictor(in_channels, out_channels, self.norm_layer)
 
     def reset_parameters(self) -> None:
         for module in self.modules():

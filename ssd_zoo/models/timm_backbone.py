@@ -150,6 +150,8 @@ class TimmBackbone(nn.Module):
         strides: the backbone strides that give the first levels; the remaining levels are extra blocks.
         extra_channels: output channels of the extra blocks, in order (only the first ones needed are used).
         lite: SSDLite extra blocks (depthwise, BN + ReLU6) instead of SSD's (BN + ReLU where the body has BN).
+        extra_batch_norm: SSD extra blocks with BN (True) or plain convs with a bias (False, as Caffe SSD and
+            the ports that copy it); None: BN where the body has BN.
 
     Attributes:
         out_channels: channels of each returned map, read by the head.
@@ -165,6 +167,7 @@ class TimmBackbone(nn.Module):
         strides: Sequence[int] = (8, 16, 32),
         extra_channels: Sequence[int] = (512, 256, 256, 256),
         lite: bool = False,
+        extra_batch_norm: bool | None = None,
     ) -> None:
         super().__init__()
         self.body = body
@@ -175,7 +178,8 @@ class TimmBackbone(nn.Module):
         found = [sizes[i] for i in self.levels]
         self.resample = self._resample_targets(found, grid[: len(strides)], strides, name, input_size)
         channels = [body.feature_info.channels()[i] for i in self.levels]
-        self.extras = self._extras(channels[-1], grid[len(strides) - 1 :], extra_channels, lite, _uses_batch_norm(body))
+        batch_norm = _uses_batch_norm(body) if extra_batch_norm is None else extra_batch_norm
+        self.extras = self._extras(channels[-1], grid[len(strides) - 1 :], extra_channels, lite, batch_norm)
         self.out_channels = channels + [int(c) for c in extra_channels[: len(self.extras)]]
         self.mean = tuple(float(m) for m in body.pretrained_cfg.get("mean", IMAGENET_MEAN))
         self.std = tuple(float(s) for s in body.pretrained_cfg.get("std", IMAGENET_STD))

@@ -106,6 +106,31 @@ def preset(input_size: int, anchors: str) -> DefaultBoxSpec:
     )
 
 
+def spec_from_min_max(
+    input_size: int,
+    min_sizes: Sequence[float],
+    max_sizes: Sequence[float],
+    aspect_ratios: Sequence[Sequence[float]],
+    steps: Sequence[float],
+    clip: str = "all",
+) -> DefaultBoxSpec:
+    """A spec from the Caffe-style per-level ``min_size`` / ``max_size`` lists that SSD ports configure (lufficc's
+    ``MODEL.PRIORS``, qfgaohao's ``SSDSpec(feature_map_size, shrinkage, SSDBoxSizes(min, max), ratios)``).
+
+    A :class:`DefaultBoxSpec` chains the levels (level ``k``'s max is level ``k+1``'s min); lists that do not
+    chain raise ValueError naming the level.
+    """
+    if not len(min_sizes) == len(max_sizes) == len(aspect_ratios) == len(steps):
+        raise ValueError(f"spec_from_min_max: expected one min size, max size, ratio list and step per level, found "
+                         f"{len(min_sizes)}, {len(max_sizes)}, {len(aspect_ratios)} and {len(steps)}")
+    for k in range(len(min_sizes) - 1):
+        if max_sizes[k] != min_sizes[k + 1]:
+            raise ValueError(f"spec_from_min_max: level {k}'s max size {max_sizes[k]} is not level {k + 1}'s min size "
+                             f"{min_sizes[k + 1]} (a DefaultBoxSpec chains them)")
+    return DefaultBoxSpec(input_size, tuple(float(s) for s in min_sizes) + (float(max_sizes[-1]),),
+                          tuple(tuple(level) for level in aspect_ratios), tuple(float(s) for s in steps), clip=clip)
+
+
 def feature_grid(input_size: int, strides: Sequence[int]) -> list[int]:
     """Sides of an SSD's square maps: ``ceil(input_size / s)`` per backbone stride, then halving (ceil) to 1.
 
@@ -122,6 +147,11 @@ def grid_sides(spec: DefaultBoxSpec) -> list[int]:
     """Per level, the side of the square map the default boxes were laid out for: ``ceil(input_size / step)``."""
     # round() first: SSDLite's steps are fractions like 320/3, and 320 / (320/3) is 3.0000000000000004.
     return [math.ceil(round(spec.input_size / step, 6)) for step in spec.steps]
+
+
+def num_default_boxes(spec: DefaultBoxSpec) -> int:
+    """How many default boxes ``spec`` lays out on its square maps (:func:`grid_sides`): 8732 for SSD300."""
+    return sum(side * side * k for side, k in zip(grid_sides(spec), spec.boxes_per_location))
 
 
 def default_box_spec(

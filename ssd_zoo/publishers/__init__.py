@@ -1,0 +1,13 @@
+"""Published SSDs from other projects: one module per publisher, imported here so that each registers itself.
+
+A publisher module holds, as data where it can: its state-dict layout (a key table and tensor permutations,
+registered with :func:`ssd_zoo.convert.register_layout`, whose ``model`` names the registered model a file
+fits), its registered model builders (``@register_model``, built from torchvision/timm modules where the
+architecture is exactly the publisher's), its default boxes (a :class:`~ssd_zoo.ops.default_boxes.DefaultBoxSpec`)
+and its ``WeightsEnum`` entries (:func:`ssd_zoo.published.register_weights`). Adding a publisher is adding
+one module and one import line below; the loader (:func:`ssd_zoo.weights.load`) never changes.
+"""
+
+from . import tv  # noqa: F401  torchvision's SSDLite320-MobileNetV3-Large
+from . import lufficc  # noqa: F401  lufficc/SSD's VGG16 SSD300/SSD512 (VOC, COCO)
+from . import qfgaohao  # noqa: F401  qfgaohao/pytorch-ssd's vgg16-ssd, mb1-ssd, mb2-ssd-lite (VOC)
