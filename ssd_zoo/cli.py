@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from . import convert
+from .errors import add_debug_flag, run_main
 from .hub import read_file, save_atomic, write_atomic
 from .registry import build, list_models
 from .weights import (
@@ -297,11 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in SUBCOMMANDS:
         add(subparsers)
+    for subparser in subparsers.choices.values():  # `ssd-zoo detect ... --debug`, wherever it is typed
+        add_debug_flag(subparser)
     args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as error:  # bad input: say what, no traceback
-        raise SystemExit(f"ssd-zoo {args.command}: {error}") from None
+    # Bad input (a missing or corrupt file, an unknown name, a bad number): one line, exit code 2 (ssd_zoo.errors).
+    return run_main(lambda _: args.run(args), f"ssd-zoo {args.command}", argv)
 
 
 if __name__ == "__main__":
