@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_debug_flag(p)
     args = p.parse_args(argv)
     if args.draw < 0:
-        p.error(f"--draw: expected a number of images >= 0, found {args.draw}")
+        raise ValueError(f"--draw: expected a number of images >= 0, found {args.draw}")
     return args
 
 

@@ -22,7 +22,7 @@ from torch import Tensor
 from . import convert
 from .errors import add_debug_flag, run_main
 from .hub import read_file, save_atomic, write_atomic
-from .registry import build, list_models
+from .registry import build, get_builder, list_models
 from .weights import (
     COCO_CATEGORIES, VOC_CATEGORIES, Checkpoint, get_model_weights, get_weights, list_weights, load_state_dict, read_weights,
     resolve_weights,
@@ -145,6 +145,8 @@ def build_from_args(args: argparse.Namespace, **kwargs: Any) -> tuple[Any, str, 
     """``(model, model name, weights as text)`` for ``--model`` and ``--weights``. Without ``--model``, a checkpoint file that records
     how ssd_zoo built it (every model saved since 0.2, the recipes' too) is rebuilt the same way; otherwise the
     model is ``ssd300_vgg16``. The file is read once."""
+    if args.model is not None:
+        get_builder(args.model)  # a misspelt --model: "unknown model ..., did you mean ...", before any weights
     given = None if args.weights.lower() == "none" else args.weights
     weights = resolve_weights(given, args.model or DEFAULT_MODEL)
     name, builder_kwargs = args.model or DEFAULT_MODEL, {}
@@ -166,8 +168,9 @@ def build_from_args(args: argparse.Namespace, **kwargs: Any) -> tuple[Any, str, 
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from PIL import Image  # torchvision's own dependency; torchvision.io's codecs are deprecated since 0.29
-    from torchvision.transforms.functional import pil_to_tensor, to_pil_image
+    from torchvision.transforms.functional import to_pil_image
+
+    from .data.common import read_image  # PIL (torchvision's own dependency): torchvision.io's codecs are deprecated
 
     model, name, weights = build_from_args(args, score_thresh=args.score)
     model = model.eval().to(args.device)
@@ -177,7 +180,7 @@ def run_detect(args: argparse.Namespace) -> int:
     pictures = _picture_names(paths)
     for start in range(0, len(paths), args.batch_size):
         chunk = paths[start:start + args.batch_size]
-        images = [pil_to_tensor(Image.open(p).convert("RGB")).float().div(255) for p in chunk]
+        images = [read_image(p) for p in chunk]  # a file that is no picture: an error naming it
         with torch.inference_mode():
             detections = model([image.to(args.device) for image in images])
         for path, image, detection in zip(chunk, images, detections):
@@ -290,6 +293,31 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Raise ValueError naming the option for a number out of range or a device that is not there (whichever
+    of ``--score``, ``--batch-size``, ``--opset``, ``--device`` the subcommand has)."""
+    score, batch_size, opset = (getattr(args, key, None) for key in ("score", "batch_size", "opset"))
+    if score is not None and not 0.0 <= score <= 1.0:
+        raise ValueError(f"--score: expected a score threshold in [0, 1], found {score}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"--batch-size: expected at least 1 image, found {batch_size}")
+    if opset is not None and not 11 <= opset <= 25:
+        raise ValueError(f"--opset: expected an ONNX opset in 11..25, found {opset}")
+    device = getattr(args, "device", None)
+    if device is not None:
+        try:
+            kind = torch.device(device).type
+        except RuntimeError:
+            raise ValueError(f"--device: expected a torch device such as cpu, cuda or cuda:1, found {device!r}") from None
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: torch.cuda.is_available() is False here; pass --device cpu")
+
+
+def _run(args: argparse.Namespace) -> int:
+    check_arguments(args)
+    return args.run(args)
+
+
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_list, add_detect, add_convert, add_export]
 
 
@@ -302,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         add_debug_flag(subparser)
     args = parser.parse_args(argv)
     # Bad input (a missing or corrupt file, an unknown name, a bad number): one line, exit code 2 (ssd_zoo.errors).
-    return run_main(lambda _: args.run(args), f"ssd-zoo {args.command}", argv)
+    return run_main(lambda _: _run(args), f"ssd-zoo {args.command}", argv)
 
 
 if __name__ == "__main__":

@@ -93,8 +93,9 @@ def read_file(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _first_line(error: BaseException) -> str:
-    """torch's text runs to many lines: its first (or the error's type)."""
-    return f"{type(error).__name__}: " + ((str(error).strip().splitlines() or [""])[0])[:200]
+    """torch's text runs to many lines and sentences: its first sentence, after the error's type."""
+    first = (str(error).strip().splitlines() or [""])[0].split(". ")[0].rstrip(".")
+    return f"{type(error).__name__}: {first[:160]}" if first else type(error).__name__
 
 
 def _unreadable(error: BaseException, path: str | os.PathLike) -> str:

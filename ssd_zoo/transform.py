@@ -5,6 +5,7 @@ as in the paper and in torchvision. Boxes follow the same stretch on the way in 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
@@ -57,6 +58,8 @@ def check_images(images: list[Tensor]) -> None:
             raise TypeError(f"images[{i}]: expected a float tensor with values in [0, 1], found {found}")
         if image.dim() != 3 or image.shape[0] != 3:
             raise ValueError(f"images[{i}]: expected shape [3, H, W] (RGB, channels first), found {list(image.shape)}")
+        if image.shape[1] < 1 or image.shape[2] < 1:
+            raise ValueError(f"images[{i}]: expected at least one pixel, found shape {list(image.shape)}")
 
 
 def check_targets(targets: list[dict[str, Tensor]], num_images: int) -> None:
@@ -64,10 +67,15 @@ def check_targets(targets: list[dict[str, Tensor]], num_images: int) -> None:
     if len(targets) != num_images:
         raise ValueError(f"targets: expected one dict per image ({num_images}), found {len(targets)}")
     for i, target in enumerate(targets):
+        if not isinstance(target, Mapping):
+            raise TypeError(f"targets[{i}]: expected a dict with 'boxes' and 'labels', found {type(target).__name__}")
         for key in ("boxes", "labels"):
             if key not in target:
                 raise ValueError(f"targets[{i}]: missing key {key!r} (expected 'boxes' and 'labels')")
         boxes, labels = target["boxes"], target["labels"]
+        for key, value in (("boxes", boxes), ("labels", labels)):
+            if not isinstance(value, Tensor):
+                raise TypeError(f"targets[{i}][{key!r}]: expected a tensor, found {type(value).__name__}")
         if boxes.dim() != 2 or boxes.shape[-1] != 4 or not boxes.is_floating_point():
             raise ValueError(f"targets[{i}]['boxes']: expected a float tensor [N, 4], found {boxes.dtype} {list(boxes.shape)}")
         if labels.shape != boxes.shape[:1] or labels.dtype != torch.int64:
@@ -139,6 +147,7 @@ class SSDTransform(nn.Module):
     def normalize(self, images: Tensor) -> Tensor:
         """``[B, 3, S, S]`` RGB in [0, 1] at the input size -> normalised, channels_last (no resizing)."""
         # channels_last (NHWC): the layout in which oneDNN and cuDNN run convolutions fastest (see SSD).
+        images = images.to(self.mean.dtype)  # float64/float16 pictures into the model's own dtype
         return ((images - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
     def forward(self, images: list[Tensor] | Tensor, targets: list[dict[str, Tensor]] | None = None) -> Batch:
