@@ -104,14 +104,16 @@ def _unreadable(error: BaseException, path: str | os.PathLike) -> str:
     size = os.path.getsize(path)
     if size == 0:
         return f"checkpoint file {where} is empty (0 bytes): expected a file written by torch.save"
-    text = str(error)
-    if "Weights only load failed" in text:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (PK\x03\x04); before torch 1.6 it wrote a pickle (protocol 2: \x80\x02)
+    if not head.startswith((b"PK\x03\x04", b"\x80\x02")):
+        return f"file {where} ({size} bytes) is not a torch checkpoint: expected a file written by torch.save"
+    if "Weights only load failed" in str(error):
         return (f"checkpoint file {where} holds Python objects that weights_only=True refuses to load (only "
                 "tensors, numbers, strings, lists and dicts are read: a checkpoint is data, never code)")
-    if "zip archive" in text or "central directory" in text or isinstance(error, EOFError):
-        return (f"checkpoint file {where} ({size} bytes) is truncated or corrupt: expected a complete file written "
-                "by torch.save (an interrupted download or copy?)")
-    return f"file {where} ({size} bytes) is not a torch checkpoint: expected a file written by torch.save"
+    return (f"checkpoint file {where} ({size} bytes) is truncated or corrupt: expected a complete file written "
+            "by torch.save (an interrupted download or copy?)")
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:
