@@ -81,7 +81,7 @@ MISTAKES: list[tuple[str, Callable[[dict[str, str]], list[str]], list[str]]] = [
     ("eval_negative_draw", lambda f: [EVAL, "--config", CONFIG, "--weights", "x", "--draw", "-1"], ["--draw", "-1"]),
     ("detect_score_above_one", lambda f: [*CLI, "detect", str(SAMPLES), "--score", "1.5"], ["--score", "1.5"]),
     ("detect_zero_batch", lambda f: [*CLI, "detect", str(SAMPLES), "--batch-size", "0"], ["--batch-size", "found 0"]),
-    ("detect_folder_as_weights", lambda f: [*CLI, "detect", str(SAMPLES), "--weights", f["dir"]], ["found a folder"]),
+    ("detect_folder_as_weights", lambda f: [*CLI, "detect", str(SAMPLES), "--weights", f["dir"]], ["no file exists at", "broken"]),
     ("detect_categories_missing", lambda f: [*CLI, "detect", str(SAMPLES), "--weights", "none", "--categories",
                                              f"{f['dir']}/names.txt"], ["names.txt"]),
     ("convert_text_file", lambda f: [*CLI, "convert", f["notes"], f"{f['dir']}/out.pth"], ["notes.pth", "not a torch"]),
