@@ -17,7 +17,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 import ssd_zoo
-from ssd_zoo.hub import save_atomic  # noqa: F401  (the recipes' checkpoints, written atomically)
+from ssd_zoo.errors import InputError
+from ssd_zoo.hub import read_file, save_atomic  # noqa: F401  (the recipes' checkpoints, written atomically)
 from ssd_zoo.ops.default_boxes import DefaultBoxSpec, default_box_spec
 from ssd_zoo.weights import VGG16_Backbone_Weights, load_vgg16_backbone
 
@@ -106,7 +107,7 @@ class Dist:
 def setup_distributed(device: str) -> Dist:
     """Join the torchrun process group (nccl on CUDA, gloo on the CPU) when ``WORLD_SIZE`` > 1."""
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' but torch.cuda.is_available() is False; pass --device cpu")
+        raise InputError("device='cuda' but torch.cuda.is_available() is False; pass --device cpu")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if device == "cuda":
@@ -148,11 +149,20 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((state["python_version"], tuple(state["python"].tolist()), state["python_gauss"]))
 
 
+RESUME_KEYS = ("model", "optimizer", "scheduler", "scaler", "iteration", "best_map", "rng", "config")
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A recipe checkpoint (keys: model, optimizer, scheduler, scaler, iteration, rng, config, best_map)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--resume: expected a checkpoint file at {os.fspath(path)!r}, found none")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    state = read_file(path)  # a truncated or corrupt file: an error that says so, with the path
+    missing = sorted(set(RESUME_KEYS) - set(state)) if isinstance(state, dict) else list(RESUME_KEYS)
+    if missing:
+        found = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"--resume {os.fspath(path)!r}: expected a checkpoint written by train_voc.py (keys "
+                         f"{list(RESUME_KEYS)}), found no {missing} (it has {found})")
+    return state
 
 
 # --- records ---------------------------------------------------------------------------------------------

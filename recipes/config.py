@@ -7,6 +7,7 @@ defaults are the SSD paper's VOC schedule (Liu et al. 2016, sec. 3.1 and 3.6).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,77 @@ class TrainConfig:
     draw_score: float = 0.5  # smallest score drawn
     tensorboard: bool = True
 
+    def __post_init__(self) -> None:
+        check_config(self)
+
+
+class ConfigValueError(ValueError):
+    """A config value out of range or of the wrong type; ``key`` is the field's name, ``where`` the file (or
+    "the command line") that set it, when known."""
+
+    def __init__(self, key: str, expected: str, value: Any, where: str | Path | None = None) -> None:
+        super().__init__(f"{f'{where}: ' if where else ''}{key}: expected {expected}, found {value!r}")
+        self.key, self.expected, self.value = key, expected, value
+
+
+# The ranges of the numbers a user sets: (smallest, largest, whether the smallest itself is allowed).
+INF = float("inf")
+INT_RANGES: dict[str, tuple[int, float]] = {
+    "batch_size": (1, INF), "base_batch_size": (1, INF), "max_iters": (1, INF), "warmup_iters": (0, INF),
+    "log_every": (1, INF), "checkpoint_every": (1, INF), "eval_every": (0, INF), "eval_batch_size": (1, INF),
+    "num_workers": (0, INF), "draw": (0, INF), "seed": (0, INF), "input_size": (1, INF), "threads": (1, INF),
+}
+FLOAT_RANGES: dict[str, tuple[float, float, bool]] = {  # (low, high, low included); high always included
+    "lr": (0.0, INF, False), "momentum": (0.0, 1.0, True), "weight_decay": (0.0, INF, True),
+    "lr_gamma": (0.0, INF, False), "warmup_factor": (0.0, 1.0, False), "grad_clip": (0.0, INF, False),
+    "draw_score": (0.0, 1.0, True),
+}
+CHOICES = {"optimizer": ("sgd", "adamw"), "schedule": ("multistep", "cosine"), "device": ("cpu", "cuda")}
+OPTIONAL = {"input_size", "threads", "grad_clip"}  # None is allowed
+
+
+def _check_number(cfg: TrainConfig, key: str) -> None:
+    """``cfg.<key>`` in its range (INT_RANGES / FLOAT_RANGES); a float given as text (``1e-3``: YAML 1.1 reads
+    it as a string) is converted in place."""
+    value = getattr(cfg, key)
+    if value is None and key in OPTIONAL:
+        return
+    if key in INT_RANGES:
+        low, high = INT_RANGES[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigValueError(key, f"an integer >= {low}" + (" (or null)" if key in OPTIONAL else ""), value)
+        return
+    low, high, closed = FLOAT_RANGES[key]
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigValueError(key, "a number", value) from None
+        setattr(cfg, key, value)
+    inside = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
+        low <= value <= high if closed else low < value <= high)
+    if not inside:
+        bounds = f"{'[' if closed else '('}{low}, {high}{']' if high < INF else ')'}"
+        raise ConfigValueError(key, f"a finite number in {bounds}" + (" (or null)" if key in OPTIONAL else ""), value)
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Raise :class:`ConfigValueError` naming the first key whose value is out of range or of the wrong type."""
+    for key in (*INT_RANGES, *FLOAT_RANGES):
+        _check_number(cfg, key)
+    for key, choices in CHOICES.items():
+        if getattr(cfg, key) not in choices:
+            raise ConfigValueError(key, f"one of {list(choices)}", getattr(cfg, key))
+    steps = cfg.lr_steps
+    if not isinstance(steps, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in steps):
+        raise ConfigValueError("lr_steps", "a list of iterations (integers >= 0)", steps)
+    for key in ("sync_bn", "keep_difficult", "pad_to_square", "skip_nonfinite", "amp", "tensorboard"):
+        if not isinstance(getattr(cfg, key), bool):
+            raise ConfigValueError(key, "true or false", getattr(cfg, key))
+    for key in ("model_kwargs", "augment"):
+        if not isinstance(getattr(cfg, key), dict):
+            raise ConfigValueError(key, "a mapping of keywords", getattr(cfg, key))
+
 
 def _scaled(value: int, factor: float) -> int:
     return max(1, round(value * factor))
@@ -99,17 +171,39 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, yaml.safe_load(text)
 
 
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in the YAML file at ``path``; FileNotFoundError / ValueError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        found = "a folder" if path.is_dir() else "nothing there"
+        raise FileNotFoundError(f"--config: expected a YAML file at {str(path)!r}, found {found}")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise ValueError(f"{path}: expected a YAML mapping of config keys, found invalid YAML{line} ({problem})") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: expected a UTF-8 text file of YAML, found undecodable bytes ({error.reason} at "
+                         f"byte {error.start})") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: expected a YAML mapping of config keys, found {type(loaded).__name__}")
+    return loaded
+
+
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file at ``path`` (if any), then ``overrides``; unknown keys raise ValueError."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a YAML mapping of config keys, found {type(loaded).__name__}")
-        values.update(loaded)
+    """Defaults, then the YAML file at ``path`` (if any), then ``overrides``; unknown keys and values out of
+    range raise ValueError naming the file (or the command line) and the key."""
+    values: dict[str, Any] = _read_yaml(path) if path is not None else {}
+    from_file = set(values)
     values.update(overrides or {})
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"{path or 'config'}: unknown keys {unknown}; expected some of {sorted(names)}")
-    return TrainConfig(**values)
+    try:
+        return TrainConfig(**values)
+    except ConfigValueError as error:
+        where = path if error.key in from_file and error.key not in (overrides or {}) else "the command line"
+        raise ConfigValueError(error.key, error.expected, error.value, where or "config") from None

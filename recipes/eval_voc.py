@@ -24,6 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make `recipes` importable
 
 import ssd_zoo  # noqa: E402
+from ssd_zoo.errors import add_debug_flag, run_main  # noqa: E402
+from ssd_zoo.hub import read_file  # noqa: E402
 from recipes.common import build_model, resize_kwargs  # noqa: E402
 from recipes.config import TrainConfig, load_config, parse_override  # noqa: E402
 from recipes.data import test_loader  # noqa: E402
@@ -43,7 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--amp", action="store_true", help="fp16 autocast on CUDA, bf16 on the CPU")
     p.add_argument("--draw", type=int, default=0, help="save this many test images with detections drawn")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    return p.parse_args(argv)
+    add_debug_flag(p)
+    args = p.parse_args(argv)
+    if args.draw < 0:
+        raise ValueError(f"--draw: expected a number of images >= 0, found {args.draw}")
+    return args
 
 
 def load_model(cfg: TrainConfig, weights: str, class_names: Sequence[str]) -> tuple[torch.nn.Module, TrainConfig]:
@@ -52,7 +58,7 @@ def load_model(cfg: TrainConfig, weights: str, class_names: Sequence[str]) -> tu
     other classes, go through head surgery (:func:`ssd_zoo.build`): each test class gets the weights' row of
     the same name (e.g. COCO weights on VOC), or a fresh one, with a warning, where the weights lack it."""
     if os.path.isfile(weights):
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = read_file(weights)  # a truncated or corrupt file: an error that says so, with the path
         if isinstance(state, dict) and "model" in state and "config" in state:  # written by train_voc.py
             cfg = dataclasses.replace(cfg, **{k: state["config"][k] for k in MODEL_KEYS}, backbone_init=None,
                                       init_weights=None)
@@ -81,4 +87,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    # Bad input (a missing or corrupt file, a bad config, a value out of range): one line, exit code 2.
+    run_main(main, "eval_voc.py")

@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -34,8 +35,10 @@ from recipes.common import (  # noqa: E402
 from recipes.config import TrainConfig, load_config, parse_override, scale_to_batch  # noqa: E402
 from recipes.data import make_dataset, set_position, test_loader, train_loader  # noqa: E402
 from recipes.evaluation import evaluate, evaluate_and_report  # noqa: E402
+from recipes.graceful import GracefulStop, TrainingStopped, resume_command  # noqa: E402
 from ssd_zoo.anchors import coverage, load_boxes  # noqa: E402
 from ssd_zoo.data import to_device  # noqa: E402
+from ssd_zoo.errors import add_debug_flag, run_main  # noqa: E402
 from ssd_zoo.freeze import freeze  # noqa: E402
 
 
@@ -65,6 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--amp", action="store_true", help="fp16 + GradScaler on CUDA, bf16 autocast on the CPU")
     p.add_argument("--resume", type=Path, help="a last.pth/best.pth to continue from")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (YAML value)")
+    add_debug_flag(p)
     return p.parse_args(argv)
 
 
@@ -82,7 +86,7 @@ def resolve_config(args: argparse.Namespace, checkpoint: dict[str, Any] | None, 
         cfg = load_config(args.config, overrides)
         cfg = scale_to_batch(dataclasses.replace(cfg, batch_size=cfg.batch_size * world_size))
         cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size // world_size)  # back to per process
-    return dataclasses.replace(cfg, max_iters=args.max_iters) if args.max_iters else cfg
+    return dataclasses.replace(cfg, max_iters=args.max_iters) if args.max_iters is not None else cfg  # 0: an error
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -217,8 +221,33 @@ def train_step(run: Run, ddp: nn.Module, images: list[torch.Tensor], targets: li
     return logged, list(losses)
 
 
+def stop_on_signal(run: Run, cfg: TrainConfig, ctx: Dist, class_names: list[str], signum: int) -> TrainingStopped:
+    """After the step that saw ``signum`` (every process the same one): ``last.pth`` at the exact position
+    (rank 0), every process waiting for it, a line on how to resume; returns the exit to raise."""
+    path = Path(cfg.output_dir) / "last.pth"
+    if ctx.main:
+        run.last_good = run.save(path, cfg, class_names)
+    if ctx.world_size > 1:
+        torch.distributed.barrier()  # no process exits (and so makes torchrun end the others) before the save
+        torch.distributed.destroy_process_group()
+    name = signal.Signals(signum).name
+    message = (f"train_voc.py: stopped by {name} after iteration {run.iteration} of {cfg.max_iters}; saved {path}. "
+               f"Resume with: {resume_command(path, ctx.world_size)}")
+    if ctx.main:
+        print(message, file=sys.stderr, flush=True)
+    return TrainingStopped(signum, message)
+
+
 def train(argv: list[str] | None = None) -> TrainResult:
-    """Run the recipe with command-line ``argv`` (``sys.argv[1:]`` when None); see the module docstring."""
+    """Run the recipe with command-line ``argv`` (``sys.argv[1:]`` when None); see the module docstring.
+
+    SIGTERM or SIGINT stops it after the current step with ``last.pth`` saved (:mod:`recipes.graceful`): it
+    raises :class:`TrainingStopped`, a SystemExit with code ``128 + signal``."""
+    with GracefulStop() as stop:
+        return _train(argv, stop)
+
+
+def _train(argv: list[str] | None, stop: GracefulStop) -> TrainResult:
     args = parse_args(argv)
     checkpoint = load_checkpoint(args.resume) if args.resume else None
 
@@ -251,8 +280,8 @@ def train(argv: list[str] | None = None) -> TrainResult:
     recorder = Recorder(output_dir, cfg.tensorboard) if ctx.main else None
     bar = tqdm(total=cfg.max_iters, initial=run.iteration, disable=not ctx.main, dynamic_ncols=True, desc="train")
     run.model.train()
-    tick, seen = time.perf_counter(), 0
-    while run.iteration < cfg.max_iters:
+    tick, seen, stopped = time.perf_counter(), 0, None
+    while run.iteration < cfg.max_iters and stopped is None:
         set_position(loader, run.iteration)
         for images, targets in loader:
             images = [im.to(ctx.device, non_blocking=True) for im in images]
@@ -276,9 +305,14 @@ def train(argv: list[str] | None = None) -> TrainResult:
                     run.best_map = voc07(metrics)
                     run.save(output_dir / "best.pth", cfg, class_names)
                 tick, seen = time.perf_counter(), 0
-            if run.iteration >= cfg.max_iters:
+            stopped = stop.agreed(ctx.world_size, ctx.device)  # SIGTERM/SIGINT in any process: all stop here
+            if run.iteration >= cfg.max_iters or stopped is not None:
                 break
     bar.close()
+    if stopped is not None:
+        if recorder is not None:
+            recorder.close()
+        raise stop_on_signal(run, cfg, ctx, class_names, stopped)
 
     # --- the final evaluation (rank 0): metrics.json, results files, pictures, best.pth ---
     metrics = None
@@ -297,7 +331,6 @@ def train(argv: list[str] | None = None) -> TrainResult:
 
 
 if __name__ == "__main__":
-    try:
-        train()
-    except NonFiniteLoss as error:
-        sys.exit(f"train_voc.py: {error}")
+    # Bad input (a missing or corrupt file, a bad config, a value out of range) or a non-finite loss: one line,
+    # exit code 2 (ssd_zoo.errors); a stop on SIGTERM/SIGINT exits with 128 + the signal's number.
+    run_main(train, "train_voc.py", expected=(NonFiniteLoss,))

@@ -15,15 +15,18 @@ arguments and ``set_defaults(run=<function(args) -> exit code>)``, and append it
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from torch import Tensor
 
 from . import convert
-from .hub import read_file, save_atomic
-from .registry import build, list_models
+from .errors import add_debug_flag, run_main
+from .hub import read_file, save_atomic, write_atomic
+from .registry import build, get_builder, list_models
 from .weights import (
     COCO_CATEGORIES, VOC_CATEGORIES, Checkpoint, checkpoint_from, get_model_weights, get_weights, list_weights, load,
     resolve_weights,
@@ -116,6 +119,8 @@ def build_from_args(args: argparse.Namespace, **kwargs: Any) -> tuple[Any, str, 
     """``(model, model name, weights as text)`` for ``--model`` and ``--weights``. Without ``--model``, a checkpoint
     file or URL becomes the model it fits (:func:`ssd_zoo.weights.load`: the builder an ssd_zoo file records, the
     recipes' too, or the model its layout names); otherwise the model is ``ssd300_vgg16``. The file is read once."""
+    if args.model is not None:
+        get_builder(args.model)  # a misspelt --model: "unknown model ..., did you mean ...", before any weights
     given = None if args.weights.lower() == "none" else args.weights
     weights = resolve_weights(given, args.model or DEFAULT_MODEL)
     if args.model is None and isinstance(weights, (str, Path)):  # a file or a URL: it says what it is
@@ -391,6 +396,41 @@ def run_anchors(args: argparse.Namespace) -> int:
     return 0
 
 
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Raise ValueError naming the option for a number out of range or a device that is not there (whichever
+    of ``--score``, ``--batch-size``, ``--opset``, ``--tile``, ``--overlap``, ``--every``, ``--device`` the
+    subcommand has)."""
+    score, batch_size, opset = (getattr(args, key, None) for key in ("score", "batch_size", "opset"))
+    if score is not None and not 0.0 <= score <= 1.0:
+        raise ValueError(f"--score: expected a score threshold in [0, 1], found {score}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"--batch-size: expected at least 1 image, found {batch_size}")
+    if opset is not None and not 11 <= opset <= 25:
+        raise ValueError(f"--opset: expected an ONNX opset in 11..25, found {opset}")
+    tile, overlap, every = (getattr(args, key, None) for key in ("tile", "overlap", "every"))
+    if tile is not None and tile < 32:
+        raise ValueError(f"--tile: expected a tile side of at least 32 pixels, found {tile}")
+    if overlap is not None and not 0.0 <= overlap < 1.0:
+        raise ValueError(f"--overlap: expected a fraction of a tile in [0, 1), found {overlap}")
+    if every is not None and every < 1:
+        raise ValueError(f"--every: expected to detect every N-th frame with N >= 1, found {every}")
+    device = getattr(args, "device", None)
+    if device is not None:
+        try:
+            kind = torch.device(device).type
+        except RuntimeError:
+            raise ValueError(f"--device: expected a torch device such as cpu, cuda or cuda:1, found {device!r}") from None
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: torch.cuda.is_available() is False here; pass --device cpu")
+
+
+def _run(args: argparse.Namespace) -> int:
+    check_arguments(args)
+    return args.run(args)
+
+
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [add_list, add_detect, add_convert, add_export, add_anchors]
 
 
@@ -399,11 +439,11 @@ def main(argv: list[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in SUBCOMMANDS:
         add(subparsers)
+    for subparser in subparsers.choices.values():  # `ssd-zoo detect ... --debug`, wherever it is typed
+        add_debug_flag(subparser)
     args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as error:  # bad input: say what, no traceback
-        raise SystemExit(f"ssd-zoo {args.command}: {error}") from None
+    # Bad input (a missing or corrupt file, an unknown name, a bad number): one line, exit code 2 (ssd_zoo.errors).
+    return run_main(lambda _: _run(args), f"ssd-zoo {args.command}", argv)
 
 
 if __name__ == "__main__":

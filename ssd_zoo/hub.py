@@ -15,6 +15,8 @@ from typing import IO, Any
 
 import torch
 
+from .errors import CheckpointError, InputError
+
 URL_SCHEMES = ("http://", "https://", "file://")
 
 
@@ -48,17 +50,17 @@ def download(url: str, *, file_name: str | None = None, sha256: str | None = Non
     what = what or url
     cache = Path(torch.hub.get_dir()) / "checkpoints" / file_name
     if cache.is_file() and sha256 and not _sha256(cache).startswith(sha256):
-        raise RuntimeError(f"{what}: cached file {cache} does not match sha256 prefix {sha256}; delete it to re-download")
+        raise InputError(f"{what}: cached file {cache} does not match sha256 prefix {sha256}; delete it to re-download")
     try:
         return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=progress, check_hash=sha256 is not None,
                                                   file_name=file_name, weights_only=True)
     except urllib.error.URLError as error:  # also HTTPError; offline is a URLError too
         fix = f"download {url} yourself and pass weights='/path/to/{file_name}', or put it at {cache}"
-        raise RuntimeError(f"{what}: could not download {url} into {cache} ({error}); {fix}") from error
+        raise InputError(f"{what}: could not download {url} into {cache} ({error}); {fix}") from error
     except RuntimeError as error:
         if "invalid hash value" not in str(error):
             raise
-        raise RuntimeError(f"{what}: the file at {url} does not match the sha256 prefix {sha256!r} in its name "
+        raise InputError(f"{what}: the file at {url} does not match the sha256 prefix {sha256!r} in its name "
                            f"({error}); it was not kept in {cache}") from error
 
 
@@ -71,14 +73,47 @@ def _sha256(path: Path) -> str:
 
 
 def read_file(path: str | os.PathLike) -> dict[str, Any]:
-    """A local checkpoint, loaded with ``weights_only=True``; the error names the path."""
+    """A local checkpoint, loaded with ``weights_only=True``.
+
+    Raises FileNotFoundError (nothing at ``path``), IsADirectoryError (a folder) or :class:`CheckpointError`
+    (a RuntimeError and a ValueError) saying in plain words, with the path, whether the file is empty,
+    truncated or corrupt, not a torch checkpoint, or holds objects that ``weights_only=True`` refuses.
+    """
+    where = repr(os.fspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"weights: expected a checkpoint file at {where}, found a folder")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise FileNotFoundError(f"weights: expected a checkpoint file at {os.fspath(path)!r}, found nothing there") from None
-    except Exception as error:  # unpickling refused or a corrupt file: say which file
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]  # torch's text runs to many lines
-        raise RuntimeError(f"could not read checkpoint {os.fspath(path)!r} with weights_only=True: {reason}") from error
+        raise FileNotFoundError(f"weights: expected a checkpoint file at {where}, found nothing there") from None
+    except PermissionError as error:
+        raise PermissionError(f"weights: cannot read the checkpoint file {where}: permission denied") from error
+    except Exception as error:  # unpickling refused or a corrupt file: say which file, in plain words
+        raise CheckpointError(f"{_unreadable(error, path)} ({_first_line(error)})") from error
+
+
+def _first_line(error: BaseException) -> str:
+    """torch's text runs to many lines and sentences: its first sentence, after the error's type."""
+    first = (str(error).strip().splitlines() or [""])[0].split(". ")[0].rstrip(".")
+    return f"{type(error).__name__}: {first[:160]}" if first else type(error).__name__
+
+
+def _unreadable(error: BaseException, path: str | os.PathLike) -> str:
+    """What is wrong with the checkpoint file at ``path`` that ``torch.load`` failed on with ``error``."""
+    where = repr(os.fspath(path))
+    size = os.path.getsize(path)
+    if size == 0:
+        return f"checkpoint file {where} is empty (0 bytes): expected a file written by torch.save"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (PK\x03\x04); before torch 1.6 it wrote a pickle (protocol 2: \x80\x02)
+    if not head.startswith((b"PK\x03\x04", b"\x80\x02")):
+        return f"file {where} ({size} bytes) is not a torch checkpoint: expected a file written by torch.save"
+    if "Weights only load failed" in str(error):
+        return (f"checkpoint file {where} holds Python objects that weights_only=True refuses to load (only "
+                "tensors, numbers, strings, lists and dicts are read: a checkpoint is data, never code)")
+    return (f"checkpoint file {where} ({size} bytes) is truncated or corrupt: expected a complete file written "
+            "by torch.save (an interrupted download or copy?)")
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:

@@ -8,6 +8,7 @@ same resize on the way in and the inverse on the way out.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
@@ -61,6 +62,8 @@ def check_images(images: list[Tensor]) -> None:
             raise TypeError(f"images[{i}]: expected a float tensor with values in [0, 1], found {found}")
         if image.dim() != 3 or image.shape[0] != 3:
             raise ValueError(f"images[{i}]: expected shape [3, H, W] (RGB, channels first), found {list(image.shape)}")
+        if image.shape[1] < 1 or image.shape[2] < 1:
+            raise ValueError(f"images[{i}]: expected at least one pixel, found shape {list(image.shape)}")
 
 
 def check_targets(targets: list[dict[str, Tensor]], num_images: int) -> None:
@@ -72,14 +75,18 @@ def check_targets(targets: list[dict[str, Tensor]], num_images: int) -> None:
     if len(targets) != num_images:
         raise ValueError(f"targets: expected one dict per image ({num_images}), found {len(targets)}")
     for i, target in enumerate(targets):
+        if not isinstance(target, Mapping):
+            raise TypeError(f"targets[{i}]: expected a dict with 'boxes' and 'labels', found {type(target).__name__}")
         for key in ("boxes", "labels"):
             if key not in target:
                 raise ValueError(f"targets[{i}]: missing key {key!r} (expected 'boxes' and 'labels')")
         boxes, labels = target["boxes"], target["labels"]
-        if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[-1] != 4 or boxes.is_complex() \
-                or boxes.dtype == torch.bool:
-            found = f"{boxes.dtype} {list(boxes.shape)}" if isinstance(boxes, Tensor) else type(boxes).__name__
-            raise ValueError(f"targets[{i}]['boxes']: expected a real-valued tensor [N, 4] (xyxy pixels), found {found}")
+        for key, value in (("boxes", boxes), ("labels", labels)):
+            if not isinstance(value, Tensor):
+                raise TypeError(f"targets[{i}][{key!r}]: expected a tensor, found {type(value).__name__}")
+        if boxes.dim() != 2 or boxes.shape[-1] != 4 or boxes.is_complex() or boxes.dtype == torch.bool:
+            raise ValueError(f"targets[{i}]['boxes']: expected a real-valued tensor [N, 4] (xyxy pixels), found "
+                             f"{boxes.dtype} {list(boxes.shape)}")
         box_format = getattr(boxes, "format", None)  # a tv_tensors.BoundingBoxes knows its own
         if box_format is not None and getattr(box_format, "name", box_format) != "XYXY":
             raise ValueError(f"targets[{i}]['boxes']: expected XYXY boxes, found format {box_format.name} "
@@ -190,6 +197,7 @@ class SSDTransform(nn.Module):
     def normalize(self, images: Tensor) -> Tensor:
         """``[B, 3, S, S]`` RGB in [0, 1] at the input size -> normalised, channels_last (no resizing)."""
         # channels_last (NHWC): the layout in which oneDNN and cuDNN run convolutions fastest (see SSD).
+        images = images.to(self.mean.dtype)  # float64/float16 pictures into the model's own dtype
         return ((images - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
     def forward(self, images: list[Tensor] | Tensor, targets: list[dict[str, Tensor]] | None = None) -> Batch:

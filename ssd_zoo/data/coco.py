@@ -14,6 +14,7 @@ Category ids may have gaps (COCO's run 1..90 for 80 classes); they are mapped to
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -38,6 +39,49 @@ def _load_json(path: Path) -> dict:
             found = repr(data.get(key))[:60]
             raise ValueError(f"{path}: expected a list under key {key!r}, found {found}")
     return data
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+# What each entry's fields must be: (test, what the error says is expected).
+_ID = (_is_id, "an int or str id")
+_FIELDS = {
+    "categories": {"id": _ID, "name": (lambda v: isinstance(v, str), "a string")},
+    "images": {"id": _ID, "file_name": (lambda v: isinstance(v, str) and v != "", "a non-empty string")},
+    "annotations": {"id": _ID, "image_id": _ID, "category_id": _ID,
+                    "bbox": (lambda v: isinstance(v, list) and len(v) == 4 and all(map(_is_number, v)),
+                             "[x, y, w, h]: 4 finite numbers"),
+                    "area": (_is_number, "a finite number"),
+                    "iscrowd": (lambda v: v in (0, 1) and not isinstance(v, float), "0 or 1")},
+}
+_REQUIRED = {"categories": {"id", "name"}, "images": {"id", "file_name"}, "annotations": set()}
+
+
+def _check_entries(data: dict, path: Path) -> None:
+    """Raise ValueError naming the file and the entry (``images[3]['id']``) for an entry that is not an object,
+    lacks a required key, holds a value of the wrong type (see ``_FIELDS``), or repeats another's id.
+
+    Annotations' missing keys are left to the caller, whose message names the annotation by its id.
+    """
+    for key, fields in _FIELDS.items():
+        first_with: dict[object, int] = {}
+        for i, entry in enumerate(data[key]):
+            required = _REQUIRED[key]
+            if not isinstance(entry, dict) or not required <= entry.keys():
+                expected = f"keys {sorted(required)}" if required else "an object"
+                raise ValueError(f"{path}: {key}[{i}]: expected {expected}, found {entry!r:.80}")
+            for name, (valid, expected) in fields.items():
+                if name in entry and not valid(entry[name]):
+                    raise ValueError(f"{path}: {key}[{i}]['{name}']: expected {expected}, found {entry[name]!r:.60}")
+            if "id" in entry and first_with.setdefault(entry["id"], i) != i:
+                raise ValueError(f"{path}: {key}[{i}] has the id {entry['id']!r} of {key}[{first_with[entry['id']]}]; "
+                                 "expected unique ids")
 
 
 class CocoDataset(Dataset):
@@ -82,15 +126,9 @@ class CocoDataset(Dataset):
         if not self.image_dir.is_dir():
             raise FileNotFoundError(f"CocoDataset: image folder not found: {self.image_dir}")
         data = _load_json(self.ann_file)
-        for key, required in (("categories", {"id", "name"}), ("images", {"id", "file_name"})):
-            for i, entry in enumerate(data[key]):
-                if not isinstance(entry, dict) or not required <= entry.keys():
-                    raise ValueError(
-                        f"{self.ann_file}: {key}[{i}]: expected keys {sorted(required)}, "
-                        f"found {entry!r:.80}"
-                    )
-        categories = sorted(data["categories"], key=lambda c: c["id"])
-        self.category_ids: list[int] = [int(c["id"]) for c in categories]
+        _check_entries(data, self.ann_file)
+        categories = sorted(data["categories"], key=lambda c: (isinstance(c["id"], str), c["id"]))
+        self.category_ids: list[int] = [c["id"] for c in categories]
         self.class_names: tuple[str, ...] = tuple(str(c["name"]) for c in categories)
         self.images: list[dict] = list(data["images"])
         self.ids: list[str] = [str(image["id"]) for image in self.images]

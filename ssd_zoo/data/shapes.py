@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ssd_zoo.data.voc import CLASSES_FILE
+from ssd_zoo.errors import add_debug_flag, run_main
 
 SHAPES_CLASSES: tuple[str, ...] = ("circle", "ellipse", "square", "rectangle", "triangle", "cross")
 # More shapes, for datasets of other classes (``--classes``, e.g. to fine-tune the demo's model on new ones):
@@ -195,6 +196,19 @@ def _write_image(year_dir: Path, image_id: str, seed: list[int], sides: tuple[in
     xml.write(year_dir / "Annotations" / f"{image_id}.xml", encoding="unicode")
 
 
+def check_counts(num_train: int, num_test: int, sides: tuple[int, int], workers: int) -> None:
+    """Raise ValueError naming the argument for an image count, size range or worker count out of range."""
+    for name, value in (("train", num_train), ("test", num_test)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"--{name}: expected a number of images >= 0, found {value!r}")
+    if num_train + num_test == 0:
+        raise ValueError("--train, --test: expected at least one image in all, found 0 and 0")
+    if len(sides) != 2 or not 32 <= sides[0] <= sides[1] <= 4096:
+        raise ValueError(f"--sides: expected 32 <= MIN <= MAX <= 4096, found {' '.join(map(str, sides))}")
+    if workers < 1:
+        raise ValueError(f"--workers: expected at least 1, found {workers}")
+
+
 def generate_shapes_voc(
     out_dir: str | Path, num_train: int, num_test: int, seed: int = 0, sides: tuple[int, int] = IMAGE_SIDES,
     workers: int = 1, classes: tuple[str, ...] = SHAPES_CLASSES,
@@ -211,11 +225,14 @@ def generate_shapes_voc(
     ``numpy.random.default_rng([seed, split, i])``, so outputs are reproducible per seed, and the same
     for any number of ``workers`` (processes drawing images side by side).
     """
+    check_counts(num_train, num_test, sides, workers)
     classes = tuple(classes)
     unknown = [name for name in classes if name not in ALL_SHAPES]
     if unknown or not classes or len(set(classes)) != len(classes):
         raise ValueError(f"classes: expected distinct names from {ALL_SHAPES}, found {list(classes)}")
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"shapes: expected an output folder at {str(out_dir)!r}, found a file")
     year_dir = out_dir / "VOC2007"
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (year_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -249,14 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--classes", type=lambda text: tuple(text.split(",")), default=SHAPES_CLASSES,
                         help=f"comma-separated shapes to draw, in label order, from {','.join(ALL_SHAPES)} "
                         f"(default {','.join(SHAPES_CLASSES)})")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
-    unknown = [name for name in args.classes if name not in ALL_SHAPES]
-    if unknown or len(set(args.classes)) != len(args.classes):
-        parser.error(f"--classes: expected distinct names from {','.join(ALL_SHAPES)}, found {','.join(args.classes)}")
-    if not 32 <= args.sides[0] <= args.sides[1]:
-        parser.error(f"--sides: expected 32 <= MIN <= MAX, found {args.sides[0]} {args.sides[1]}")
-    if args.workers < 1:
-        parser.error(f"--workers: expected at least 1, found {args.workers}")
     out = generate_shapes_voc(args.out, args.train, args.test, args.seed, tuple(args.sides), args.workers, args.classes)
     print(
         f"wrote {args.train} trainval + {args.test} test images to {out / 'VOC2007'}; read with "
@@ -265,4 +276,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Bad input (a count out of range, an output path that is a file): one line, exit code 2 (ssd_zoo.errors).
+    run_main(main, "python -m ssd_zoo.data.shapes")

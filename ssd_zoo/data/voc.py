@@ -15,6 +15,7 @@ that boxes are 0-based pixels, as py-faster-rcnn, Detectron and torchvision's SS
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,9 +58,12 @@ def parse_splits(splits: str) -> list[tuple[str, str]]:
 def _number(obj: ET.Element, tag: str, where: str) -> float:
     text = obj.findtext(tag)
     try:
-        return float(text)  # type: ignore[arg-type]
+        value = float(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ValueError(f"{where}: expected a number in <{tag}>, found {text!r}") from None
+    if not math.isfinite(value):  # "nan", "inf" and "1e999" are floats to Python, no coordinate to VOC
+        raise ValueError(f"{where}: expected a finite number in <{tag}>, found {text!r}")
+    return value
 
 
 def parse_voc_xml(path: str | Path, class_names: Sequence[str] = VOC_CLASSES) -> dict:
@@ -73,8 +77,10 @@ def parse_voc_xml(path: str | Path, class_names: Sequence[str] = VOC_CLASSES) ->
     path = Path(path)
     try:
         root = ET.parse(path).getroot()
-    except ET.ParseError as err:
+    except ET.ParseError as err:  # also an empty file, and bytes not in the declared encoding
         raise ValueError(f"{path}: malformed XML ({err})") from err
+    except (LookupError, UnicodeError) as err:  # an encoding Python does not know, or cannot decode
+        raise ValueError(f"{path}: unreadable XML encoding ({err})") from err
     label_of = {name: i + 1 for i, name in enumerate(class_names)}
     boxes, labels, difficult = [], [], []
     for i, obj in enumerate(root.iter("object")):

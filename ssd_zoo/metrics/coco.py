@@ -31,7 +31,33 @@ def _xywh(boxes: object, where: str) -> np.ndarray:
         xyxy = xyxy.reshape(0, 4)
     if xyxy.ndim != 2 or xyxy.shape[1] != 4:
         raise ValueError(f"{where}: expected shape [N, 4], found {list(xyxy.shape)}")
+    _finite(xyxy, where)
     return np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+
+
+def _finite(array: np.ndarray, where: str) -> np.ndarray:
+    """``array`` itself; a ValueError naming ``where`` and the first row with a NaN or inf."""
+    bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1) if len(array) else np.zeros(0, bool)
+    if bad.any():
+        raise ValueError(f"{where}: expected finite values, found {array[int(np.flatnonzero(bad)[0])].tolist()}")
+    return array
+
+
+def _labels(value: object, where: str, num_classes: int) -> np.ndarray:
+    """Class labels as int64 ``[N]``; a ValueError naming ``where`` unless all are integers in 1..num_classes-1."""
+    labels = _numpy(value).reshape(-1)
+    if labels.dtype.kind not in "iuf" or (labels.dtype.kind == "f" and not np.isfinite(labels).all()):
+        raise ValueError(f"{where}: expected integer class labels, found dtype {labels.dtype}")
+    as_int = labels.astype(np.int64)
+    bad = (as_int != labels) | (as_int < 1) | (as_int >= num_classes)
+    if bad.any():
+        raise ValueError(f"{where}: expected integer labels in 1..{num_classes - 1}, found {labels[bad][0]}")
+    return as_int
+
+
+def _same_lengths(where: str, keys: tuple[str, ...], *arrays: np.ndarray) -> None:
+    if len({len(a) for a in arrays}) > 1:
+        raise ValueError(f"{where}: {', '.join(keys)} differ in length: {', '.join(str(len(a)) for a in arrays)}")
 
 
 class COCOEvaluator:
@@ -71,29 +97,25 @@ class COCOEvaluator:
                 f"predictions and {len(targets)} targets"
             )
         for i, (pred, target) in enumerate(zip(predictions, targets)):
-            image_id = len(self._images) + 1
-            self._images.append({"id": image_id})
             boxes = _xywh(target["boxes"], f"targets[{i}]['boxes']")
-            labels = _numpy(target["labels"]).reshape(-1)
-            area = _numpy(target["area"]) if "area" in target else boxes[:, 2] * boxes[:, 3]
-            crowd = _numpy(target["iscrowd"]) if "iscrowd" in target else np.zeros(len(boxes))
-            rows = zip(boxes.tolist(), labels.tolist(), area.tolist(), crowd.tolist())
-            for box, label, a, c in rows:
+            labels = _labels(target["labels"], f"targets[{i}]['labels']", self.num_classes)
+            area = _numpy(target["area"]).reshape(-1) if "area" in target else boxes[:, 2] * boxes[:, 3]
+            crowd = _numpy(target["iscrowd"]).reshape(-1) if "iscrowd" in target else np.zeros(len(boxes))
+            _same_lengths(f"targets[{i}]", ("boxes", "labels", "area", "iscrowd"), boxes, labels, area, crowd)
+            det = _xywh(pred["boxes"], f"predictions[{i}]['boxes']")
+            scores = _finite(_numpy(pred["scores"]).reshape(-1, 1).astype(np.float64), f"predictions[{i}]['scores']")
+            det_labels = _labels(pred["labels"], f"predictions[{i}]['labels']", self.num_classes).reshape(-1, 1)
+            _same_lengths(f"predictions[{i}]", ("boxes", "scores", "labels"), det, scores, det_labels)
+            image_id = len(self._images) + 1  # checked: only now does the image count
+            self._images.append({"id": image_id})
+            for box, label, a, c in zip(boxes.tolist(), labels.tolist(), area.tolist(), crowd.tolist()):
                 self._gt.append({
                     "id": len(self._gt) + 1,  # ids must be >= 1: COCOeval treats 0 as "unmatched"
                     "image_id": image_id, "category_id": int(label), "bbox": box,
                     "area": float(a), "iscrowd": int(c),
                 })
-            det = _xywh(pred["boxes"], f"predictions[{i}]['boxes']")
-            scores = _numpy(pred["scores"]).reshape(-1, 1).astype(np.float64)
-            det_labels = _numpy(pred["labels"]).reshape(-1, 1).astype(np.float64)
-            if not len(det) == len(scores) == len(det_labels):
-                raise ValueError(
-                    f"predictions[{i}]: boxes, scores and labels differ in length: "
-                    f"{len(det)}, {len(scores)}, {len(det_labels)}"
-                )
             ids = np.full((len(det), 1), float(image_id))
-            self._dt.append(np.concatenate([ids, det, scores, det_labels], axis=1))
+            self._dt.append(np.concatenate([ids, det, scores, det_labels.astype(np.float64)], axis=1))
 
     def compute(self) -> dict[str, float]:
         """Run COCOeval over everything seen; returns ``{name: value}`` for ``STAT_NAMES``."""

@@ -85,6 +85,26 @@ def _check_labels(labels: np.ndarray, lengths: np.ndarray, name: str, num_classe
     )
 
 
+def _check_values(array: np.ndarray, lengths: np.ndarray, name: str, key: str, integer: bool = False) -> None:
+    """Raise naming the first image (``name[i]['key']``) holding a NaN/inf, or (``integer``) a fraction."""
+    if len(array) == 0:
+        return
+    flat = array.reshape(len(array), -1)
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(flat).all(axis=1)
+        if integer:
+            bad |= (flat != np.round(flat)).any(axis=1)
+    elif array.dtype.kind in "iub":
+        return
+    else:
+        raise ValueError(f"{name}[0]['{key}']: expected numbers, found dtype {array.dtype}")
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        i = int(np.searchsorted(np.cumsum(lengths), row, side="right"))
+        expected = "integer class labels" if integer else "finite values"
+        raise ValueError(f"{name}[{i}]['{key}']: expected {expected}, found {flat[row].tolist()}")
+
+
 def _check_lengths(name: str, keys: tuple[str, str, str], *lengths: np.ndarray) -> None:
     """Raise naming the first image (``name[i]``) whose three arrays differ in length."""
     a, b, c = lengths
@@ -158,9 +178,15 @@ class VOCEvaluator:
             )
         boxes, n_boxes = _gather(predictions, "boxes", "predictions", None, (4,))
         scores, n_scores = _gather(predictions, "scores", "predictions", None)
-        labels, n_labels = _gather(predictions, "labels", "predictions", np.int64)
+        labels, n_labels = _gather(predictions, "labels", "predictions", None)
         gt_boxes, n_gt_boxes = _gather(targets, "boxes", "targets", None, (4,))
-        gt_labels, n_gt = _gather(targets, "labels", "targets", np.int64)
+        gt_labels, n_gt = _gather(targets, "labels", "targets", None)
+        for array, lengths, name, key, integer in (
+                (boxes, n_boxes, "predictions", "boxes", False), (scores, n_scores, "predictions", "scores", False),
+                (labels, n_labels, "predictions", "labels", True), (gt_boxes, n_gt_boxes, "targets", "boxes", False),
+                (gt_labels, n_gt, "targets", "labels", True)):
+            _check_values(array, lengths, name, key, integer)  # NaN scores would sort anywhere, 1.5 be label 1
+        labels, gt_labels = labels.astype(np.int64, copy=False), gt_labels.astype(np.int64, copy=False)
         if all(t.get("difficult") is None for t in targets):
             gt_difficult, n_difficult = np.zeros(len(gt_labels), bool), n_gt
         else:
