@@ -78,6 +78,10 @@ def add_detect(subparsers: Subparsers) -> None:
                         "background first (default: the weights' own names)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
+    parser.add_argument("--backend", choices=["torch", "onnxruntime", "openvino"], default="torch",
+                        help="run the model in PyTorch (default), or an exported --model-file in onnxruntime/OpenVINO")
+    parser.add_argument("--model-file", help="the file to run: a checkpoint (torch; as --weights) or one written by "
+                        "ssd-zoo export (.onnx, .xml), which records its model, classes and input size")
     parser.set_defaults(run=run_detect)
 
 
@@ -147,12 +151,15 @@ def build_from_args(args: argparse.Namespace, **kwargs: Any) -> tuple[Any, str, 
     given = None if args.weights.lower() == "none" else args.weights
     weights = resolve_weights(given, args.model or DEFAULT_MODEL)
     name, builder_kwargs = args.model or DEFAULT_MODEL, {}
-    if args.model is None and isinstance(weights, (str, Path)):  # a file or a URL: does it say what it is?
+    if isinstance(weights, (str, Path)):  # a file or a URL: does it say what it is?
         weights = read_weights(weights)
         saved = (weights.record or {}).get("builder")
+        if saved is not None and args.model is not None and saved["name"] != args.model:
+            raise SystemExit(f"ssd-zoo {args.command}: {weights.source} holds model {saved['name']!r}, not "
+                             f"{args.model!r}; pass --model {saved['name']} (or leave it out)")
         if saved is not None:
             name, builder_kwargs = saved["name"], saved["kwargs"]
-        elif weights.record is not None:
+        elif weights.record is not None and args.model is None:
             raise SystemExit(f"ssd-zoo {args.command}: {weights.source} does not record which model it is (saved "
                              "before ssd_zoo 0.2, or not by ssd_zoo.build); pass --model NAME")
     try:
@@ -164,12 +171,30 @@ def build_from_args(args: argparse.Namespace, **kwargs: Any) -> tuple[Any, str, 
     return model, name, weights.name if isinstance(weights, Checkpoint) else str(weights)
 
 
+def detector_from_args(args: argparse.Namespace) -> tuple[Any, str, str]:
+    """``(model-like callable, model name, weights as text)`` for ``--backend``/``--model-file``: an exported file
+    runs in its runtime (:func:`ssd_zoo.runtime.load_runner`), checked against ``--model`` when given."""
+    if args.backend == "torch":
+        if args.model_file is not None:
+            args.weights = args.model_file
+        model, name, weights = build_from_args(args, score_thresh=args.score)
+        return model.eval().to(args.device), name, weights
+    from .runtime import load_runner
+
+    if args.model_file is None:
+        raise SystemExit(f"ssd-zoo detect: --backend {args.backend} runs an exported file; pass --model-file F "
+                         "(written by ssd-zoo export)")
+    runner = load_runner(args.model_file, args.backend, score_thresh=args.score)
+    if args.model is not None and runner.model_name != args.model:
+        raise SystemExit(f"ssd-zoo detect: {args.model_file} holds model {runner.model_name!r}, not --model {args.model!r}")
+    return runner, runner.model_name or "unknown", str(args.model_file)
+
+
 def run_detect(args: argparse.Namespace) -> int:
     from PIL import Image  # torchvision's own dependency; torchvision.io's codecs are deprecated since 0.29
     from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
-    model, name, weights = build_from_args(args, score_thresh=args.score)
-    model = model.eval().to(args.device)
+    model, name, weights = detector_from_args(args)
     names = _categories(args.categories, model)
     args.out.mkdir(parents=True, exist_ok=True)
     paths, results = _image_paths(args.images), []
@@ -274,15 +299,28 @@ def add_export(subparsers: Subparsers) -> None:
     parser.add_argument("--weights", default="DEFAULT", help="weights name (e.g. VOC0712), a checkpoint path, or none")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--score", type=float, help="score threshold inside the graph (default: the model's, 0.01)")
+    parser.add_argument("--format", choices=["onnx", "openvino"], default="onnx",
+                        help="onnx (onnxruntime; default) or openvino (IR: OUT.xml + OUT.bin; pip install 'ssd_zoo[openvino]')")
+    parser.add_argument("--int8", action="store_true", help="static int8 quantization, calibrated on --calibration")
+    parser.add_argument("--calibration", type=Path, help="folder of photos to calibrate int8 on (the first "
+                        "--calibration-count by name)")
+    parser.add_argument("--calibration-count", type=int, default=32, help="calibration photos (default 32)")
     parser.set_defaults(run=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .export import export_onnx
+    from .export import export
 
+    if args.int8 and args.calibration is None:
+        raise SystemExit("ssd-zoo export: --int8 needs --calibration DIR (a folder of photos like the ones to detect)")
     model, name, weights = build_from_args(args, **({} if args.score is None else {"score_thresh": args.score}))
     model = model.eval()
-    export_onnx(model, args.out, opset=args.opset)
+    calibration = None
+    if args.int8:
+        from .quantize import read_calibration_images
+
+        calibration = read_calibration_images(args.calibration, args.calibration_count)
+    export(model, args.out, format=args.format, int8=args.int8, calibration_images=calibration, opset=args.opset)
     size = model.input_size
     print(f"{name} ({weights}) -> {args.out}: input images [N, 3, {size}, {size}] in [0, 1]; outputs "
           f"num_detections [N], boxes [N, {model.detections_per_img}, 4], scores, labels")
@@ -300,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as error:  # bad input: say what, no traceback
+    except (ValueError, FileNotFoundError, RuntimeError, KeyError, ImportError) as error:  # bad input: say what, no traceback
         raise SystemExit(f"ssd-zoo {args.command}: {error}") from None
 
 

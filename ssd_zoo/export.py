@@ -227,6 +227,13 @@ def export(model: SSD, path: str | os.PathLike, *, format: str = "onnx", int8: b
     if int8 and not calibration_images:
         raise ValueError("export --int8: expected calibration images (a folder of photos), found none")
     path = Path(path)
+    if format == "openvino":
+        if path.suffix != ".xml":
+            raise ValueError(f"export --format openvino: expected an .xml path (the IR; its .bin goes next to it), "
+                             f"found {path}")
+        require("openvino", "openvino")
+        if int8:
+            require("nncf", "openvino")
     batches = calibration_batches(model, calibration_images) if int8 else []
     with tempfile.TemporaryDirectory() as folder:
         onnx_path = path if format == "onnx" and not int8 else Path(folder) / "model.onnx"

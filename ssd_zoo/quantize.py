@@ -15,7 +15,9 @@ Modules named in ``keep_float`` (e.g. ``"head"``, ``"backbone.features.conv1_1"`
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -134,3 +136,29 @@ def quantize(model: SSD, calibration_images: Sequence[Tensor], *, batch_size: in
     if "head" not in keep_float:
         qmodel.head = _quantize_module(qmodel.head, features, keep_float, "head", reduce_range, compile)
     return qmodel
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def read_calibration_images(folder: str | os.PathLike, count: int = 32) -> list[Tensor]:
+    """The first ``count`` images (by name) of ``folder`` (and its subfolders) as float ``[3, H, W]`` in [0, 1].
+
+    Raises FileNotFoundError for a folder without images, ValueError naming an image that cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.functional import pil_to_tensor
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"calibration images: expected a folder of photos, found nothing at {root}")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
+    if not paths:
+        raise FileNotFoundError(f"calibration images: no {'/'.join(IMAGE_SUFFIXES)} files in {root}")
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                images.append(pil_to_tensor(image.convert("RGB")).float().div(255))
+        except (OSError, UnidentifiedImageError) as error:
+            raise ValueError(f"calibration image {path}: cannot be read ({error})") from None
+    return images

@@ -49,7 +49,8 @@ def _openvino(path: Path, threads: int | None, precision: str | None) -> tuple[C
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     compiled = core.compile_model(graph, "CPU", config)
-    ran = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+    ran = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(hint.to_string(), hint.to_string())
     quantized = any(op.get_type_name() == "FakeQuantize" for op in graph.get_ops())
     request = compiled.create_infer_request()
 
