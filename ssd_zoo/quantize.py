@@ -3,7 +3,7 @@
     >>> qmodel = ssd_zoo.quantize(model, calibration_images)   # list of float [3, H, W] in [0, 1]
     >>> detections = qmodel([image])                           # the model's own I/O contract
 
-The backbone and the head are each captured with ``torch.export`` (batch axis dynamic), annotated by
+The backbone and the head are each captured with ``torch.export`` (for one image, see :class:`_PerImage`), annotated by
 torchao's ``X86InductorQuantizer`` (int8 activations per tensor, int8 weights per output channel, symmetric),
 observed on the calibration images (``prepare_pt2e``), converted (``convert_pt2e``) and compiled by Inductor
 with freezing, which folds the weights into oneDNN's packed int8 kernels. The result is a copy of the SSD
@@ -62,26 +62,41 @@ def has_vnni() -> bool:
     return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
-class _Features(nn.Module):
-    """The backbone with its list output as a tuple (what ``torch.export`` returns), listed again after it."""
+class _PerImage(nn.Module):
+    """A graph exported and compiled for batch 1, run image by image on a batch: ``[B, ...] -> [B, ...]``
+    (each output, or each tensor of a list output, concatenated along the batch axis).
+
+    One batch size, because Inductor folds the int8 weight packing only in a graph exported with static shapes
+    (with a dynamic batch axis, ``onednn.qconv_prepack`` is left unfolded and lowering fails, torch 2.14); one
+    image at a time, because a static graph per batch size would be exported, calibrated and compiled again
+    for each. A 300x300 image's convolutions are large enough to keep the int8 kernels busy at batch 1."""
 
     def __init__(self, graph: nn.Module) -> None:
         super().__init__()
         self.graph = graph
 
-    def forward(self, images: Tensor) -> list[Tensor]:
-        return list(self.graph(images))
+    def train(self, mode: bool = True) -> _PerImage:
+        """Only this wrapper's flag: an exported graph is inference-only and refuses ``train()``/``eval()``."""
+        self.training = mode
+        return self
+
+    def forward(self, inputs: Tensor | list[Tensor]) -> Any:
+        batch = len(inputs) if isinstance(inputs, Tensor) else len(inputs[0])
+        parts = [self.graph(inputs[i:i + 1] if isinstance(inputs, Tensor) else [x[i:i + 1] for x in inputs])
+                 for i in range(batch)]
+        if isinstance(parts[0], Tensor):
+            return torch.cat(parts)
+        return type(parts[0])(torch.cat(level) for level in zip(*parts))
 
 
 def _quantize_module(module: nn.Module, examples: list[Any], keep_float: Sequence[str], prefix: str,
                      reduce_range: bool, compile: bool) -> nn.Module:
-    """Export ``module`` (called as ``module(example)`` for each of ``examples``), insert int8 observers,
-    calibrate on ``examples``, convert, and compile with freezing. ``keep_float``: names within the model."""
+    """Export ``module`` for one image (``module(example)``, batch 1), insert int8 observers, calibrate on
+    each image of ``examples``, convert, and compile with freezing. ``keep_float``: names within the model."""
     quantize_pt2e, xiq = _torchao()
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    example = examples[0]
-    dynamic = [{0: batch}] * len(example) if isinstance(example, (list, tuple)) else {0: batch}
-    graph = torch.export.export(module, (example,), dynamic_shapes=(dynamic,)).module()
+    singles = [x[i:i + 1] if isinstance(x, Tensor) else [level[i:i + 1] for level in x]
+               for x in examples for i in range(len(x) if isinstance(x, Tensor) else len(x[0]))]
+    graph = torch.export.export(module, (singles[0],)).module()
     quantizer = xiq.X86InductorQuantizer().set_global(
         xiq.get_default_x86_inductor_quantization_config(reduce_range=reduce_range))
     for name in keep_float:
@@ -89,10 +104,10 @@ def _quantize_module(module: nn.Module, examples: list[Any], keep_float: Sequenc
             quantizer.set_module_name_qconfig(name[len(prefix) + 1:], None)
     prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
     with torch.no_grad():
-        for example in examples:
+        for example in singles:
             prepared(example)
     converted = quantize_pt2e.convert_pt2e(prepared)
-    return torch.compile(converted, options={"freezing": True}) if compile else converted
+    return _PerImage(torch.compile(converted, options={"freezing": True}) if compile else converted)
 
 
 @torch.no_grad()
@@ -127,12 +142,9 @@ def quantize(model: SSD, calibration_images: Sequence[Tensor], *, batch_size: in
     reduce_range = not has_vnni() if reduce_range is None else reduce_range
     qmodel = copy.deepcopy(model).eval().cpu().float()
     inputs = [qmodel.transform(images[i:i + batch_size]).images for i in range(0, len(images), batch_size)]
+    features = [qmodel.backbone(x) for x in inputs]  # the float model's: what the head is calibrated on
     if "backbone" not in keep_float:
-        backbone = _quantize_module(qmodel.backbone, inputs, keep_float, "backbone", reduce_range, compile)
-        features = [[f.contiguous() for f in qmodel.backbone(x)] for x in inputs]
-        qmodel.backbone = _Features(backbone)
-    else:
-        features = [qmodel.backbone(x) for x in inputs]
+        qmodel.backbone = _quantize_module(qmodel.backbone, inputs, keep_float, "backbone", reduce_range, compile)
     if "head" not in keep_float:
         qmodel.head = _quantize_module(qmodel.head, features, keep_float, "head", reduce_range, compile)
     return qmodel

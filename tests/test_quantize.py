@@ -42,7 +42,7 @@ def test_int8_keeps_contract_and_agrees_with_fp32(sample_images) -> None:
     assert qmodel is not model and qmodel.categories == model.categories and qmodel.record() == model.record()
     with torch.no_grad():
         ref, dense = model.dense_predictions(sample_images), qmodel.dense_predictions(sample_images)
-        detections = qmodel(sample_images[:2])  # another batch size: the batch axis is dynamic
+        detections = qmodel(sample_images[:2])  # another batch size than calibration
     assert dense["scores"].shape == ref["scores"].shape and dense["boxes"].dtype == torch.float32
     # int8 of activations and weights: probabilities within a few hundredths, boxes within a pixel or two.
     assert (dense["scores"] - ref["scores"]).abs().mean() < 0.01
