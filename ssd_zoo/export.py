@@ -85,7 +85,7 @@ def padded_detections(
     scores, boxes = class_scores_and_boxes(scores, boxes, image_size)
 
     # Per image and class, the best k candidates; those at or below the threshold get score -1.
-    k = min(topk_candidates, num_anchors)
+    k = min(topk_candidates, int(num_anchors))  # a Python int: ONNX NonMaxSuppression takes it as a constant
     top_scores, top_index = scores.masked_fill(scores <= score_thresh, -1.0).topk(k, dim=-1)  # (B, C-1, k)
     candidates = torch.gather(
         boxes[:, None].expand(-1, num_classes - 1, -1, -1), 2, top_index[..., None].expand(-1, -1, -1, 4)

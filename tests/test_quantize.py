@@ -38,7 +38,10 @@ def test_ceil_max_pool_equals_ceil_mode(size: int) -> None:
 
 def test_int8_keeps_contract_and_agrees_with_fp32(sample_images) -> None:
     model = tiny_model()
-    qmodel = quantize(model, sample_images * 4, batch_size=4)
+    # compile=False: the converted int8 graphs as they are (same quantized numbers). Compiled, Inductor fails on
+    # this model on the 2-core AVX2 machine (torch 2.14.1, torchao 0.18: "onednn.qconv_prepack is not an
+    # OpOverload", the weight packing left unfolded); see the README's "Deploy on a CPU".
+    qmodel = quantize(model, sample_images * 4, batch_size=4, compile=False)
     assert qmodel is not model and qmodel.categories == model.categories and qmodel.record() == model.record()
     with torch.no_grad():
         ref, dense = model.dense_predictions(sample_images), qmodel.dense_predictions(sample_images)
