@@ -45,6 +45,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--amp", action="store_true", help="fp16 autocast on CUDA, bf16 on the CPU")
     p.add_argument("--draw", type=int, default=0, help="save this many test images with detections drawn")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--int8", action="store_true", help="evaluate the PT2E int8 model (ssd_zoo.quantize; CPU)")
+    p.add_argument("--calibration", type=Path, help="--int8: folder of calibration photos (default: the first "
+                   "--calibration-count images of the config's training split)")
+    p.add_argument("--calibration-count", type=int, default=32, help="--int8: calibration images (default 32)")
+    p.add_argument("--backend", choices=["torch", "onnxruntime", "openvino"], default="torch",
+                   help="evaluate an exported --model-file in onnxruntime or OpenVINO (default: the torch model)")
+    p.add_argument("--model-file", help="the file that --backend onnxruntime/openvino runs (ssd-zoo export)")
+    p.add_argument("--precision", help="--backend openvino: INFERENCE_PRECISION_HINT, e.g. f32 (default: the CPU's)")
     add_debug_flag(p)
     args = p.parse_args(argv)
     if args.draw < 0:
@@ -70,6 +78,44 @@ def load_model(cfg: TrainConfig, weights: str, class_names: Sequence[str]) -> tu
     return ssd_zoo.build(cfg.model, weights=weights, class_names=class_names, **kwargs), cfg
 
 
+class Deployed(torch.nn.Module):
+    """An exported file's runner (:func:`ssd_zoo.runtime.load_runner`) where the evaluation takes a module."""
+
+    def __init__(self, runner: Any) -> None:
+        super().__init__()
+        self.runner = runner
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        return self.runner([im.cpu() for im in images])
+
+
+def deployed_model(args: argparse.Namespace, cfg: TrainConfig, class_names: Sequence[str]) -> torch.nn.Module:
+    """``--backend``/``--model-file``, or the ``--int8`` PT2E model, checked against the test set's classes."""
+    num_classes = len(class_names) + 1
+    if args.backend != "torch":
+        from ssd_zoo.runtime import load_runner
+
+        if args.model_file is None:
+            raise ValueError(f"--backend {args.backend}: expected --model-file (written by ssd-zoo export), found none")
+        runner = load_runner(args.model_file, args.backend, precision=args.precision)
+        if runner.num_classes != num_classes:
+            raise ValueError(f"--model-file {args.model_file}: its model has {runner.num_classes} classes, the test "
+                             f"set {num_classes} (background included)")
+        return Deployed(runner)
+    model, cfg = load_model(cfg, args.weights, class_names)
+    if args.int8:
+        from recipes.data import make_dataset
+        from ssd_zoo.quantize import quantize, read_calibration_images
+
+        if args.calibration is not None:
+            images = read_calibration_images(args.calibration, args.calibration_count)
+        else:
+            train = make_dataset(cfg, train=True)
+            images = [train[i][0] for i in range(min(args.calibration_count, len(train)))]
+        model = quantize(model.eval(), images)
+    return model
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     overrides = dict(parse_override(item) for item in args.set)
@@ -79,11 +125,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     loader = test_loader(cfg)
-    model, cfg = load_model(cfg, args.weights, loader.dataset.class_names)
+    names = loader.dataset.class_names
+    if args.int8 or args.backend != "torch":
+        model = deployed_model(args, cfg, names)
+        device = torch.device("cpu")
+    else:
+        model, cfg = load_model(cfg, args.weights, names)
     model.to(device).eval()
 
     return evaluate_and_report(model, loader, device, args.amp, cfg.output_dir, args.draw, cfg.draw_score,
-                               {"weights": str(args.weights), "model": cfg.model, "backbone": cfg.backbone})
+                               {"weights": str(args.weights), "model": cfg.model, "backbone": cfg.backbone,
+                                "int8": args.int8, "backend": args.backend, "model_file": args.model_file})
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from .models.ssdlite import SSDLiteHead
 from .models.timm_backbone import TimmBackbone
 from .models.vgg import VGG16Backbone
 from .ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
+from .quantize import quantize  # the function; its helpers: from ssd_zoo.quantize import ...
 from .registry import build, list_models, register_model
 from .transform import SSDTransform
 from .weights import get_weights, list_weights, load
@@ -21,5 +22,6 @@ from .weights import get_weights, list_weights, load
 __all__ = [
     "SSD", "SSDHead", "SSDTransform", "VGG16Backbone", "DefaultBoxGenerator", "DefaultBoxSpec",
     "build", "list_models", "register_model", "SSDLiteHead", "TimmBackbone", "get_weights", "list_weights", "load",
+    "quantize",
 ]
 __version__ = "0.1.0"

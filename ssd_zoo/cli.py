@@ -29,7 +29,7 @@ from .hub import read_file, save_atomic, write_atomic
 from .registry import build, get_builder, list_models
 from .weights import (
     COCO_CATEGORIES, VOC_CATEGORIES, Checkpoint, checkpoint_from, get_model_weights, get_weights, list_weights, load,
-    resolve_weights,
+    read_weights, resolve_weights,
 )
 
 Subparsers = Any  # argparse's _SubParsersAction, private in the standard library
@@ -95,6 +95,10 @@ def add_detect(subparsers: Subparsers) -> None:
     parser.add_argument("--every", type=int, default=1, metavar="N", help="videos: detect every N-th frame (default 1)")
     parser.add_argument("--track", action="store_true", help="videos: give detections track ids that persist across "
                         "frames (ByteTrack; pip install 'ssd_zoo[track]')")
+    parser.add_argument("--backend", choices=["torch", "onnxruntime", "openvino"], default="torch",
+                        help="run the model in PyTorch (default), or an exported --model-file in onnxruntime/OpenVINO")
+    parser.add_argument("--model-file", help="the file to run: a checkpoint (torch; as --weights) or one written by "
+                        "ssd-zoo export (.onnx, .xml), which records its model, classes and input size")
     parser.set_defaults(run=run_detect)
 
 
@@ -106,7 +110,9 @@ def _categories(choice: str | None, model: Any) -> list[str]:
     elif choice is not None:
         names = [line.strip() for line in Path(choice).read_text().splitlines() if line.strip()]
     else:
-        names = model.class_names or [f"class {i}" for i in range(num_classes)]
+        # an SSD's class_names, or a deployed file's runner's categories (ssd_zoo.runtime)
+        names = getattr(model, "class_names", None) or getattr(model, "categories", None) \
+            or [f"class {i}" for i in range(num_classes)]
     if len(names) != num_classes:
         raise SystemExit(f"ssd-zoo detect: the model has {num_classes} classes, but {choice} names {len(names)}")
     return list(names)
@@ -126,9 +132,17 @@ def build_from_args(args: argparse.Namespace, **kwargs: Any) -> tuple[Any, str, 
     if args.model is None and isinstance(weights, (str, Path)):  # a file or a URL: it says what it is
         model = load(weights, **kwargs)
         return model, (model.builder or {}).get("name", type(model).__name__), str(weights)
-    name = args.model or DEFAULT_MODEL
+    name, builder_kwargs = args.model or DEFAULT_MODEL, {}
+    if isinstance(weights, (str, Path)):  # --model and a file: the file must hold that model (or not say)
+        weights = read_weights(weights)
+        saved = (weights.record or {}).get("builder")
+        if saved is not None and saved["name"] != name:
+            raise SystemExit(f"ssd-zoo {args.command}: {weights.source} holds model {saved['name']!r}, not "
+                             f"{name!r}; pass --model {saved['name']} (or leave it out)")
+        if saved is not None:
+            builder_kwargs = saved["kwargs"]
     try:
-        model = build(name, weights=weights, **kwargs)
+        model = build(name, weights=weights, **{**builder_kwargs, **kwargs})
     except TypeError as error:  # a builder that needs keywords the command line does not have (backbone=...)
         raise SystemExit(f"ssd-zoo {args.command}: model {name!r} cannot be built from the command line ({error}); "
                          "pass a checkpoint saved by ssd_zoo.build (it records its builder) without --model, or "
@@ -137,11 +151,25 @@ def build_from_args(args: argparse.Namespace, **kwargs: Any) -> tuple[Any, str, 
 
 
 def load_detector(args: argparse.Namespace) -> tuple[Any, str, str, list[str]]:
-    """``(model-like callable, model name, weights as text, class names)`` for the detect options."""
-    model, name, weights = build_from_args(args, score_thresh=args.score,
-                                           **({"resize": args.resize} if args.resize else {}))
-    model = model.eval().to(args.device)
-    return model, name, weights, _categories(args.categories, model)
+    """``(model-like callable, model name, weights as text, class names)`` for the detect options: a checkpoint
+    in PyTorch, or an exported file (``--backend onnxruntime|openvino --model-file F``) in its runtime
+    (:func:`ssd_zoo.runtime.load_runner`), checked against ``--model`` when given."""
+    if args.backend == "torch":
+        if args.model_file is not None:
+            args.weights = args.model_file
+        model, name, weights = build_from_args(args, score_thresh=args.score,
+                                               **({"resize": args.resize} if args.resize else {}))
+        model = model.eval().to(args.device)
+        return model, name, weights, _categories(args.categories, model)
+    from .runtime import load_runner
+
+    if args.model_file is None:
+        raise SystemExit(f"ssd-zoo detect: --backend {args.backend} runs an exported file; pass --model-file F "
+                         "(written by ssd-zoo export)")
+    runner = load_runner(args.model_file, args.backend, score_thresh=args.score)
+    if args.model is not None and runner.model_name != args.model:
+        raise SystemExit(f"ssd-zoo detect: {args.model_file} holds model {runner.model_name!r}, not --model {args.model!r}")
+    return runner, runner.model_name or "unknown", str(args.model_file), _categories(args.categories, runner)
 
 
 def _is_stream(item: str) -> bool:
@@ -304,15 +332,28 @@ def add_export(subparsers: Subparsers) -> None:
     parser.add_argument("--weights", default="DEFAULT", help="weights name (e.g. VOC0712), a checkpoint path, or none")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--score", type=float, help="score threshold inside the graph (default: the model's, 0.01)")
+    parser.add_argument("--format", choices=["onnx", "openvino"], default="onnx",
+                        help="onnx (onnxruntime; default) or openvino (IR: OUT.xml + OUT.bin; pip install 'ssd_zoo[openvino]')")
+    parser.add_argument("--int8", action="store_true", help="static int8 quantization, calibrated on --calibration")
+    parser.add_argument("--calibration", type=Path, help="folder of photos to calibrate int8 on (the first "
+                        "--calibration-count by name)")
+    parser.add_argument("--calibration-count", type=int, default=32, help="calibration photos (default 32)")
     parser.set_defaults(run=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .export import export_onnx
+    from .export import export
 
+    if args.int8 and args.calibration is None:
+        raise SystemExit("ssd-zoo export: --int8 needs --calibration DIR (a folder of photos like the ones to detect)")
     model, name, weights = build_from_args(args, **({} if args.score is None else {"score_thresh": args.score}))
     model = model.eval()
-    export_onnx(model, args.out, opset=args.opset)
+    calibration = None
+    if args.int8:
+        from .quantize import read_calibration_images
+
+        calibration = read_calibration_images(args.calibration, args.calibration_count)
+    export(model, args.out, format=args.format, int8=args.int8, calibration_images=calibration, opset=args.opset)
     size = model.input_size
     print(f"{name} ({weights}) -> {args.out}: input images [N, 3, {size}, {size}] in [0, 1]; outputs "
           f"num_detections [N], boxes [N, {model.detections_per_img}, 4], scores, labels")

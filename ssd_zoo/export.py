@@ -15,8 +15,12 @@ natively: every (image, class) pair is one of its "batches".
 """
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +31,9 @@ from .models.ssd import SSD
 from .ops.postprocess import class_scores_and_boxes
 
 OUTPUT_NAMES = ["num_detections", "boxes", "scores", "labels"]
+RECORD_KEY = "ssd_zoo.record"  # metadata key of the model's record (SSD.record() as JSON) in exported files
+THRESHOLDS_KEY = "ssd_zoo.thresholds"  # the post-processing settings the graph was exported with (JSON)
+FORMATS = {"onnx": ".onnx", "openvino": ".xml"}
 
 
 class _NonMaxSuppression(torch.autograd.Function):
@@ -78,7 +85,7 @@ def padded_detections(
     scores, boxes = class_scores_and_boxes(scores, boxes, image_size)
 
     # Per image and class, the best k candidates; those at or below the threshold get score -1.
-    k = min(topk_candidates, num_anchors)
+    k = min(topk_candidates, int(num_anchors))  # a Python int: ONNX NonMaxSuppression takes it as a constant
     top_scores, top_index = scores.masked_fill(scores <= score_thresh, -1.0).topk(k, dim=-1)  # (B, C-1, k)
     candidates = torch.gather(
         boxes[:, None].expand(-1, num_classes - 1, -1, -1), 2, top_index[..., None].expand(-1, -1, -1, 4)
@@ -156,3 +163,98 @@ def export_onnx(model: SSD, path: str | os.PathLike, *, opset: int = 17, batch_s
             )
     finally:
         model.train(was_training).to(device)
+
+
+def require(package: str, extra: str) -> object:
+    """Import ``package``, or ImportError naming the extra that installs it (``pip install 'ssd_zoo[extra]'``)."""
+    import importlib
+
+    try:
+        return importlib.import_module(package)
+    except ImportError as error:
+        raise ImportError(f"{package} is not installed ({error}); install it with pip install 'ssd_zoo[{extra}]'") from None
+
+
+def metadata(model: SSD) -> dict[str, str]:
+    """What an exported file carries about its model: ``{RECORD_KEY: record JSON, THRESHOLDS_KEY: JSON}``."""
+    return {RECORD_KEY: json.dumps(model.record()), THRESHOLDS_KEY: json.dumps(model.thresholds)}
+
+
+def _write_onnx_metadata(path: str | os.PathLike, entries: dict[str, str]) -> None:
+    onnx = require("onnx", "export")
+    graph = onnx.load(str(path))
+    del graph.metadata_props[:]
+    for key, value in entries.items():
+        graph.metadata_props.add(key=key, value=value)
+    onnx.save(graph, str(path))
+
+
+def calibration_batches(model: SSD, images: Sequence[Tensor], batch_size: int = 8) -> list[Tensor]:
+    """``images`` (float ``[3, H, W]`` in [0, 1]) resized to the model's input, ``[n, 3, S, S]`` float32 batches:
+    what an exported graph takes."""
+    if not images:
+        raise ValueError("calibration: expected images (a few dozen photos), found none")
+    batches = [model.transform.resize(list(images[i:i + batch_size]))[0] for i in range(0, len(images), batch_size)]
+    return [b.float().contiguous() for b in batches]
+
+
+def _quantize_onnx(source: Path, path: Path, batches: list[Tensor]) -> None:
+    """onnxruntime's static QDQ int8 of the convolutions of ``source`` -> ``path``, calibrated on ``batches``
+    (min/max per tensor for activations, per output channel for weights). Decoding and NMS stay float."""
+    require("onnxruntime", "export")
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches: Iterator[Tensor] = iter(batches)
+
+        def get_next(self) -> dict | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {"images": batch.numpy()}
+
+    quantize_static(str(source), str(path), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+
+
+def export(model: SSD, path: str | os.PathLike, *, format: str = "onnx", int8: bool = False,
+           calibration_images: Sequence[Tensor] | None = None, opset: int = 17) -> Path:
+    """Write ``model`` with decoding and NMS inside as ``format`` ("onnx": one ``.onnx`` file; "openvino": IR,
+    ``.xml`` + ``.bin``), float32 or, with ``int8``, statically quantized on ``calibration_images`` (ONNX:
+    onnxruntime QDQ; OpenVINO: NNCF). Inputs/outputs as in the module docstring; the file's metadata holds the
+    model's record (:data:`RECORD_KEY`) and thresholds, which :func:`ssd_zoo.runtime.load_runner` reads."""
+    if format not in FORMATS:
+        raise ValueError(f"export: expected format {' or '.join(FORMATS)}, found {format!r}")
+    if int8 and not calibration_images:
+        raise ValueError("export --int8: expected calibration images (a folder of photos), found none")
+    path = Path(path)
+    if format == "openvino":
+        if path.suffix != ".xml":
+            raise ValueError(f"export --format openvino: expected an .xml path (the IR; its .bin goes next to it), "
+                             f"found {path}")
+        require("openvino", "openvino")
+        if int8:
+            require("nncf", "openvino")
+    batches = calibration_batches(model, calibration_images) if int8 else []
+    with tempfile.TemporaryDirectory() as folder:
+        onnx_path = path if format == "onnx" and not int8 else Path(folder) / "model.onnx"
+        export_onnx(model, onnx_path, opset=opset)
+        if format == "onnx":
+            if int8:
+                _quantize_onnx(onnx_path, path, batches)
+            _write_onnx_metadata(path, metadata(model))
+        else:
+            _export_openvino(model, onnx_path, path, batches if int8 else None)
+    return path
+
+
+def _export_openvino(model: SSD, onnx_path: Path, path: Path, batches: list[Tensor] | None) -> None:
+    """OpenVINO IR at ``path`` (``.xml`` and ``.bin``) from the ONNX graph; int8 by NNCF when ``batches``."""
+    ov = require("openvino", "openvino")
+    graph = ov.convert_model(str(onnx_path))
+    if batches is not None:
+        nncf = require("nncf", "openvino")
+        # The detection part (softmax, decoding, NMS) stays float: NNCF quantizes convolutions' inputs only.
+        graph = nncf.quantize(graph, nncf.Dataset(batches, lambda b: b.numpy()), subset_size=sum(map(len, batches)))
+    for key, value in metadata(model).items():
+        graph.set_rt_info(value, ["ssd_zoo", key])
+    ov.save_model(graph, str(path), compress_to_fp16=False)

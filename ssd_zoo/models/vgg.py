@@ -33,6 +33,16 @@ class L2Norm(nn.Module):
         return self.weight.view(1, -1, 1, 1) * F.normalize(x, dim=1)
 
 
+class CeilMaxPool2d(nn.Module):
+    """``nn.MaxPool2d(2, 2, ceil_mode=True)`` written as padding the right and bottom edges of an odd-sized map
+    with -inf, then a floor-mode pool: the same values, and a form that Inductor compiles in the int8 (PT2E)
+    graph, where the ceil-mode pool fails ("Broadcast failed", torch 2.14)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), value=float("-inf"))
+        return F.max_pool2d(x, 2, 2)
+
+
 def _conv_relu(name: str, in_ch: int, out_ch: int, kernel: int, **kw: int) -> list[tuple[str, nn.Module]]:
     """``[("conv<name>", Conv2d), ("relu<name>", ReLU)]``; a name that starts with "fc" is kept as is."""
     conv_name = name if name.startswith("fc") else f"conv{name}"
@@ -46,7 +56,7 @@ def _vgg_layers() -> tuple[nn.Sequential, nn.Sequential]:
     for stage, widths in enumerate(_VGG16_STAGES, start=1):
         if stage > 1:
             # pool3 rounds up so that a 300 input gives 38x38 at conv4_3, as in Caffe SSD.
-            layers.append((f"pool{stage - 1}", nn.MaxPool2d(2, 2, ceil_mode=stage == 4)))
+            layers.append((f"pool{stage - 1}", CeilMaxPool2d() if stage == 4 else nn.MaxPool2d(2, 2)))
         for i, out_ch in enumerate(widths, start=1):
             layers += _conv_relu(f"{stage}_{i}", in_ch, out_ch, 3, padding=1)
             in_ch = out_ch

@@ -1,0 +1,105 @@
+"""Exported files in their own runtimes: ONNX (fp32, int8 QDQ) in onnxruntime, OpenVINO IR (fp32, int8 NNCF),
+each against the eager model; the file's metadata makes it self-describing; clear errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ssd_zoo.cli import main
+from ssd_zoo.export import export
+from ssd_zoo.runtime import load_runner
+from test_quantize import tiny_model
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("timm")
+SAMPLES = Path(__file__).resolve().parents[1] / "assets"
+
+
+def _matched(expected: list[dict], found: list[dict], top: int = 10) -> float:
+    """Share of each image's best ``top`` eager detections that ``found`` has (same label, IoU >= 0.5)."""
+    from torchvision.ops import box_iou
+
+    hits = total = 0
+    for e, f in zip(expected, found):
+        boxes, labels = e["boxes"][:top], e["labels"][:top]
+        overlap = box_iou(boxes, f["boxes"]) * (labels[:, None] == f["labels"][None, :])
+        hits += int((overlap.max(dim=1).values >= 0.5).sum()) if overlap.numel() else 0
+        total += len(labels)
+    return hits / total
+
+
+@pytest.mark.parametrize("backend,int8", [("onnxruntime", False), ("onnxruntime", True),
+                                          ("openvino", False), ("openvino", True)])
+def test_exported_file_matches_eager(sample_images, tmp_path: Path, backend: str, int8: bool) -> None:
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+        pytest.importorskip("nncf")
+    model = tiny_model()
+    model.score_thresh = 0.2
+    with torch.no_grad():
+        expected = model(sample_images)
+    path = tmp_path / ("model.xml" if backend == "openvino" else "model.onnx")
+    export(model, path, format="openvino" if backend == "openvino" else "onnx", int8=int8,
+           calibration_images=sample_images * 4)
+    run = load_runner(path, precision="f32")
+    assert run.categories == model.categories and run.input_size == model.input_size and run.model_name == "ssd"
+    assert run.precision.startswith("int8") == int8 and ("fp32" in run.precision) == (backend == "openvino" or not int8)
+    found = run(sample_images)
+    assert all(len(e["scores"]) > 3 for e in expected), "the test wants detections to compare"
+    if not int8:  # fp32: the same detections, to float tolerance
+        for e, f in zip(expected, found):
+            assert torch.equal(e["labels"], f["labels"])
+            torch.testing.assert_close(f["boxes"], e["boxes"], atol=1e-2, rtol=0)
+            torch.testing.assert_close(f["scores"], e["scores"], atol=1e-4, rtol=0)
+    else:  # int8: most of the best eager detections found again
+        assert _matched(expected, found) >= 0.7
+
+
+def test_cli_export_and_detect_with_a_backend(tmp_path: Path) -> None:
+    model = tiny_model()
+    torch.save({"model": model.state_dict()}, tmp_path / "tiny.pth")
+    image = str(sorted(SAMPLES.glob("*.jpg"))[0])
+    assert main(["export", "ssd", str(tmp_path / "tiny.onnx"), "--weights", str(tmp_path / "tiny.pth")]) == 0
+    reports = {}
+    for backend, file in (("torch", "tiny.pth"), ("onnxruntime", "tiny.onnx")):
+        out = tmp_path / backend
+        assert main(["detect", image, "--backend", backend, "--model-file", str(tmp_path / file), "--score", "0.2",
+                     "--out", str(out)]) == 0
+        reports[backend] = json.loads((out / "detections.json").read_text())
+        assert (out / Path(image).with_suffix(".jpg").name).is_file()
+    theirs, ours = (reports[b]["images"][0]["detections"] for b in ("torch", "onnxruntime"))
+    assert len(ours) == len(theirs) > 0 and [d["name"] for d in ours] == [d["name"] for d in theirs]
+    assert all(abs(a - b) < 0.05 for d, e in zip(ours, theirs) for a, b in zip(d["box"], e["box"]))
+
+
+def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
+    model = tiny_model()
+    export(model, tmp_path / "tiny.onnx")
+    torch.save({"model": model.state_dict()}, tmp_path / "tiny.pth")
+    (tmp_path / "photos").mkdir()
+    image = str(sorted(SAMPLES.glob("*.jpg"))[0])
+    cases = {
+        ("detect", image, "--backend", "onnxruntime", "--model-file", str(tmp_path / "tiny.onnx"), "--model",
+         "ssd300_vgg16"): "holds model 'ssd', not --model 'ssd300_vgg16'",
+        ("export", "ssd", str(tmp_path / "x.onnx"), "--weights", str(tmp_path / "tiny.pth"), "--int8",
+         "--calibration", str(tmp_path / "photos")): "no .jpg",
+        ("export", "ssd300_vgg16", str(tmp_path / "x.onnx"), "--weights", str(tmp_path / "tiny.pth")):
+            "holds model 'ssd', not 'ssd300_vgg16'",
+        ("detect", image, "--backend", "openvino", "--model-file", str(tmp_path / "missing.xml")): "missing.xml",
+    }
+    for args, message in cases.items():
+        done = subprocess.run([sys.executable, "-m", "ssd_zoo.cli", *args], capture_output=True, text=True)
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_missing_package_names_the_install_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed: importing it raises ImportError
+    with pytest.raises(ImportError, match=r"openvino is not installed .*pip install 'ssd_zoo\[openvino\]'"):
+        export(tiny_model(), tmp_path / "x.xml", format="openvino")
+    assert not list(tmp_path.iterdir())
