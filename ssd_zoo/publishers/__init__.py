@@ -9,3 +9,4 @@ one module and one import line below; the loader (:func:`ssd_zoo.weights.load`) 
 """
 
 from . import tv  # noqa: F401  torchvision's SSDLite320-MobileNetV3-Large
+from . import nvidia  # noqa: F401  NVIDIA DeepLearningExamples SSD300 v1.1 (ResNet-50)
