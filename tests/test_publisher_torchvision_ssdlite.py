@@ -45,7 +45,7 @@ def pair() -> tuple[torch.nn.Module, torch.nn.Module]:
         for module in norms:
             module.momentum = 0.03
         for block in tv.head.regression_head.module_list:
-            block[1].weight.mul_(0.3)
+            block[1].weight.mul_(0.01)
     ours = ssd_zoo.build(MODEL)
     ours.load_state_dict(convert.to_ssd_zoo(tv.state_dict(), "torchvision-ssdlite"))
     return tv.eval(), ours.eval()
