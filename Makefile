@@ -37,7 +37,7 @@ demo: $(STAMP) $(DEMO_STAMP)
 	rm -rf runs/demo
 	$(PY) recipes/train_voc.py --config recipes/configs/shapes_quick.yaml --data-root $(DEMO_DATA) --output-dir runs/demo $(DEMO_ARGS)
 	@echo "runs/demo: metrics.json, pictures/*.png (detections drawn), log.jsonl, last.pth"
-	@echo "next: $(VENV)/bin/ssd-zoo detect assets --weights runs/demo/last.pth --out runs/demo/detect"
+	@echo "next: $(VENV)/bin/ssd-zoo detect assets --weights runs/demo/best.pth --out runs/demo/detect"
 
 # make bench: the side-by-side benchmarks (ssd_zoo vs torchvision, torchmetrics, the per-detection VOC loop) ->
 # benchmarks/RESULTS.md, all of it (machine, table, what each row compares). Run it on a quiet machine (and after

@@ -309,20 +309,23 @@ def run_convert(args: argparse.Namespace) -> int:
     source = convert.detect_layout(raw, args.input) if args.source == "auto" else args.source
     checkpoint = checkpoint_from(raw, args.input, args.input_order if source != "ssd_zoo" else "rgb", layout=source)
     state = checkpoint.state_dict
-    _check_fits_a_model(checkpoint, args.input)
+    model = _check_fits_a_model(checkpoint, args.input)
     if args.target == "torchvision":
         _check_torchvision_can_use(state, convert.LAYOUT_ANCHORS[source] or args.anchors, args.input)
-    out = convert.from_ssd_zoo(state, args.target, args.input_order if args.target != "ssd_zoo" else "rgb")
+    if args.target == "ssd_zoo":  # the model's own state dict: its record names the builder, boxes and classes
+        out = {k: v.contiguous() for k, v in model.state_dict().items()}
+    else:
+        out = convert.from_ssd_zoo(state, args.target, args.input_order)
     save_atomic(out, args.output)  # onto the input itself too: it is read whole first
     print(f"{args.input} ({source}) -> {args.output} ({args.target}): {len(out)} tensors")
     return 0
 
 
-def _check_fits_a_model(checkpoint: Checkpoint, where: str) -> None:
-    """Build the registered model the file fits with its weights (:func:`ssd_zoo.weights.load`'s choice), so
+def _check_fits_a_model(checkpoint: Checkpoint, where: str) -> Any:
+    """The registered model the file fits, built with its weights (:func:`ssd_zoo.weights.load`'s choice), so
     that keys and shapes are checked before anything is written."""
     name, builder_kwargs = checkpoint.architecture()
-    build(name, weights=checkpoint, **builder_kwargs)
+    return build(name, weights=checkpoint, **builder_kwargs)
 
 
 def add_export(subparsers: Subparsers) -> None:
