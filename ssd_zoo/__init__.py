@@ -17,7 +17,8 @@ from .ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
 from .quantize import quantize  # the function; its helpers: from ssd_zoo.quantize import ...
 from .registry import build, list_models, register_model
 from .transform import SSDTransform
-from .weights import get_weights, list_weights, load
+from .registry import load
+from .weights import get_weights, list_weights
 
 __all__ = [
     "SSD", "SSDHead", "SSDTransform", "VGG16Backbone", "DefaultBoxGenerator", "DefaultBoxSpec",

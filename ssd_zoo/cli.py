@@ -26,9 +26,9 @@ from torch import Tensor
 from . import convert
 from .errors import add_debug_flag, run_main
 from .hub import read_file, save_atomic, write_atomic
-from .registry import build, get_builder, list_models
+from .registry import build, get_builder, list_models, load
 from .weights import (
-    COCO_CATEGORIES, VOC_CATEGORIES, Checkpoint, checkpoint_from, get_model_weights, get_weights, list_weights, load,
+    COCO_CATEGORIES, VOC_CATEGORIES, Checkpoint, checkpoint_from, get_model_weights, get_weights, list_weights,
     read_weights, resolve_weights,
 )
 
@@ -123,7 +123,7 @@ DEFAULT_MODEL = "ssd300_vgg16"
 
 def build_from_args(args: argparse.Namespace, **kwargs: Any) -> tuple[Any, str, str]:
     """``(model, model name, weights as text)`` for ``--model`` and ``--weights``. Without ``--model``, a checkpoint
-    file or URL becomes the model it fits (:func:`ssd_zoo.weights.load`: the builder an ssd_zoo file records, the
+    file or URL becomes the model it fits (:func:`ssd_zoo.registry.load`: the builder an ssd_zoo file records, the
     recipes' too, or the model its layout names); otherwise the model is ``ssd300_vgg16``. The file is read once."""
     if args.model is not None:
         get_builder(args.model)  # a misspelt --model: "unknown model ..., did you mean ...", before any weights
@@ -322,7 +322,7 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def _check_fits_a_model(checkpoint: Checkpoint, where: str) -> Any:
-    """The registered model the file fits, built with its weights (:func:`ssd_zoo.weights.load`'s choice), so
+    """The registered model the file fits, built with its weights (:func:`ssd_zoo.registry.load`'s choice), so
     that keys and shapes are checked before anything is written."""
     name, builder_kwargs = checkpoint.architecture()
     return build(name, weights=checkpoint, **builder_kwargs)

@@ -1,4 +1,5 @@
-"""The model registry: named builders, listed and built by name (as timm's ``create_model``).
+"""The model registry: named builders, listed and built by name (as timm's ``create_model``), and
+:func:`load`: any checkpoint file, built as the registered model it fits.
 
 A builder is a function ``(*, weights=None, num_classes=None, **kwargs) -> nn.Module`` registered under
 its own ``__name__``.
@@ -7,14 +8,17 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Callable
 
-from collections.abc import Sequence
-
 from torch import nn
+from torchvision.models import WeightsEnum
 
+from . import hub
 from .surgery import BACKGROUND, check_class_names
-from .weights import retarget_weights
+from .weights import default_categories, lookup_weights, read_weights, retarget_weights
 
 Builder = Callable[..., nn.Module]
 _MODELS: dict[str, Builder] = {}
@@ -67,4 +71,37 @@ def build(name: str, *, weights: Any = None, num_classes: int | None = None,
     remember = getattr(model, "remember_builder", None)
     if remember is not None:
         remember(name, kwargs)
+    return model
+
+
+def load(weights: Any, *, input_order: str | None = None, progress: bool = True, **kwargs: Any) -> nn.Module:
+    """Any SSD checkpoint -> the registered model it fits, with its weights (``ssd_zoo.load``).
+
+    Args:
+        weights: a path or URL to a file in any registered layout (:data:`ssd_zoo.convert.LAYOUTS`): ssd_zoo's
+            own (the recipes' ``best.pth`` / ``last.pth`` too: rebuilt from the builder they record),
+            torchvision's, ssd.pytorch's or any publisher's in :mod:`ssd_zoo.publishers`; or a published entry
+            (a ``WeightsEnum`` member or ``"<model>.<MEMBER>"``).
+        input_order: "bgr" for a file trained on BGR images (published entries know their own).
+        kwargs: reach the builder (e.g. ``score_thresh=0.5``).
+
+    Returns:
+        The model (train mode, as ``ssd_zoo.build``); ``categories``: the file's, else those of
+        :func:`default_categories`.
+
+    Raises:
+        ValueError: a file in no known layout (naming the layouts and the file's first keys), or one whose
+            keys or shapes do not fit the model its layout names.
+    """
+    member = weights if isinstance(weights, WeightsEnum) else None
+    if member is None and isinstance(weights, str) and not hub.is_url(weights) and not os.path.isfile(weights):
+        member = lookup_weights(weights)
+    if member is not None:
+        return build(member.meta["model"], weights=member, **kwargs)
+    source = os.fspath(weights)
+    checkpoint = read_weights(source if hub.is_url(source) else Path(source), input_order, progress)
+    name, builder_kwargs = checkpoint.architecture()
+    model = build(name, weights=checkpoint, **{**builder_kwargs, **kwargs})
+    if getattr(model, "categories", "") is None:
+        model.categories = default_categories(model.num_classes)
     return model

@@ -329,38 +329,3 @@ def default_categories(num_classes: int) -> list[str]:
     if num_classes == 81:
         return [COCO_CATEGORIES[0]] + [name for name in COCO_CATEGORIES[1:] if name != "N/A"]
     return [COCO_CATEGORIES[0]] + [f"class {i}" for i in range(1, num_classes)]
-
-
-def load(weights: Any, *, input_order: str | None = None, progress: bool = True, **kwargs: Any) -> nn.Module:
-    """Any SSD checkpoint -> the registered model it fits, with its weights (``ssd_zoo.load``).
-
-    Args:
-        weights: a path or URL to a file in any registered layout (:data:`ssd_zoo.convert.LAYOUTS`): ssd_zoo's
-            own (the recipes' ``best.pth`` / ``last.pth`` too: rebuilt from the builder they record),
-            torchvision's, ssd.pytorch's or any publisher's in :mod:`ssd_zoo.publishers`; or a published entry
-            (a ``WeightsEnum`` member or ``"<model>.<MEMBER>"``).
-        input_order: "bgr" for a file trained on BGR images (published entries know their own).
-        kwargs: reach the builder (e.g. ``score_thresh=0.5``).
-
-    Returns:
-        The model (train mode, as ``ssd_zoo.build``); ``categories``: the file's, else those of
-        :func:`default_categories`.
-
-    Raises:
-        ValueError: a file in no known layout (naming the layouts and the file's first keys), or one whose
-            keys or shapes do not fit the model its layout names.
-    """
-    from .registry import build
-
-    member = weights if isinstance(weights, WeightsEnum) else None
-    if member is None and isinstance(weights, str) and not hub.is_url(weights) and not os.path.isfile(weights):
-        member = lookup_weights(weights)
-    if member is not None:
-        return build(member.meta["model"], weights=member, **kwargs)
-    source = os.fspath(weights)
-    checkpoint = read_weights(source if hub.is_url(source) else Path(source), input_order, progress)
-    name, builder_kwargs = checkpoint.architecture()
-    model = build(name, weights=checkpoint, **{**builder_kwargs, **kwargs})
-    if getattr(model, "categories", "") is None:
-        model.categories = default_categories(model.num_classes)
-    return model

@@ -198,7 +198,7 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     root = _voc(tmp_path / "empty", {"a": [], "b": [("cat", [1, 1, 20, 20], 1)]})  # only a difficult box
     done = subprocess.run([sys.executable, "-m", "ssd_zoo.cli", "anchors", str(root), "--model", "ssd300_vgg16"],
                           capture_output=True, text=True)
-    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
         f"ssd-zoo anchors: {root}: expected ground-truth boxes, found none in 2 images (splits '2007-trainval')"]
 

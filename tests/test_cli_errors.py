@@ -3,6 +3,7 @@ one line on stderr that names the program and the file, key or option involved, 
 traceback; ``--debug`` (or ``SSD_ZOO_DEBUG=1``) shows the traceback; programming errors still raise."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -62,7 +63,6 @@ MISTAKES: list[tuple[str, Callable[[dict[str, str]], list[str]], list[str]]] = [
      ["truncated.pth", "is truncated or corrupt"]),
     ("detect_missing_path", lambda f: [*CLI, "detect", f"{f['dir']}/gone.jpg", "--weights", "none"],
      ["gone.jpg", "found nothing"]),
-    ("detect_not_an_image", lambda f: [*CLI, "detect", f["photo"], "--weights", "none"], ["photo.jpg", "cannot decode"]),
     ("export_missing_weights", lambda f: [*CLI, "export", "ssd300_vgg16", f"{f['dir']}/x.onnx", "--weights",
                                           f"{f['dir']}/gone.pth"], ["gone.pth"]),
     ("convert_unknown_layout", lambda f: [*CLI, "convert", f["nolayout"], f"{f['dir']}/out.pth"], ["nolayout.pth"]),
@@ -109,6 +109,17 @@ def test_a_mistake_is_one_line_naming_what_and_where(files: dict[str, str], name
     assert lines[0].startswith(f"{program}: "), lines[0]
     for text in expected:
         assert text in lines[0], f"{text!r} not in {lines[0]!r}"
+
+
+def test_detect_skips_a_file_that_is_not_an_image(files: dict[str, str], tmp_path: Path) -> None:
+    """Not a mistake that stops the command (issue 17: nothing done is lost): the file is reported, named with
+    its reason in detections.json, and the exit code (3) says that something was skipped."""
+    done = run([*CLI, "detect", files["photo"], "--weights", "none", "--out", str(tmp_path / "out")])
+    assert done.returncode == 3 and "Traceback" not in done.stderr, (done.returncode, done.stderr[-2000:])
+    assert "skipped 1 file(s)" in done.stderr
+    report = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert [Path(s["file"]).name for s in report["skipped"]] == ["photo.jpg"] and report["images"] == []
+    assert "not a readable image" in report["skipped"][0]["reason"]
 
 
 def test_debug_shows_the_traceback(files: dict[str, str]) -> None:

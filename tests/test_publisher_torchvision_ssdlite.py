@@ -18,6 +18,7 @@ from torchvision.models import WeightsEnum
 from torchvision.models.detection import ssdlite320_mobilenet_v3_large as torchvision_ssdlite
 
 import ssd_zoo
+from ssd_zoo.surgery import HeadSurgeryWarning
 from ssd_zoo import convert
 from ssd_zoo.ops.postprocess import select_detections
 from ssd_zoo.publishers import tv as publisher
@@ -173,5 +174,6 @@ def test_another_class_count_is_read_from_the_head(tmp_path: Path) -> None:
     torch.save(tv.state_dict(), path)
     model = ssd_zoo.load(path)
     assert model.num_classes == 21 and model.categories[15] == "person"  # VOC's names for 21 classes
-    with pytest.raises(ValueError, match="num_classes=91 conflicts"):
-        ssd_zoo.build(MODEL, weights=path, num_classes=91)
+    with pytest.warns(HeadSurgeryWarning, match="class predictors"):  # another class count: head surgery (issue 12)
+        other = ssd_zoo.build(MODEL, weights=path, num_classes=91)
+    assert other.num_classes == 91

@@ -268,6 +268,9 @@ def main(argv: list[str] | None = None) -> None:
                         f"(default {','.join(SHAPES_CLASSES)})")
     add_debug_flag(parser)
     args = parser.parse_args(argv)
+    unknown = [name for name in args.classes if name not in ALL_SHAPES]
+    if unknown or len(set(args.classes)) != len(args.classes):
+        raise ValueError(f"--classes: expected distinct names from {','.join(ALL_SHAPES)}, found {','.join(args.classes)}")
     out = generate_shapes_voc(args.out, args.train, args.test, args.seed, tuple(args.sides), args.workers, args.classes)
     print(
         f"wrote {args.train} trainval + {args.test} test images to {out / 'VOC2007'}; read with "

@@ -5,7 +5,7 @@ registered with :func:`ssd_zoo.convert.register_layout`, whose ``model`` names t
 fits), its registered model builders (``@register_model``, built from torchvision/timm modules where the
 architecture is exactly the publisher's), its default boxes (a :class:`~ssd_zoo.ops.default_boxes.DefaultBoxSpec`)
 and its ``WeightsEnum`` entries (:func:`ssd_zoo.published.register_weights`). Adding a publisher is adding
-one module and one import line below; the loader (:func:`ssd_zoo.weights.load`) never changes.
+one module and one import line below; the loader (:func:`ssd_zoo.registry.load`) never changes.
 """
 
 from . import tv  # noqa: F401  torchvision's SSDLite320-MobileNetV3-Large
