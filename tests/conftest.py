@@ -47,6 +47,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         os.environ["PYTHONPATH"] = _PYTHONPATH_BEFORE
 
 
+@pytest.fixture
+def one_thread() -> object:
+    """The tiny models run fastest on one thread, and do not then fight the other tests' threads
+    (``pytestmark = pytest.mark.usefixtures("one_thread")`` in a module of small-model tests)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """This process's sockets connect to loopback only (see _netguard/loopback_only.py)."""

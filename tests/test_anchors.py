@@ -25,12 +25,7 @@ TINY = "{extra_channels: [16, 16, 16], timm_kwargs: {channels: [8, 8, 16, 16], s
 HAND = default_box_spec(128, "coco", [14, 34, 52, 84.2, 109.3, 134.4], [[2, 3], [2, 3], [2, 3], [2, 3], [2]])
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

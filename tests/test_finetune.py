@@ -23,12 +23,7 @@ from recipes import train_voc  # noqa: E402
 NEW_CLASSES = ("circle", "star", "ring")
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def tiny_model() -> ssd_zoo.SSD:

@@ -22,13 +22,7 @@ from ssd_zoo.hub import read_file  # noqa: E402
 CLASSES = ("circle", "ellipse", "square", "rectangle", "triangle", "cross")
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    """The tiny models run fastest on one thread, and do not then fight the other tests' threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -37,13 +37,7 @@ IMAGES = [
     ("000003", (72, 52), [("person", (41, 5, 66, 48)), ("dog", (5, 9, 30, 30))]),
     ("000004", (60, 60), [("dog", (31, 31, 56, 56)), ("cat", (5, 5, 22, 40)), ("person", (31, 5, 50, 22))]),
 ]
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    """The tiny models run fastest on one thread, and do not then fight the other tests' threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 tuple_collate = lambda batch: tuple(zip(*batch))  # noqa: E731  torchvision's references/detection/utils.collate_fn
