@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -21,7 +21,11 @@ from ssd_zoo.data import CocoDataset, VOCDataset
 from ssd_zoo.data.voc import parse_voc_xml
 from ssd_zoo.metrics import COCOEvaluator, VOCEvaluator
 
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same examples on every run, so CI is red only for a change, never for a new draw; the cases
+# found by earlier draws are pinned with @example.
+FUZZ = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+# The devkit's 11-point AP sums eleven p/11: a perfect class scores 1.0000000000000002, and ours is the devkit's.
+AP_ROUNDING = 1e-12
 CLASSES = ("circle", "square")
 SIDE = 32
 
@@ -235,6 +239,9 @@ def detections(draw: st.DrawFn, gt: bool) -> dict:
 
 @FUZZ
 @given(batch=st.lists(st.tuples(detections(gt=False), detections(gt=True)), min_size=1, max_size=3))
+@example(batch=[({"boxes": torch.tensor([[0.0, 0.0, 1.0, 1.0]]), "labels": torch.tensor([1]),
+                  "scores": torch.tensor([0.0])},
+                 {"boxes": torch.tensor([[0.0, 0.0, 1.0, 1.0]]), "labels": torch.tensor([1])})])
 def test_evaluators_score_or_name_the_bad_entry(batch: list[tuple[dict, dict]]) -> None:
     predictions, truths = [p for p, _ in batch], [t for _, t in batch]
     for evaluator in (VOCEvaluator(3), COCOEvaluator(3)):
@@ -245,6 +252,6 @@ def test_evaluators_score_or_name_the_bad_entry(batch: list[tuple[dict, dict]]) 
             continue
         result = evaluator.compute()
         value = result["map"]
-        assert math.isnan(value) or -1.0 <= value <= 1.0, result
+        assert math.isnan(value) or -1.0 <= value <= 1.0 + AP_ROUNDING, result
         if isinstance(evaluator, VOCEvaluator):
-            assert all(math.isnan(ap) or 0.0 <= ap <= 1.0 for ap in result["ap"].values())
+            assert all(math.isnan(ap) or 0.0 <= ap <= 1.0 + AP_ROUNDING for ap in result["ap"].values())
