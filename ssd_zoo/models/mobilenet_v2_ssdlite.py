@@ -2,8 +2,10 @@
 ``mb2-ssd-lite``, lufficc/SSD's ``mobilenet_v2_ssd320``): torchvision's MobileNetV2, four inverted-residual extra
 blocks, and depthwise-separable predictors whose depthwise conv has a bias, the last level a plain 1x1 conv.
 
-Feature maps (channels @ side) at 300: 576@19 (the expansion of the first stride-32 block, as in the paper),
-1280@10 (the last 1x1 conv), then 512@5 256@3 256@2 64@1 from the extra blocks.
+Feature maps (channels @ side) at 300: 576@19 (the expansion of the first stride-32 block, as in the paper and
+qfgaohao's port), 1280@10 (the last 1x1 conv), then 512@5 256@3 256@2 64@1 from the extra blocks. lufficc's port
+takes the stride-16 map one layer earlier, the output of the last stride-16 block (96 channels):
+``stride16_map="block"``.
 """
 from __future__ import annotations
 
@@ -26,12 +28,18 @@ class MobileNetV2LiteBackbone(nn.Module):
     """``[B, 3, S, S]`` -> six maps (see the module docstring): torchvision's ``mobilenet_v2().features`` (its own
     key names) and :data:`EXTRAS` as torchvision ``InvertedResidual`` blocks.
 
+    ``stride16_map``: the first map is the expansion (1x1 conv, BN, ReLU6) of the first stride-32 block
+    ("expansion", 576 channels) or the output of the block before it ("block", 96 channels).
+
     Attributes:
         out_channels: channels of each returned map, read by the head.
     """
 
-    def __init__(self, extras: Sequence[tuple[int, float]] = EXTRAS) -> None:
+    def __init__(self, extras: Sequence[tuple[int, float]] = EXTRAS, stride16_map: str = "expansion") -> None:
         super().__init__()
+        if stride16_map not in ("expansion", "block"):
+            raise ValueError(f"stride16_map: expected 'expansion' or 'block', found {stride16_map!r}")
+        self.stride16_map = stride16_map
         self.features = mobilenet_v2(weights=None).features
         in_ch = self.features[-1].out_channels
         blocks = []
@@ -39,20 +47,25 @@ class MobileNetV2LiteBackbone(nn.Module):
             blocks.append(InvertedResidual(in_ch, out_ch, stride=2, expand_ratio=ratio))
             in_ch = out_ch
         self.extras = nn.ModuleList(blocks)
-        split = self.features[_FIRST_STRIDE32_BLOCK].conv
-        self.out_channels = [split[0].out_channels, self.features[-1].out_channels] + [c for c, _ in extras]
+        if stride16_map == "expansion":
+            first = self.features[_FIRST_STRIDE32_BLOCK].conv[0].out_channels
+        else:
+            first = self.features[_FIRST_STRIDE32_BLOCK - 1].out_channels
+        self.out_channels = [first, self.features[-1].out_channels] + [c for c, _ in extras]
 
     def forward(self, x: Tensor) -> list[Tensor]:
         features = []
         for index, layer in enumerate(self.features):
             if index != _FIRST_STRIDE32_BLOCK:
                 x = layer(x)
-                continue
-            # (expand 1x1, depthwise 3x3 stride 2, project 1x1, BN); stride 2, so no residual to skip
-            for part_index, part in enumerate(layer.conv):
-                x = part(x)
-                if part_index == 0:
-                    features.append(x)  # the expansion, stride 16
+            elif self.stride16_map == "block":
+                features.append(x)  # the last stride-16 block's output
+                x = layer(x)
+            else:
+                # (expand 1x1, depthwise 3x3 stride 2, project 1x1, BN); stride 2, so no residual to skip
+                x = layer.conv[0](x)
+                features.append(x)  # the expansion, stride 16
+                x = layer.conv[1:](x)
         features.append(x)  # the last 1x1 conv, stride 32
         for extra in self.extras:
             x = extra(x)
