@@ -152,6 +152,8 @@ class TimmBackbone(nn.Module):
         lite: SSDLite extra blocks (depthwise, BN + ReLU6) instead of SSD's (BN + ReLU where the body has BN).
         extra_batch_norm: SSD extra blocks with BN (True) or plain convs with a bias (False, as Caffe SSD and
             the ports that copy it); None: BN where the body has BN.
+        extra_geometry: ``(stride, padding)`` of each extra block's 3x3 conv where a publisher fixed them (e.g.
+            the original SSD's valid 5 -> 3 where stride 2 would fit too); None: :func:`shrink_geometry`'s choice.
 
     Attributes:
         out_channels: channels of each returned map, read by the head.
@@ -168,6 +170,7 @@ class TimmBackbone(nn.Module):
         extra_channels: Sequence[int] = (512, 256, 256, 256),
         lite: bool = False,
         extra_batch_norm: bool | None = None,
+        extra_geometry: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         super().__init__()
         self.body = body
@@ -179,7 +182,8 @@ class TimmBackbone(nn.Module):
         self.resample = self._resample_targets(found, grid[: len(strides)], strides, name, input_size)
         channels = [body.feature_info.channels()[i] for i in self.levels]
         batch_norm = _uses_batch_norm(body) if extra_batch_norm is None else extra_batch_norm
-        self.extras = self._extras(channels[-1], grid[len(strides) - 1 :], extra_channels, lite, batch_norm)
+        self.extras = self._extras(channels[-1], grid[len(strides) - 1 :], extra_channels, lite, batch_norm,
+                                   extra_geometry)
         self.out_channels = channels + [int(c) for c in extra_channels[: len(self.extras)]]
         self.mean = tuple(float(m) for m in body.pretrained_cfg.get("mean", IMAGENET_MEAN))
         self.std = tuple(float(s) for s in body.pretrained_cfg.get("std", IMAGENET_STD))
@@ -214,6 +218,7 @@ class TimmBackbone(nn.Module):
     @staticmethod
     def _extras(
         in_ch: int, grid: Sequence[int], extra_channels: Sequence[int], lite: bool, batch_norm: bool,
+        geometry: Sequence[tuple[int, int]] | None = None,
     ) -> nn.ModuleList:
         """One extra block per step of ``grid`` (``grid[0]`` is the last backbone map's side)."""
         if len(extra_channels) < len(grid) - 1:
@@ -222,8 +227,14 @@ class TimmBackbone(nn.Module):
                 f"found {list(extra_channels)}"
             )
         blocks = nn.ModuleList()
-        for size, target, out_ch in zip(grid[:-1], grid[1:], extra_channels):
-            stride, padding = shrink_geometry(size, target)
+        if geometry is not None and len(geometry) != len(grid) - 1:
+            raise ValueError(f"extra_geometry: expected {len(grid) - 1} (stride, padding) pairs for grid {list(grid)}, "
+                             f"found {list(geometry)}")
+        for k, (size, target, out_ch) in enumerate(zip(grid[:-1], grid[1:], extra_channels)):
+            stride, padding = shrink_geometry(size, target) if geometry is None else geometry[k]
+            if (size + 2 * padding - 3) // stride + 1 != target:
+                raise ValueError(f"extra_geometry: block {k}'s 3x3 conv at stride {stride}, padding {padding} takes a "
+                                 f"{size}x{size} map to {(size + 2 * padding - 3) // stride + 1}, expected {target}")
             if lite:
                 blocks.append(lite_extra_block(in_ch, out_ch, stride=stride, padding=padding))
             else:
