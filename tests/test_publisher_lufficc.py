@@ -145,11 +145,11 @@ def test_convert_round_trip_is_exact(size: int) -> None:
 
 
 def test_other_lufficc_backbones_and_other_models_raise_clearly(tmp_path) -> None:
-    mobile = {"backbone.features.0.0.weight": torch.zeros(32, 3, 3, 3),
-              "box_head.predictor.cls_headers.0.weight": torch.zeros(126, 96, 3, 3)}
-    torch.save({"model": mobile}, tmp_path / "mobilenet.pth")
-    with pytest.raises(ValueError, match="vgg_ssd300"):
-        ssd_zoo.load(tmp_path / "mobilenet.pth")
+    resnet = {"backbone.conv1.weight": torch.zeros(64, 3, 7, 7),  # not in its release: no model for it
+              "box_head.predictor.cls_headers.0.weight": torch.zeros(126, 512, 3, 3)}
+    torch.save({"model": resnet}, tmp_path / "resnet.pth")
+    with pytest.raises(ValueError, match="vgg_ssd300.*mobilenet_v2_ssd320"):
+        ssd_zoo.load(tmp_path / "resnet.pth")
     torch.save({"model": lufficc_state(300, 21)}, tmp_path / "ssd300.pth")
     with pytest.raises(ValueError, match="backbone.extras|missing|mis-shaped"):
         ssd_zoo.build("lufficc_vgg_ssd512", weights=str(tmp_path / "ssd300.pth"))

@@ -9,6 +9,7 @@ one module and one import line below; the loader (:func:`ssd_zoo.registry.load`)
 """
 
 from . import tv  # noqa: F401  torchvision's SSDLite320-MobileNetV3-Large
-from . import lufficc  # noqa: F401  lufficc/SSD's VGG16 SSD300/SSD512 (VOC, COCO)
+from . import lufficc  # noqa: F401  lufficc/SSD's VGG16 SSD300/SSD512 (VOC, COCO) and its layout
+from . import lufficc_mobile  # noqa: F401  lufficc/SSD's MobileNetV2/V3 SSDLite320, EfficientNet-B3 SSD300 (VOC)
 from . import qfgaohao  # noqa: F401  qfgaohao/pytorch-ssd's vgg16-ssd, mb1-ssd, mb2-ssd-lite (VOC)
 from . import nvidia  # noqa: F401  NVIDIA DeepLearningExamples SSD300 v1.1 (ResNet-50)

@@ -1,4 +1,5 @@
-"""lufficc/SSD (MIT licence, https://github.com/lufficc/SSD): its VGG16 SSD300 and SSD512, VOC and COCO.
+"""lufficc/SSD (MIT licence, https://github.com/lufficc/SSD): its VGG16 SSD300 and SSD512 (VOC and COCO), and the
+layout of all its release-1.2 files (the MobileNet and EfficientNet models are in :mod:`.lufficc_lite`).
 
 Read from its code (``ssd/modeling/backbone/vgg.py``, ``box_head/box_predictor.py``, ``anchors/prior_box.py``,
 ``utils/box_utils.py``, ``config/defaults.py``, ``configs/vgg_ssd*.yaml``, ``utils/checkpoint.py``):
@@ -14,11 +15,14 @@ Read from its code (``ssd/modeling/backbone/vgg.py``, ``box_head/box_predictor.p
 - input: PIL RGB, ``cv2.resize`` to 300 or 512, minus ``PIXEL_MEAN`` (123, 117, 104) on 0..255, no scaling;
 - output: softmax, variances 0.1 / 0.2; evaluation: score > 0.01, NMS IoU 0.45 per class with no cap per class
   (``MAX_PER_CLASS: -1``), the best 100 per image (``MAX_PER_IMAGE``);
-- files: ``CheckPointer.save`` writes ``{"model": state_dict, ...}`` (``module.`` never: it unwraps DDP).
+- files: ``CheckPointer.save`` writes ``{"model": state_dict, ...}`` (``module.`` never: it unwraps DDP); the
+  backbone is told by its keys (``backbone.vgg.N``, ``backbone.features.18`` MobileNetV2, ``backbone.features.16``
+  MobileNetV3, ``backbone._conv_stem`` EfficientNet), the SSDLite heads' ``SeparableConv2d`` by ``.conv.N``.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor
@@ -27,6 +31,8 @@ from torchvision.models import WeightsEnum
 from .. import convert
 from ..models.assemble import assemble_ssd
 from ..models.head import SSDHead
+from ..models.mobilenet_v3_dli14 import EXTRAS as MOBILE_V3_EXTRAS
+from ..models.mobilenet_v3_dli14 import LARGE, STEM_CHANNELS, make_divisible
 from ..models.ssd import SSD
 from ..models.vgg import VGG16Backbone
 from ..ops.default_boxes import DefaultBoxSpec, num_default_boxes, spec_from_min_max
@@ -59,9 +65,12 @@ BOXES: dict[tuple[int, str], DefaultBoxSpec] = {
 # (the builder sets topk_candidates to the number of default boxes).
 THRESHOLDS = {"score_thresh": 0.01, "nms_thresh": 0.45, "detections_per_img": 100}
 
-# ---- the layout: lufficc key prefix <-> ssd.pytorch key prefix (same modules, same order, same tensors) --------
+# ---- the layout -------------------------------------------------------------------------------------------------
+# VGG16: lufficc key prefix <-> ssd.pytorch key prefix (same modules, same order, same tensors).
 _PREFIXES = {"backbone.vgg.": "vgg.", "backbone.l2_norm.": "L2Norm.", "backbone.extras.": "extras.",
              "box_head.predictor.cls_headers.": "conf.", "box_head.predictor.reg_headers.": "loc."}
+_SUPPORTED = ("ssd_zoo loads lufficc's vgg_ssd300_*, vgg_ssd512_*, mobilenet_v2_ssd320_*, mobilenet_v3_ssd320_* and "
+              "efficient_net_b3_ssd300_* checkpoints")
 
 
 def _swap_prefixes(state_dict: Mapping[str, Tensor], table: dict[str, str], source: str) -> dict[str, Tensor]:
@@ -74,29 +83,150 @@ def _swap_prefixes(state_dict: Mapping[str, Tensor], table: dict[str, str], sour
             out[table[prefix] + key[len(prefix):]] = value
     if unknown:
         raise ValueError(f"{source} state dict: keys {unknown[:8]} fit no part of lufficc's VGG16 SSD (expected "
-                         f"prefixes {sorted(table)}); ssd_zoo loads lufficc's vgg_ssd300_* and vgg_ssd512_* checkpoints")
+                         f"prefixes {sorted(table)}); {_SUPPORTED}")
     return out
 
 
+def _head_table(levels: int, lite: bool) -> dict[str, str]:
+    """lufficc predictor module -> ssd_zoo's: 3x3 convs, or (SSDLite) SeparableConv2d ``conv`` = (depthwise, BN,
+    ReLU6, pointwise) on every level but the last, a 1x1 conv."""
+    table = {}
+    for level in range(levels):
+        for theirs, ours in (("cls_headers", "classification"), ("reg_headers", "regression")):
+            key = f"box_head.predictor.{theirs}.{level}"
+            if lite and level < levels - 1:
+                for index, part in (("0", "depthwise"), ("1", "bn"), ("3", "pointwise")):
+                    table[f"{key}.conv.{index}"] = f"head.{ours}.{level}.{part}"
+            else:
+                table[key] = f"head.{ours}.{level}"
+    return table
+
+
+def _mobilenet_v3_table() -> dict[str, str]:
+    """lufficc's MobileNetV3 (``features.0`` stem, ``features.1..15`` blocks, ``features.16`` last conv, each block
+    one ``conv`` Sequential) -> :class:`~ssd_zoo.models.mobilenet_v3_dli14.MobileNetV3DLi14Backbone`'s names."""
+    table = {"backbone.features.0.0": "backbone.stem.conv", "backbone.features.0.1": "backbone.stem.bn",
+             f"backbone.features.{len(LARGE) + 1}.0": "backbone.last.conv",
+             f"backbone.features.{len(LARGE) + 1}.1": "backbone.last.bn"}
+    # Sequential index -> part: (pw, BN, act, dw, BN, SE, act, pwl, BN), without expansion (dw, BN, act, SE, pwl, BN).
+    expanded = {"0": "expand.conv", "1": "expand.bn", "3": "depthwise.conv", "4": "depthwise.bn", "5.fc.0": "se.reduce",
+                "5.fc.2": "se.expand", "7": "project.conv", "8": "project.bn"}
+    plain = {"0": "depthwise.conv", "1": "depthwise.bn", "3.fc.0": "se.reduce", "3.fc.2": "se.expand",
+             "4": "project.conv", "5": "project.bn"}
+    blocks, in_ch = [], STEM_CHANNELS
+    for _, expansion, out_ch, se, _, _ in LARGE:
+        blocks.append((make_divisible(in_ch * expansion) != in_ch, se))
+        in_ch = out_ch
+    named = [(f"backbone.features.{k + 1}", f"backbone.blocks.{k}", b) for k, b in enumerate(blocks)]
+    named += [(f"backbone.extras.{b}", f"backbone.extras.{b}", (True, True)) for b in range(len(MOBILE_V3_EXTRAS))]
+    for theirs, ours, (expands, se) in named:
+        for index, part in (expanded if expands else plain).items():
+            if se or not part.startswith("se."):
+                table[f"{theirs}.conv.{index}"] = f"{ours}.{part}"
+    return {**table, **_head_table(6, lite=True)}
+
+
+# EfficientNet-B3's blocks per stage: ceil(1.4 * (1, 2, 2, 3, 3, 4, 1)), lufficc's ``_blocks.N`` numbered across them.
+_B3_REPEATS = (2, 3, 3, 5, 5, 6, 2)
+
+
+def _efficient_net_b3_table() -> dict[str, str]:
+    """lufficc's EfficientNet (lukemelas' EfficientNet-PyTorch 0.1 names) -> timm ``tf_efficientnet_b3`` in a
+    :class:`~ssd_zoo.models.timm_backbone.TimmBackbone` (``backbone.body.*``, extras ``reduce``/``shrink``)."""
+    table = {"backbone._conv_stem": "backbone.body.conv_stem", "backbone._bn0": "backbone.body.bn1"}
+    # MBConvBlock part -> timm's: InvertedResidual, or (stage 0, expand ratio 1) DepthwiseSeparableConv.
+    expanded = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+                "_se_reduce": "se.conv_reduce", "_se_expand": "se.conv_expand", "_project_conv": "conv_pwl",
+                "_bn2": "bn3"}
+    plain = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_se_reduce": "se.conv_reduce",
+             "_se_expand": "se.conv_expand", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    blocks = [(stage, i) for stage, count in enumerate(_B3_REPEATS) for i in range(count)]
+    for n, (stage, i) in enumerate(blocks):
+        for theirs, ours in (expanded if stage > 0 else plain).items():
+            table[f"backbone._blocks.{n}.{theirs}"] = f"backbone.body.blocks.{stage}.{i}.{ours}"
+    for b in range(3):  # Sequential(1x1, ReLU, 3x3, ReLU)
+        table[f"backbone.extras.{b}.0"] = f"backbone.extras.{b}.reduce.conv"
+        table[f"backbone.extras.{b}.2"] = f"backbone.extras.{b}.shrink.conv"
+    return {**table, **_head_table(6, lite=False)}
+
+
+def _rename_modules(state_dict: Mapping[str, Tensor], table: dict[str, str], kept: str | None,
+                    source: str) -> dict[str, Tensor]:
+    """Rename each ``module.param`` key by ``table[module]`` (keys under ``kept`` stay as they are); keys of
+    other modules raise ValueError."""
+    out, unknown = {}, []
+    for key, value in state_dict.items():
+        module, param = key.rsplit(".", 1)
+        if module in table:
+            out[f"{table[module]}.{param}"] = value
+        elif kept is not None and key.startswith(kept):
+            out[key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ValueError(f"{source} state dict: keys {unknown[:8]} fit no part of the model; {_SUPPORTED}")
+    return out
+
+
+@dataclass(frozen=True)
+class _Backbone:
+    """One of lufficc's SSDs other than VGG16: the registered model, a key only it has (in lufficc's layout,
+    in ssd_zoo's), the module table lufficc -> ssd_zoo, and a key prefix both sides name alike (or None)."""
+
+    model: str
+    theirs: str
+    ours: str
+    table: dict[str, str]
+    kept: str | None = None
+
+
+_BACKBONES = (
+    # lufficc's MobileNetV2 has torchvision's module names (``features.N``, the extra InvertedResiduals too).
+    _Backbone("lufficc_mobilenet_v2_ssd320", "backbone.features.18.0.weight", "backbone.features.18.0.weight",
+              _head_table(6, lite=True), kept="backbone."),
+    _Backbone("lufficc_mobilenet_v3_ssd320", f"backbone.features.{len(LARGE) + 1}.0.weight",
+              "backbone.stem.conv.weight", _mobilenet_v3_table()),
+    _Backbone("lufficc_efficient_net_b3_ssd300", "backbone._conv_stem.weight", "backbone.body.conv_stem.weight",
+              _efficient_net_b3_table()),
+)
+
+
+def _backbone(state_dict: Mapping[str, Tensor], side: str) -> _Backbone | None:
+    """The non-VGG model ``state_dict`` (lufficc's layout for side "theirs", ssd_zoo's for "ours") is, or None."""
+    return next((b for b in _BACKBONES if getattr(b, side) in state_dict), None)
+
+
 def to_ssd_zoo(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """lufficc VGG16 SSD300/SSD512 state dict -> ssd_zoo's (``ssd300/512`` by its 6 or 7 head levels)."""
-    return convert.from_ssd_pytorch(_swap_prefixes(state_dict, _PREFIXES, "lufficc"))
+    """lufficc state dict -> ssd_zoo's, for the model :func:`fitting_model` names."""
+    backbone = _backbone(state_dict, "theirs")
+    if backbone is None:
+        return convert.from_ssd_pytorch(_swap_prefixes(state_dict, _PREFIXES, "lufficc"))
+    return _rename_modules(state_dict, backbone.table, backbone.kept, f"lufficc ({backbone.model})")
 
 
 def from_ssd_zoo(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """ssd_zoo VGG16 SSD state dict -> lufficc's (what its ``CheckPointer`` loads from ``checkpoint["model"]``)."""
-    return _swap_prefixes(convert.to_ssd_pytorch(state_dict), {v: k for k, v in _PREFIXES.items()}, "ssd_zoo")
+    """ssd_zoo state dict of a ``lufficc_*`` model -> lufficc's (what its ``CheckPointer`` loads from
+    ``checkpoint["model"]``)."""
+    state = convert.split_record(state_dict)[0]
+    backbone = _backbone(state, "ours")
+    if backbone is None:
+        return _swap_prefixes(convert.to_ssd_pytorch(state), {v: k for k, v in _PREFIXES.items()}, "ssd_zoo")
+    inverse = {ours: theirs for theirs, ours in backbone.table.items()}
+    return _rename_modules(state, inverse, backbone.kept, "ssd_zoo")
 
 
 def fitting_model(state_dict: Mapping[str, Tensor]) -> tuple[str, dict[str, Any]]:
-    """``(registered model, keywords)`` for a lufficc file: SSD300 or SSD512 by head levels, COCO boxes for 81
-    classes (its COCO configs) else VOC's."""
+    """``(registered model, keywords)`` for a lufficc file: its backbone's model; for VGG16 SSD300 or SSD512 by
+    head levels (COCO boxes for 81 classes, its COCO configs, else VOC's)."""
+    backbone = _backbone(state_dict, "theirs")
+    if backbone is not None:
+        return backbone.model, {}
     levels = convert.num_levels(state_dict, "box_head.predictor.reg_headers.{}.weight")
     names = {6: "lufficc_vgg_ssd300", 7: "lufficc_vgg_ssd512"}
     if levels not in names or "backbone.vgg.0.weight" not in state_dict:
-        raise ValueError(f"lufficc state dict: expected the VGG16 backbone (backbone.vgg.N) and 6 or 7 head levels, "
-                         f"found {levels} levels and first keys {list(state_dict)[:4]}; ssd_zoo loads lufficc's "
-                         "vgg_ssd300_* and vgg_ssd512_* (not its MobileNet or EfficientNet) checkpoints")
+        raise ValueError(f"lufficc state dict: expected the VGG16 (backbone.vgg.N), MobileNetV2, MobileNetV3 or "
+                         f"EfficientNet-B3 backbone, found {levels} head levels and first keys {list(state_dict)[:4]}; "
+                         f"{_SUPPORTED}")
     return names[levels], {}
 
 
@@ -146,14 +276,17 @@ _RELEASE = "https://github.com/lufficc/SSD/releases/download/1.2/"
 _SOURCE = "https://github.com/lufficc/SSD#model-zoo"
 
 
-def _entry(file: str, model: str, size: int, dataset: str, metric: float) -> Any:
-    voc = dataset == "voc"
+def release_entry(file: str, model: str, size: int, dataset: str | None, metric: float,
+                  config: str | None = None) -> Any:
+    """One release file; ``dataset`` "voc"/"coco" also names its default boxes (None: the model's own, VOC data);
+    ``config``: its configs/*.yaml name where it is not the file's."""
+    voc = dataset != "coco"
     return ssd_weights(
         _RELEASE + file, model=model, input_size=size, layout=LAYOUT, num_classes=21 if voc else 81, anchors=dataset,
         categories=VOC_CATEGORIES if voc else COCO80_CATEGORIES, mean=MEAN, std=STD,
         dataset="VOC2007 trainval + VOC2012 trainval" if voc else "COCO2014 train + valminusminival (trainval35k)",
         metrics={"VOC2007-test": {"mAP": metric}} if voc else {"COCO-minival2014": {"box_map": metric}},
-        metrics_source=_SOURCE, recipe=f"https://github.com/lufficc/SSD/blob/master/configs/{file[:-4]}.yaml",
+        metrics_source=_SOURCE, recipe=f"https://github.com/lufficc/SSD/blob/master/configs/{config or file[:-4]}.yaml",
         licence="MIT",
     )
 
@@ -161,16 +294,16 @@ def _entry(file: str, model: str, size: int, dataset: str, metric: float) -> Any
 class Lufficc_VGG_SSD300_Weights(WeightsEnum):
     """lufficc/SSD's VGG16 SSD300 release files (``{"model": state_dict}``, converted on load)."""
 
-    VOC0712 = _entry("vgg_ssd300_voc0712.pth", "lufficc_vgg_ssd300", 300, "voc", 77.7)
-    COCO_TRAINVAL35K = _entry("vgg_ssd300_coco_trainval35k.pth", "lufficc_vgg_ssd300", 300, "coco", 25.2)
+    VOC0712 = release_entry("vgg_ssd300_voc0712.pth", "lufficc_vgg_ssd300", 300, "voc", 77.7)
+    COCO_TRAINVAL35K = release_entry("vgg_ssd300_coco_trainval35k.pth", "lufficc_vgg_ssd300", 300, "coco", 25.2)
     DEFAULT = VOC0712
 
 
 class Lufficc_VGG_SSD512_Weights(WeightsEnum):
     """lufficc/SSD's VGG16 SSD512 release files (``{"model": state_dict}``, converted on load)."""
 
-    VOC0712 = _entry("vgg_ssd512_voc0712.pth", "lufficc_vgg_ssd512", 512, "voc", 80.7)
-    COCO_TRAINVAL35K = _entry("vgg_ssd512_coco_trainval35k.pth", "lufficc_vgg_ssd512", 512, "coco", 29.0)
+    VOC0712 = release_entry("vgg_ssd512_voc0712.pth", "lufficc_vgg_ssd512", 512, "voc", 80.7)
+    COCO_TRAINVAL35K = release_entry("vgg_ssd512_coco_trainval35k.pth", "lufficc_vgg_ssd512", 512, "coco", 29.0)
     DEFAULT = VOC0712
 
 
