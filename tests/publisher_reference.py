@@ -37,7 +37,7 @@ def random_state(shapes: dict[str, tuple[int, ...]], seed: int, gains: dict[str,
         elif len(shape) == 1:  # BatchNorm gamma, or an L2Norm scale (initialised to 20 by both projects)
             state[key] = (20.0 if key in scales else 1.0) * (0.9 + 0.2 * torch.rand(shape, generator=g))
         else:
-            fan_in = shape[1] * shape[2] * shape[3]
+            fan_in = math.prod(shape[1:])  # a conv's [out, in, kh, kw] or a linear layer's [out, in]
             state[key] = gains.get(key, 1.0) * math.sqrt(2.0 / fan_in) * torch.randn(shape, generator=g)
     return state
 
@@ -54,9 +54,9 @@ def conv(state: dict[str, Tensor], key: str, x: Tensor, *, stride: int = 1, padd
     return F.conv2d(x, state[f"{key}.weight"], state.get(f"{key}.bias"), stride, padding, dilation, groups)
 
 
-def batch_norm(state: dict[str, Tensor], key: str, x: Tensor) -> Tensor:
+def batch_norm(state: dict[str, Tensor], key: str, x: Tensor, eps: float = 1e-5) -> Tensor:
     return F.batch_norm(x, state[f"{key}.running_mean"], state[f"{key}.running_var"], state[f"{key}.weight"],
-                        state[f"{key}.bias"], False, 0.0, 1e-5)
+                        state[f"{key}.bias"], False, 0.0, eps)
 
 
 def head(state: dict[str, Tensor], key: str, x: Tensor, per_box: int, lite: bool = False) -> Tensor:
