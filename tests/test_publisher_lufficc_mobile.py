@@ -17,7 +17,8 @@ from publisher_reference_lufficc import (
 
 import ssd_zoo
 from ssd_zoo import convert
-from ssd_zoo.ops.default_boxes import default_boxes
+from ssd_zoo.anchors.coverage import anchor_boxes
+from ssd_zoo.ops.default_boxes import DefaultBoxSpec, default_boxes, grid_sides
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -109,6 +110,9 @@ def test_default_boxes_are_lufficcs_priors(net: str) -> None:
     theirs = torch.cat([theirs[:, :2] - theirs[:, 2:] / 2, theirs[:, :2] + theirs[:, 2:] / 2], 1) * size
     ours = default_boxes(spec, [(f, f) for f in prior["feature_maps"]], (size, size))
     assert torch.allclose(ours, theirs, atol=1e-4)
+    # The spec itself knows the maps (V2's steps would derive 4/3/2): what the anchor tools lay out, and the record.
+    assert grid_sides(spec) == prior["feature_maps"] and DefaultBoxSpec.from_dict(spec.to_dict()) == spec
+    assert torch.allclose(anchor_boxes(spec), theirs, atol=1e-4)
 
 
 @pytest.mark.parametrize("net", ["mobilenet_v2", "mobilenet_v3", "efficient_net_b3"])

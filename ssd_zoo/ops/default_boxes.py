@@ -24,6 +24,8 @@ class DefaultBoxSpec:
     ``clip`` says what is clipped to [0, 1] in relative ``(cx, cy, w, h)``: ``"size"`` the widths and
     heights (torchvision), ``"all"`` centres too (ssd.pytorch: the last column of a 10x10 map with step 32
     would be centred at 304 px of 300), ``"none"`` nothing (Caffe SSD's ``clip: false``).
+    ``grid`` gives the side of each level's square map where it is not ``ceil(input_size / step)`` (lufficc's
+    MobileNet SSD320 keeps the steps 100/150/300 of a 300 input on its 3/2/1 maps); ``None``: derived.
     """
 
     input_size: int
@@ -31,6 +33,7 @@ class DefaultBoxSpec:
     aspect_ratios: tuple[tuple[int, ...], ...]
     steps: tuple[float, ...]  # pixels between centres; fractional where a side doesn't divide (SSDLite: 320 / 3)
     clip: str = "size"
+    grid: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         levels = len(self.aspect_ratios)
@@ -39,6 +42,8 @@ class DefaultBoxSpec:
                 f"DefaultBoxSpec: expected {levels + 1} sizes and {levels} steps for {levels} levels, "
                 f"found {len(self.sizes)} sizes and {len(self.steps)} steps"
             )
+        if self.grid is not None and len(self.grid) != levels:
+            raise ValueError(f"DefaultBoxSpec.grid: expected {levels} map sides, found {list(self.grid)}")
         if self.clip not in ("size", "all", "none"):
             raise ValueError(f"DefaultBoxSpec.clip: expected 'size', 'all' or 'none', found {self.clip!r}")
 
@@ -50,13 +55,16 @@ class DefaultBoxSpec:
         """Plain numbers and lists (what a ``weights_only`` checkpoint can hold); :meth:`from_dict` reads it."""
         return {"input_size": self.input_size, "sizes": [float(s) for s in self.sizes],
                 "aspect_ratios": [[float(r) for r in level] for level in self.aspect_ratios],
-                "steps": [float(s) for s in self.steps], "clip": self.clip}
+                "steps": [float(s) for s in self.steps], "clip": self.clip,
+                **({} if self.grid is None else {"grid": [int(side) for side in self.grid]})}
 
     @classmethod
     def from_dict(cls, values: dict[str, object]) -> DefaultBoxSpec:
+        grid = values.get("grid")
         return cls(int(values["input_size"]), tuple(float(s) for s in values["sizes"]),
                    tuple(tuple(float(r) for r in level) for level in values["aspect_ratios"]),
-                   tuple(float(s) for s in values["steps"]), str(values["clip"]))
+                   tuple(float(s) for s in values["steps"]), str(values["clip"]),
+                   None if grid is None else tuple(int(side) for side in grid))
 
     def describe(self) -> str:
         """A short text for error messages: input, sizes, ratios, clip."""
@@ -144,7 +152,10 @@ def feature_grid(input_size: int, strides: Sequence[int]) -> list[int]:
 
 
 def grid_sides(spec: DefaultBoxSpec) -> list[int]:
-    """Per level, the side of the square map the default boxes were laid out for: ``ceil(input_size / step)``."""
+    """Per level, the side of the square map the default boxes were laid out for: ``spec.grid`` where the
+    publisher gave it, else ``ceil(input_size / step)``."""
+    if spec.grid is not None:
+        return list(spec.grid)
     # round() first: SSDLite's steps are fractions like 320/3, and 320 / (320/3) is 3.0000000000000004.
     return [math.ceil(round(spec.input_size / step, 6)) for step in spec.steps]
 

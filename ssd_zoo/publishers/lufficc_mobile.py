@@ -27,6 +27,7 @@ Their files are in lufficc's layout (:mod:`.lufficc`, which converts them). Read
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -39,32 +40,32 @@ from ..models.mobilenet_v2_ssdlite import MobileNetV2LiteBackbone, SeparableLite
 from ..models.mobilenet_v3_dli14 import MobileNetV3DLi14Backbone
 from ..models.ssd import SSD
 from ..models.timm_backbone import TimmBackbone, create_features
-from ..ops.default_boxes import DefaultBoxSpec, grid_sides, spec_from_min_max
+from ..ops.default_boxes import DefaultBoxSpec, grid_sides, num_default_boxes, spec_from_min_max
 from ..published import register_weights
 from ..registry import register_model
 from ..weights import Checkpoint, builder_config, fetch_weights
 from .lufficc import BOXES, MEAN, STD, THRESHOLDS, release_entry
 
 _MIN, _MAX = (60, 105, 150, 195, 240, 285), (105, 150, 195, 240, 285, 330)
-MOBILE_V2_BOXES = spec_from_min_max(320, _MIN, _MAX, ((2, 3),) * 6, (16, 32, 64, 100, 150, 300))
-MOBILE_V3_BOXES = spec_from_min_max(320, _MIN, _MAX, ((2, 3),) * 6, (16, 32, 64, 107, 160, 320))
 MOBILE_FEATURE_MAPS = (20, 10, 5, 3, 2, 1)  # MODEL.PRIORS.FEATURE_MAPS of both configs (= the maps at 320)
+# V2's steps 100/150/300 would derive maps 4/3/2 at 320: the spec carries the configs' maps.
+MOBILE_V2_BOXES = dataclasses.replace(spec_from_min_max(320, _MIN, _MAX, ((2, 3),) * 6, (16, 32, 64, 100, 150, 300)),
+                                      grid=MOBILE_FEATURE_MAPS)
+MOBILE_V3_BOXES = dataclasses.replace(spec_from_min_max(320, _MIN, _MAX, ((2, 3),) * 6, (16, 32, 64, 107, 160, 320)),
+                                      grid=MOBILE_FEATURE_MAPS)
 EFFICIENT_NET_BOXES = BOXES[(300, "voc")]
 # EXTRAS['efficientnet-b3']: the 3x3 conv of each extra block as (stride, padding); 1x1 reductions to 128.
 _B3_EXTRA_GEOMETRY = ((2, 1), (1, 0), (1, 0))
 
 
-def _thresholds(spec: DefaultBoxSpec, feature_maps: tuple[int, ...]) -> dict[str, float]:
-    """lufficc's evaluation settings; every box above the score enters NMS (topk = all default boxes)."""
-    return {**THRESHOLDS, "topk_candidates": sum(f * f * k for f, k in zip(feature_maps, spec.boxes_per_location))}
-
-
 def _build(name: str, backbone: Callable[[Checkpoint | None], nn.Module], head: Any, spec: DefaultBoxSpec,
-           feature_maps: tuple[int, ...], weights: Any, num_classes: int | None, **kwargs: Any) -> SSD:
+           weights: Any, num_classes: int | None, **kwargs: Any) -> SSD:
     checkpoint = fetch_weights(weights, name, pretrained=kwargs.pop("pretrained", None))
     num_classes, _ = builder_config(checkpoint, num_classes, None)
+    # lufficc's evaluation settings; every box above the score enters NMS (topk = all default boxes).
+    defaults = {**THRESHOLDS, "topk_candidates": num_default_boxes(spec)}
     return assemble_ssd(backbone(checkpoint), head, spec, num_classes, checkpoint, mean=MEAN, std=STD,
-                        **{**_thresholds(spec, feature_maps), **kwargs})
+                        **{**defaults, **kwargs})
 
 
 def _mobilenet_v3(checkpoint: Checkpoint | None, extra_kernel: int | None) -> MobileNetV3DLi14Backbone:
@@ -84,7 +85,7 @@ def lufficc_mobilenet_v2_ssd320(*, weights: Any = None, num_classes: int | None 
     """lufficc/SSD's ``mobilenet_v2_ssd320``: MobileNetV2 SSDLite at 320, 3234 default boxes.
     ``weights``: "VOC0712" (= "DEFAULT") or a lufficc/ssd_zoo checkpoint file or URL."""
     return _build("lufficc_mobilenet_v2_ssd320", lambda _: MobileNetV2LiteBackbone(stride16_map="block"),
-                  SeparableLiteHead, MOBILE_V2_BOXES, MOBILE_FEATURE_MAPS, weights, num_classes, **kwargs)
+                  SeparableLiteHead, MOBILE_V2_BOXES, weights, num_classes, **kwargs)
 
 
 @register_model
@@ -94,15 +95,15 @@ def lufficc_mobilenet_v3_ssd320(*, weights: Any = None, num_classes: int | None 
     ``weights``: "VOC0712" (= "DEFAULT") or a lufficc/ssd_zoo checkpoint file or URL. ``extra_kernel``: the extra
     blocks' depthwise kernel (1 or 3; default: the weights', else 3)."""
     return _build("lufficc_mobilenet_v3_ssd320", lambda ckpt: _mobilenet_v3(ckpt, extra_kernel), SeparableLiteHead,
-                  MOBILE_V3_BOXES, MOBILE_FEATURE_MAPS, weights, num_classes, **kwargs)
+                  MOBILE_V3_BOXES, weights, num_classes, **kwargs)
 
 
 @register_model
 def lufficc_efficient_net_b3_ssd300(*, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
     """lufficc/SSD's ``efficient_net_b3_ssd300``: EfficientNet-B3 SSD300, 8732 default boxes; needs timm.
     ``weights``: "VOC0712" (= "DEFAULT") or a lufficc/ssd_zoo checkpoint file or URL."""
-    return _build("lufficc_efficient_net_b3_ssd300", _efficient_net_b3, SSDHead, EFFICIENT_NET_BOXES,
-                  tuple(grid_sides(EFFICIENT_NET_BOXES)), weights, num_classes, **kwargs)
+    return _build("lufficc_efficient_net_b3_ssd300", _efficient_net_b3, SSDHead, EFFICIENT_NET_BOXES, weights,
+                  num_classes, **kwargs)
 
 
 # ---- the published weights (release 1.2, README "MODEL ZOO", PASCAL VOC table) ----------------------------------
