@@ -31,22 +31,11 @@ INSTALL = "pip install 'ssd_zoo[int8]'"
 def _torchao() -> Any:
     """The PT2E pieces of torchao, or ImportError naming the install command."""
     try:
-        from torchao.quantization.pt2e import quantize_pt2e
+        from torchao.quantization.pt2e import lowering, quantize_pt2e
         from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
     except ImportError as error:
         raise ImportError(f"ssd_zoo.quantize needs torchao ({error}); install it with {INSTALL}") from None
-    _fake_prepack()
-    return quantize_pt2e, x86_inductor_quantizer
-
-
-def _fake_prepack() -> None:
-    """Give ``onednn.qconv_prepack`` the shape-only (fake) kernel that Inductor's freezing passes run it with
-    (torch 2.14 has none: compiling fails with "UnsupportedOperatorException: onednn.qconv_prepack"). The
-    packed weight has the int8 weight's shape; the real packing runs when freezing folds the constants."""
-    try:
-        torch.library.register_fake("onednn::qconv_prepack")(lambda weight, *args: weight.new_empty(weight.shape))
-    except RuntimeError:  # registered already (by this function, or by a torch that has one)
-        pass
+    return quantize_pt2e, x86_inductor_quantizer, lowering
 
 
 def has_vnni() -> bool:
@@ -93,7 +82,7 @@ def _quantize_module(module: nn.Module, examples: list[Any], keep_float: Sequenc
                      reduce_range: bool, compile: bool) -> nn.Module:
     """Export ``module`` for one image (``module(example)``, batch 1), insert int8 observers, calibrate on
     each image of ``examples``, convert, and compile with freezing. ``keep_float``: names within the model."""
-    quantize_pt2e, xiq = _torchao()
+    quantize_pt2e, xiq, lowering = _torchao()
     singles = [x[i:i + 1] if isinstance(x, Tensor) else [level[i:i + 1] for level in x]
                for x in examples for i in range(len(x) if isinstance(x, Tensor) else len(x[0]))]
     graph = torch.export.export(module, (singles[0],)).module()
@@ -107,7 +96,13 @@ def _quantize_module(module: nn.Module, examples: list[Any], keep_float: Sequenc
         for example in singles:
             prepared(example)
     converted = quantize_pt2e.convert_pt2e(prepared)
-    return _PerImage(torch.compile(converted, options={"freezing": True}) if compile else converted)
+    if not compile:
+        return _PerImage(converted)
+    # Inductor's freezing passes, then constant folding: each int8 conv becomes onednn.qconv_pointwise on a weight
+    # packed once. (torch.compile(freezing=True) fails on torch 2.14 + torchao 0.18: the packing op has no fake
+    # kernel, "UnsupportedOperatorException: onednn.qconv_prepack".)
+    with torch.no_grad():
+        return _PerImage(lowering.lower_pt2e_quantized_to_x86(converted, (singles[0],)))
 
 
 @torch.no_grad()
