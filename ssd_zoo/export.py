@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
 from .models.ssd import SSD
-from .ops.postprocess import class_scores_and_boxes
+from .ops.postprocess import class_scores_and_boxes, clip_boxes
 
 OUTPUT_NAMES = ["num_detections", "boxes", "scores", "labels"]
 RECORD_KEY = "ssd_zoo.record"  # metadata key of the model's record (SSD.record() as JSON) in exported files
@@ -71,6 +71,7 @@ def padded_detections(
     nms_thresh: float = 0.45,
     topk_candidates: int = 400,
     detections_per_img: int = 200,
+    clip_before_nms: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """:func:`ssd_zoo.ops.postprocess.select_detections` with fixed-size, zero-padded outputs.
 
@@ -82,7 +83,7 @@ def padded_detections(
         ``K = detections_per_img``, each image's detections best first, zeros past ``num_detections``.
     """
     num_anchors, num_classes = scores.shape[1], scores.shape[2]
-    scores, boxes = class_scores_and_boxes(scores, boxes, image_size)
+    scores, boxes = class_scores_and_boxes(scores, boxes, image_size, clip=clip_before_nms)
 
     # Per image and class, the best k candidates; those at or below the threshold get score -1.
     k = min(topk_candidates, int(num_anchors))  # a Python int: ONNX NonMaxSuppression takes it as a constant
@@ -103,6 +104,7 @@ def padded_detections(
     best_scores, best = kept_scores.topk(min(detections_per_img, kept_scores.shape[1]), dim=1)
     valid = best_scores > score_thresh
     best_boxes = torch.gather(candidates.flatten(1, 2), 1, best[..., None].expand(-1, -1, 4))
+    best_boxes = best_boxes if clip_before_nms else clip_boxes(best_boxes, image_size)
     labels = torch.div(best, k, rounding_mode="floor") + 1
     pad = detections_per_img - best.shape[1]
     out_boxes = F.pad(torch.where(valid[..., None], best_boxes, 0.0), (0, 0, 0, pad))

@@ -73,3 +73,19 @@ def test_batched_matches_per_image_loop() -> None:
         assert a["labels"].tolist() == b["labels"].tolist()
         torch.testing.assert_close(a["boxes"], b["boxes"])
         torch.testing.assert_close(a["scores"], b["scores"])
+
+
+def test_clip_before_nms_decides_which_border_boxes_overlap() -> None:
+    """Two boxes past the left edge: IoU 0.43 as decoded, 0.56 once clipped. torchvision clips before NMS (one
+    survives NMS 0.5); ssd.pytorch, lufficc, qfgaohao and NVIDIA do not (both survive). Detections are clipped
+    either way, and the exported graph's NMS (padded_detections) follows the same setting."""
+    from ssd_zoo.export import padded_detections
+    from ssd_zoo.ops.postprocess import select_detections
+
+    boxes = torch.tensor([[[-50.0, 0, 50, 100], [-10, 0, 90, 100]]])
+    scores = torch.tensor([[[0.1, 0.9], [0.2, 0.8]]])  # [B, A, C]: background, one class
+    for clip, survivors in ((True, 1), (False, 2)):
+        (det,) = select_detections(scores, boxes, (100, 100), nms_thresh=0.5, clip_before_nms=clip)
+        assert len(det["boxes"]) == survivors and det["boxes"][:, 0].min() == 0
+        count, padded, _, _ = padded_detections(scores, boxes, (100, 100), nms_thresh=0.5, clip_before_nms=clip)
+        assert int(count[0]) == survivors and torch.equal(padded[0, :survivors], det["boxes"])

@@ -116,7 +116,7 @@ def test_dense_predictions_equal_lufficcs_forward(tmp_path, sample_images, size:
 def test_thresholds_follow_lufficcs_evaluation_settings() -> None:
     model = ssd_zoo.build("lufficc_vgg_ssd300")
     assert model.thresholds == {"score_thresh": 0.01, "nms_thresh": 0.45, "topk_candidates": 8732,
-                                "detections_per_img": 100}
+                                "detections_per_img": 100, "clip_before_nms": False}
     assert ssd_zoo.build("lufficc_vgg_ssd512", detections_per_img=10).thresholds["detections_per_img"] == 10
 
 

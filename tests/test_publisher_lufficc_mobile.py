@@ -146,7 +146,7 @@ def test_wrong_shapes_and_unknown_keys_raise_naming_them(tmp_path) -> None:
 def test_thresholds_and_entries_follow_lufficcs_configs() -> None:
     model = ssd_zoo.build("lufficc_mobilenet_v2_ssd320")
     assert model.thresholds == {"score_thresh": 0.01, "nms_thresh": 0.45, "topk_candidates": 3234,
-                                "detections_per_img": 100}
+                                "detections_per_img": 100, "clip_before_nms": False}
     assert model.input_size == 320 and model.num_classes == NUM_CLASSES
     names = set(ssd_zoo.list_weights())
     assert {f"{m}.VOC0712" for m in MODELS.values()} <= names

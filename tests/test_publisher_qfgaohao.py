@@ -213,7 +213,7 @@ def test_convert_round_trip_is_exact(net: str) -> None:
 def test_thresholds_and_entries_follow_qfgaohaos_predictor() -> None:
     model = ssd_zoo.build("qfgaohao_mb2_ssd_lite")
     assert model.thresholds == {"score_thresh": 0.01, "nms_thresh": 0.45, "topk_candidates": 200,
-                                "detections_per_img": 4000}
+                                "detections_per_img": 4000, "clip_before_nms": False}
     entry = qfgaohao.Qfgaohao_VGG16_SSD_Weights.VOC0712
     assert entry.meta["metrics"] == {"VOC2007-test": {"mAP": 77.26}} and "weights=" in entry.meta["where_to_get"]
     assert {"qfgaohao_mb1_ssd.VOC0712", "qfgaohao_mb2_ssd_lite.VOC0712"} <= set(ssd_zoo.list_weights())

@@ -70,7 +70,7 @@ def test_the_architecture_is_torchvisions(pair) -> None:
     norms = [m for m in ours.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and all((m.eps, m.momentum) == (0.001, 0.03) for m in norms)
     assert ours.thresholds == {"score_thresh": 0.001, "nms_thresh": 0.55, "topk_candidates": 300,
-                               "detections_per_img": 300}
+                               "detections_per_img": 300, "clip_before_nms": True}
 
 
 def test_dense_predictions_match_torchvision(pair, sample_images) -> None:

@@ -55,7 +55,7 @@ class SSD(nn.Module):
         categories: ``num_classes`` names, index 0 background (e.g. the weights' own), or None.
         iou_thresh: matching IoU (training).
         neg_pos_ratio: hard negatives per positive (training).
-        score_thresh, nms_thresh, topk_candidates, detections_per_img: post-processing (eval),
+        score_thresh, nms_thresh, topk_candidates, detections_per_img, clip_before_nms: post-processing (eval),
             see :func:`ssd_zoo.ops.postprocess.select_detections`.
     """
 
@@ -74,6 +74,7 @@ class SSD(nn.Module):
         nms_thresh: float = 0.45,
         topk_candidates: int = 400,
         detections_per_img: int = 200,
+        clip_before_nms: bool = True,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -89,6 +90,7 @@ class SSD(nn.Module):
         self.nms_thresh = nms_thresh
         self.topk_candidates = topk_candidates
         self.detections_per_img = detections_per_img
+        self.clip_before_nms = clip_before_nms
         self._register_load_state_dict_pre_hook(self._check_record)
         # channels_last by default: oneDNN (CPU) and cuDNN (tensor cores) run convolutions fastest in NHWC, and
         # the head's flattening to (B, H*W*k, C) becomes a free view. Values are unchanged, only strides.
@@ -219,4 +221,5 @@ class SSD(nn.Module):
     def thresholds(self) -> dict[str, float]:
         """The post-processing settings, as keywords of :func:`~ssd_zoo.ops.postprocess.select_detections`."""
         return {"score_thresh": self.score_thresh, "nms_thresh": self.nms_thresh,
-                "topk_candidates": self.topk_candidates, "detections_per_img": self.detections_per_img}
+                "topk_candidates": self.topk_candidates, "detections_per_img": self.detections_per_img,
+                "clip_before_nms": self.clip_before_nms}

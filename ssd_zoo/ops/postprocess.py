@@ -48,13 +48,18 @@ def decode_predictions(cls_logits: Tensor, box_regression: Tensor, default_boxes
     }
 
 
-def class_scores_and_boxes(scores: Tensor, boxes: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """Foreground scores ``[B, C-1, A]`` and boxes ``[B, A, 4]`` clipped to ``image_size = (H, W)``, from
-    :func:`decode_predictions`' ``scores [B, A, C]`` and ``boxes [B, A, 4]``."""
+def clip_boxes(boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
+    """xyxy ``boxes [..., 4]`` clamped to ``image_size = (H, W)``."""
     height, width = image_size
-    # (B, A, 2 corners, xy) -> back to (B, A, 4) x1, y1, x2, y2
-    boxes = torch.stack([boxes[..., 0::2].clamp(0, width), boxes[..., 1::2].clamp(0, height)], dim=-1).flatten(-2)
-    return scores[..., 1:].transpose(1, 2), boxes
+    # (..., 2 corners, xy) -> back to (..., 4) x1, y1, x2, y2
+    return torch.stack([boxes[..., 0::2].clamp(0, width), boxes[..., 1::2].clamp(0, height)], dim=-1).flatten(-2)
+
+
+def class_scores_and_boxes(scores: Tensor, boxes: Tensor, image_size: tuple[int, int],
+                           clip: bool = True) -> tuple[Tensor, Tensor]:
+    """Foreground scores ``[B, C-1, A]`` and boxes ``[B, A, 4]`` (clipped to ``image_size = (H, W)`` if
+    ``clip``), from :func:`decode_predictions`' ``scores [B, A, C]`` and ``boxes [B, A, 4]``."""
+    return scores[..., 1:].transpose(1, 2), clip_boxes(boxes, image_size) if clip else boxes
 
 
 def postprocess(
@@ -82,6 +87,7 @@ def select_detections(
     nms_thresh: float = 0.45,
     topk_candidates: int = 400,
     detections_per_img: int = 200,
+    clip_before_nms: bool = True,
 ) -> list[dict[str, Tensor]]:
     """Detections for a batch, in pixels of the network input, from per-default-box predictions.
 
@@ -93,13 +99,16 @@ def select_detections(
         nms_thresh: IoU above which NMS suppresses the lower-scoring box of a class.
         topk_candidates: per image and class, the most boxes that enter NMS.
         detections_per_img: per image, the most detections kept (best scores first).
+        clip_before_nms: NMS compares boxes clipped to the input (torchvision); False: boxes as decoded
+            (ssd.pytorch, lufficc, qfgaohao, NVIDIA), so that a border box overlaps as in those projects. The
+            detections are clipped either way.
 
     Returns:
         One dict per image: ``boxes`` float ``[D, 4]`` xyxy, ``scores`` float ``[D]``, ``labels`` int64 ``[D]``
         in ``[1, C)``, sorted by decreasing score.
     """
     batch, num_anchors, num_classes = scores.shape
-    scores, boxes = class_scores_and_boxes(scores, boxes, image_size)
+    scores, boxes = class_scores_and_boxes(scores, boxes, image_size, clip=clip_before_nms)
 
     # Per image and class, the best candidates above the threshold.
     k = min(topk_candidates, num_anchors)
@@ -121,6 +130,7 @@ def select_detections(
     rank = torch.arange(kept.numel(), device=kept.device) - starts[kept_images]
     kept = kept[rank < detections_per_img]
     counts = counts.clamp(max=detections_per_img).tolist()
+    top_boxes = top_boxes if clip_before_nms else clip_boxes(top_boxes, image_size)
 
     return [
         {"boxes": b, "scores": s, "labels": l}

@@ -62,8 +62,8 @@ BOXES: dict[tuple[int, str], DefaultBoxSpec] = {
                                      (51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72), _RATIOS_512, _STEPS_512),
 }
 # TEST.* of config/defaults.py: score > 0.01, NMS 0.45, 100 per image; every box above the score enters NMS
-# (the builder sets topk_candidates to the number of default boxes).
-THRESHOLDS = {"score_thresh": 0.01, "nms_thresh": 0.45, "detections_per_img": 100}
+# (the builder sets topk_candidates to the number of default boxes); PostProcessor clips no box before NMS.
+THRESHOLDS = {"score_thresh": 0.01, "nms_thresh": 0.45, "detections_per_img": 100, "clip_before_nms": False}
 
 # ---- the layout -------------------------------------------------------------------------------------------------
 # VGG16: lufficc key prefix <-> ssd.pytorch key prefix (same modules, same order, same tensors).

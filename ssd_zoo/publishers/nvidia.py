@@ -38,8 +38,10 @@ NUM_CLASSES = 81
 # dboxes300_coco: the "coco" sizes with every coordinate clamped, as their DefaultBoxes does.
 DEFAULT_BOXES = DefaultBoxSpec(300, (21, 45, 99, 153, 207, 261, 315), ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,)),
                                (8, 16, 32, 64, 100, 300), clip="all")
-# Their evaluate.py: encoder.decode_batch(..., criteria=0.50, max_output=200): score > 0.05, top-200 per class.
-POSTPROCESS = {"score_thresh": 0.05, "nms_thresh": 0.5, "topk_candidates": 200, "detections_per_img": 200}
+# Their evaluate.py: encoder.decode_batch(..., criteria=0.50, max_output=200); utils.py decode_single: score > 0.05,
+# the best 200 per class (max_num) enter NMS, 200 per image; scale_back_batch clips no box before NMS.
+POSTPROCESS = {"score_thresh": 0.05, "nms_thresh": 0.5, "topk_candidates": 200, "detections_per_img": 200,
+               "clip_before_nms": False}
 _EXTRA_CHANNELS = [(1024, 256, 512), (512, 256, 512), (512, 128, 256), (256, 128, 256), (256, 128, 256)]
 
 

@@ -51,9 +51,10 @@ CANDIDATES = 200  # Predictor's candidate_size: per class, the best 200 boxes en
 
 
 def _thresholds(num_classes: int) -> dict[str, float]:
-    """``Predictor`` defaults; ``top_k=-1`` keeps every NMS survivor, at most 200 per foreground class."""
+    """``Predictor`` defaults; ``top_k=-1`` keeps every NMS survivor, at most 200 per foreground class; NMS on
+    the boxes as decoded (``Predictor.predict`` clips nothing)."""
     return {"score_thresh": 0.01, "nms_thresh": 0.45, "topk_candidates": CANDIDATES,
-            "detections_per_img": CANDIDATES * (num_classes - 1)}
+            "detections_per_img": CANDIDATES * (num_classes - 1), "clip_before_nms": False}
 
 
 # ---- the layout ----------------------------------------------------------------------------------------------
