@@ -84,7 +84,11 @@ class Runner:
         self.categories = self.record.get("categories") or [f"class {i}" for i in range(self.num_classes)]
         self.input_size = int(self.record["input_size"])
         self.score_thresh = score_thresh if score_thresh is not None else self.thresholds.get("score_thresh", 0.0)
-        self.transform = SSDTransform(self.input_size, tuple(self.record["mean"]), tuple(self.record["std"]))
+        # The model's own resizing (a letterboxed model stretched would see other images than it was trained on).
+        pad_fill = self.record.get("pad_fill")
+        self.transform = SSDTransform(self.input_size, tuple(self.record["mean"]), tuple(self.record["std"]),
+                                      resize=self.record.get("resize") or "stretch",
+                                      pad_fill=None if pad_fill is None else tuple(pad_fill))
 
     @property
     def model_name(self) -> str | None:

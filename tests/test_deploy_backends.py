@@ -60,6 +60,28 @@ def test_exported_file_matches_eager(sample_images, tmp_path: Path, backend: str
         assert _matched(expected, found) >= 0.7
 
 
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_a_letterboxed_model_is_letterboxed_by_its_runner(sample_images, tmp_path: Path, backend: str) -> None:
+    """The file's record says how the model resizes: a model trained on letterboxed images (the demo's) gets
+    them from the runner too, with its padding colour, so the 500x375 photos give the eager detections."""
+    from ssd_zoo.transform import SSDTransform
+
+    model = tiny_model()
+    model.score_thresh = 0.2
+    t = model.transform
+    model.transform = SSDTransform(t.size, tuple(t.mean.flatten().tolist()), tuple(t.std.flatten().tolist()),
+                                   resize="letterbox", pad_fill=(0.5, 0.5, 0.5))
+    with torch.no_grad():
+        expected = model(sample_images)
+    path = export(model, tmp_path / ("model.xml" if backend == "openvino" else "model.onnx"),
+                  format="openvino" if backend == "openvino" else "onnx")
+    run = load_runner(path, precision="f32")
+    assert run.transform.resize_mode == "letterbox" and run.transform.pad_fill == pytest.approx([0.5] * 3)
+    for e, f in zip(expected, run(sample_images)):  # the best 50 (near-equal scores further down may swap)
+        assert len(e["labels"]) > 50 and torch.equal(e["labels"][:50], f["labels"][:50])
+        torch.testing.assert_close(f["boxes"][:50], e["boxes"][:50], atol=1e-2, rtol=0)
+
 def test_cli_export_and_detect_with_a_backend(tmp_path: Path) -> None:
     model = tiny_model()
     torch.save({"model": model.state_dict()}, tmp_path / "tiny.pth")
