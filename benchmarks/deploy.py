@@ -5,8 +5,8 @@
 ssd300_vgg16 with torchvision's random weights converted to ssd_zoo (:func:`benchmarks.reference.paired_models`),
 the 500x375 sample photos (repeated to fill the batch), ``images -> detections`` for every candidate: the
 transform, the network and the post-processing. Side by side in one process, interleaved: torchvision fp32
-eager, ssd_zoo fp32 and bf16 autocast (eager), ssd_zoo int8 (``ssd_zoo.quantize``: PT2E, Inductor with
-freezing), and the files ``ssd_zoo.export.export`` writes, run by ``ssd_zoo.runtime.load_runner``: ONNX int8
+eager, ssd_zoo fp32 and bf16 autocast (eager), ssd_zoo int8 (``ssd_zoo.quantize``: PT2E, lowered to oneDNN's int8
+kernels), and the files ``ssd_zoo.export.export`` writes, run by ``ssd_zoo.runtime.load_runner``: ONNX int8
 (QDQ) in onnxruntime, OpenVINO IR with f32 forced (``INFERENCE_PRECISION_HINT``) and int8 (NNCF). The int8
 models are calibrated on the sample photos. Rows: latency at batch 1, images/s at batch 8, the precision each
 backend ran, the file size, the ratio against torchvision fp32, and the share of torchvision's top 20
@@ -25,7 +25,7 @@ import torch
 from benchmarks.harness import emit, interleaved, ms, parse_args, ratio, reproduced, voc_sized_images
 from benchmarks.reference import paired_models
 
-TARGETS = {"ssd_zoo int8 PT2E": ">= 5x (best int8)", "OpenVINO fp32 (f32 forced)": ">= 1.5x"}
+TARGETS = {"OpenVINO fp32 (f32 forced)": ">= 1.5x"}  # and ">= 5x" for the fastest int8 path
 
 
 def _torch_runner(model: Any, images: list[torch.Tensor], bf16: bool = False) -> Callable[[], Any]:
@@ -52,7 +52,7 @@ def candidates(folder: Path, calibration: list[torch.Tensor]) -> tuple[dict[str,
     models: dict[str, Any] = {"torchvision fp32": tv, "ssd_zoo fp32": ours, "ssd_zoo bf16": ours,
                               "ssd_zoo int8 PT2E": quantize(ours, calibration)}
     ran = {"torchvision fp32": "fp32", "ssd_zoo fp32": "fp32", "ssd_zoo bf16": "bf16 autocast",
-           "ssd_zoo int8 PT2E": "int8 (oneDNN, Inductor)"}
+           "ssd_zoo int8 PT2E": "int8 (oneDNN)"}
     sizes = {"torchvision fp32": _size(folder / "ssd300.pth"), "ssd_zoo fp32": _size(folder / "ssd300.pth"),
              "ssd_zoo bf16": _size(folder / "ssd300.pth"), "ssd_zoo int8 PT2E": "- (in memory)"}
     files = {"ONNX Runtime int8": ("ssd300_int8.onnx", "onnx", True, None),
@@ -72,13 +72,14 @@ def rows_for(args: Any, models: dict[str, Any], ran: dict[str, str], sizes: dict
     outputs = {name: run() for name, run in runs.items()}  # also the compile (per batch size), before timing
     times = interleaved(runs, repeat=args.repeat, warmup=args.warmup)
     base = times["torchvision fp32"]
+    targets = {**TARGETS, min((n for n in times if "int8" in n), key=times.get): ">= 5x (best int8)"}
     rows = []
     for name, seconds in times.items():
         speed = ms(seconds) if batch == 1 else f"{batch / seconds:.1f} images/s"
         rows.append({"benchmark": "CPU deployment, end to end", "case": f"{name}, batch {batch} ({ran[name]}, "
                      f"file {sizes[name]})", "ssd_zoo": speed, "alternative": f"torchvision fp32: "
                      f"{ms(base) if batch == 1 else f'{batch / base:.1f} images/s'}", "speed-up": ratio(base, seconds),
-                     "target": TARGETS.get(name, "") if batch == 8 else "",
+                     "target": targets.get(name, "") if batch == 8 else "",
                      "outputs": reproduced(outputs["torchvision fp32"], outputs[name], "torchvision fp32")})
     return rows
 
