@@ -5,9 +5,10 @@
 
 The backbone and the head are each captured with ``torch.export`` (for one image, see :class:`_PerImage`), annotated by
 torchao's ``X86InductorQuantizer`` (int8 activations per tensor, int8 weights per output channel, symmetric),
-observed on the calibration images (``prepare_pt2e``), converted (``convert_pt2e``) and compiled by Inductor
-with freezing, which folds the weights into oneDNN's packed int8 kernels. The result is a copy of the SSD
-whose ``backbone`` and ``head`` are these compiled graphs: resizing, normalisation, default boxes, decoding
+observed on the calibration images (``prepare_pt2e``), converted (``convert_pt2e``) and lowered by torchao's
+``lower_pt2e_quantized_to_x86`` (Inductor's freezing passes and constant folding), which turns each int8
+convolution into oneDNN's kernel on a weight packed once. The result is a copy of the SSD whose ``backbone`` and
+``head`` are these lowered graphs: resizing, normalisation, default boxes, decoding
 and NMS are the float model's, unchanged, so ``forward`` and ``dense_predictions`` keep their contract.
 
 Modules named in ``keep_float`` (e.g. ``"head"``, ``"backbone.features.conv1_1"``) stay in float32.
@@ -52,12 +53,11 @@ def has_vnni() -> bool:
 
 
 class _PerImage(nn.Module):
-    """A graph exported and compiled for batch 1, run image by image on a batch: ``[B, ...] -> [B, ...]``
+    """A graph exported and lowered for batch 1, run image by image on a batch: ``[B, ...] -> [B, ...]``
     (each output, or each tensor of a list output, concatenated along the batch axis).
 
-    One batch size, because Inductor folds the int8 weight packing only in a graph exported with static shapes
-    (with a dynamic batch axis, ``onednn.qconv_prepack`` is left unfolded and lowering fails, torch 2.14); one
-    image at a time, because a static graph per batch size would be exported, calibrated and compiled again
+    One batch size, because the lowering folds the int8 weight packing in a graph exported with static shapes;
+    one image at a time, because a static graph per batch size would be exported, calibrated and lowered again
     for each. A 300x300 image's convolutions are large enough to keep the int8 kernels busy at batch 1."""
 
     def __init__(self, graph: nn.Module) -> None:
@@ -81,7 +81,7 @@ class _PerImage(nn.Module):
 def _quantize_module(module: nn.Module, examples: list[Any], keep_float: Sequence[str], prefix: str,
                      reduce_range: bool, compile: bool) -> nn.Module:
     """Export ``module`` for one image (``module(example)``, batch 1), insert int8 observers, calibrate on
-    each image of ``examples``, convert, and compile with freezing. ``keep_float``: names within the model."""
+    each image of ``examples``, convert, and lower to oneDNN's int8 kernels. ``keep_float``: names within the model."""
     quantize_pt2e, xiq, lowering = _torchao()
     singles = [x[i:i + 1] if isinstance(x, Tensor) else [level[i:i + 1] for level in x]
                for x in examples for i in range(len(x) if isinstance(x, Tensor) else len(x[0]))]
@@ -118,8 +118,8 @@ def quantize(model: SSD, calibration_images: Sequence[Tensor], *, batch_size: in
         keep_float: module names of ``model`` that stay float32: ``"head"`` or ``"backbone"`` as a whole, or
             a layer such as ``"backbone.features.conv1_1"`` or ``"head.classification.0"``.
         reduce_range: 7-bit activations; default: only on a CPU without VNNI (see :func:`has_vnni`).
-        compile: compile with Inductor (freezing). Without it the converted graphs run as reference int8
-            (quantize/dequantize around float ops): the same numbers, slowly; for inspection.
+        compile: lower the graphs to oneDNN's int8 kernels. Without it the converted graphs run as reference
+            int8 (quantize/dequantize around float ops): the same numbers, slowly; for inspection.
 
     Returns:
         An ``SSD`` whose ``backbone`` and ``head`` are the int8 graphs, with the input transform, default
