@@ -73,6 +73,22 @@ def head(state: dict[str, Tensor], key: str, x: Tensor, per_box: int, lite: bool
     return y.permute(0, 2, 3, 1).reshape(x.shape[0], -1, per_box)
 
 
+# ---- MobileNetV2 (torchvision's and both projects' inverted residuals) ----------------------------------------
+MB2_SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+               (6, 320, 1, 1)]  # t, c, n, s
+MB2_EXTRAS = [(1280, 512, 0.2), (512, 256, 0.25), (256, 256, 0.5), (256, 64, 0.25)]  # (inp, oup, expand_ratio)
+
+
+def mb2_blocks() -> list[tuple[int, int, int, int]]:
+    """MobileNetV2.features[1:18] as (inp, oup, stride, expand_ratio)."""
+    blocks, inp = [], 32
+    for t, c, n, s in MB2_SETTING:
+        for i in range(n):
+            blocks.append((inp, c, s if i == 0 else 1, t))
+            inp = c
+    return blocks
+
+
 # ---- VGG16 (ssd.pytorch's add_vgg, copied by both projects) -------------------------------------------------
 
 VGG_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "C", 512, 512, 512, "M", 512, 512, 512]

@@ -12,27 +12,13 @@ import math
 
 import torch
 import torch.nn.functional as F
-from publisher_reference import batch_norm, bn_shapes, conv, head
+from publisher_reference import MB2_EXTRAS, batch_norm, bn_shapes, conv, head, mb2_blocks
 from torch import Tensor
 
 Shapes = dict[str, tuple[int, ...]]
 
+
 # ---- MobileNetV2 (mobilenet.py: ConvBNReLU = Sequential(conv, BN, ReLU6)) -------------------------------------
-MB2_SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
-               (6, 320, 1, 1)]  # t, c, n, s
-MB2_EXTRAS = [(1280, 512, 0.2), (512, 256, 0.25), (256, 256, 0.5), (256, 64, 0.25)]  # (inp, oup, expand_ratio)
-
-
-def mb2_blocks() -> list[tuple[int, int, int, float]]:
-    """``features[1:18]`` as (inp, oup, stride, expand_ratio)."""
-    blocks, inp = [], 32
-    for t, c, n, s in MB2_SETTING:
-        for i in range(n):
-            blocks.append((inp, c, s if i == 0 else 1, t))
-            inp = c
-    return blocks
-
-
 def mb2_residual_shapes(key: str, inp: int, oup: int, ratio: float) -> Shapes:
     hidden = int(round(inp * ratio))
     if ratio == 1:  # (ConvBNReLU dw, pw-linear conv, BN)

@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from publisher_reference import (
-    batch_norm, bn_shapes, conv, head, l2norm_qfgaohao, predictions, priors, random_state, run_vgg, vgg_shapes,
+    MB2_EXTRAS, batch_norm, bn_shapes, conv, head, l2norm_qfgaohao, mb2_blocks, predictions, priors, random_state,
+    run_vgg, vgg_shapes,
 )
 
 import ssd_zoo
@@ -31,8 +32,6 @@ VGG_EXTRAS = [(1024, 256, 512, 2, 1), (512, 128, 256, 2, 1), (256, 128, 256, 1, 
 MB1_EXTRAS = [(1024, 256, 512, 2, 1), (512, 128, 256, 2, 1), (256, 128, 256, 2, 1), (256, 128, 256, 2, 1)]
 MB1_DW = [(32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1), (256, 512, 2)] + \
     [(512, 512, 1)] * 5 + [(512, 1024, 2), (1024, 1024, 1)]
-MB2_SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
-MB2_EXTRAS = [(1280, 512, 0.2), (512, 256, 0.25), (256, 256, 0.5), (256, 64, 0.25)]
 
 
 def header_shapes(channels: list[int], boxes: list[int], lite: bool = False) -> dict[str, tuple[int, ...]]:
@@ -57,16 +56,6 @@ def inverted_residual_shapes(key: str, inp: int, oup: int, ratio: float) -> dict
     return {f"{key}.conv.0.weight": (hidden, inp, 1, 1), **bn_shapes(f"{key}.conv.1", hidden),
             f"{key}.conv.3.weight": (hidden, 1, 3, 3), **bn_shapes(f"{key}.conv.4", hidden),
             f"{key}.conv.6.weight": (oup, hidden, 1, 1), **bn_shapes(f"{key}.conv.7", oup)}
-
-
-def mb2_blocks() -> list[tuple[int, int, int, int]]:
-    """MobileNetV2.features[1:18] as (inp, oup, stride, expand_ratio)."""
-    blocks, inp = [], 32
-    for t, c, n, s in MB2_SETTING:
-        for i in range(n):
-            blocks.append((inp, c, s if i == 0 else 1, t))
-            inp = c
-    return blocks
 
 
 def state_for(net: str, seed: int = 0) -> dict[str, torch.Tensor]:
