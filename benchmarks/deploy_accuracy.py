@@ -35,9 +35,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     cfg = load_config(Path(args.config), {})
-    train = make_dataset(cfg, train=True)
-    calibration = [train[i][0] for i in range(min(args.calibration_count, len(train)))]
-    model, _ = eval_voc.load_model(cfg, args.weights, train.class_names)
+    calibration = eval_voc.training_images(cfg, args.calibration_count)
+    model, _ = eval_voc.load_model(cfg, args.weights, make_dataset(cfg, train=False).class_names)
     model.eval()
     rows = []
     with tempfile.TemporaryDirectory() as folder:

@@ -89,6 +89,15 @@ class Deployed(torch.nn.Module):
         return self.runner([im.cpu() for im in images])
 
 
+def training_images(cfg: TrainConfig, count: int) -> list[torch.Tensor]:
+    """The first ``count`` training images of ``cfg``'s data (float ``[3, H, W]`` in [0, 1]): the default
+    calibration set of every int8 path."""
+    from recipes.data import make_dataset
+
+    train = make_dataset(cfg, train=True)
+    return [train[i][0] for i in range(min(count, len(train)))]
+
+
 def deployed_model(args: argparse.Namespace, cfg: TrainConfig, class_names: Sequence[str]) -> torch.nn.Module:
     """``--backend``/``--model-file``, or the ``--int8`` PT2E model, checked against the test set's classes."""
     num_classes = len(class_names) + 1
@@ -104,14 +113,12 @@ def deployed_model(args: argparse.Namespace, cfg: TrainConfig, class_names: Sequ
         return Deployed(runner)
     model, cfg = load_model(cfg, args.weights, class_names)
     if args.int8:
-        from recipes.data import make_dataset
         from ssd_zoo.quantize import quantize, read_calibration_images
 
         if args.calibration is not None:
             images = read_calibration_images(args.calibration, args.calibration_count)
         else:
-            train = make_dataset(cfg, train=True)
-            images = [train[i][0] for i in range(min(args.calibration_count, len(train)))]
+            images = training_images(cfg, args.calibration_count)
         model = quantize(model.eval(), images)
     return model
 

@@ -73,17 +73,16 @@ class InvertedResidual(nn.Module):
         super().__init__()
         self.expand = conv_bn(in_ch, hidden, 1) if hidden != in_ch else None
         self.depthwise = conv_bn(hidden, hidden, kernel, stride, groups=hidden)
-        self.se = SqueezeExcite(hidden) if se else None
+        self.se = SqueezeExcite(hidden) if se else nn.Identity()
         self.act = nn.Hardswish() if hswish else nn.ReLU()
         self.project = conv_bn(hidden, out_ch, 1)
         self.residual = stride == 1 and in_ch == out_ch
 
     def forward(self, x: Tensor) -> Tensor:
-        se = self.se if self.se is not None else nn.Identity()
         if self.expand is not None:
-            y = self.act(se(self.depthwise(self.act(self.expand(x)))))  # SE before the activation
+            y = self.act(self.se(self.depthwise(self.act(self.expand(x)))))  # SE before the activation
         else:
-            y = se(self.act(self.depthwise(x)))
+            y = self.se(self.act(self.depthwise(x)))
         y = self.project(y)
         return x + y if self.residual else y
 

@@ -1,5 +1,5 @@
 """lufficc/SSD (MIT licence, https://github.com/lufficc/SSD): its VGG16 SSD300 and SSD512 (VOC and COCO), and the
-layout of all its release-1.2 files (the MobileNet and EfficientNet models are in :mod:`.lufficc_lite`).
+layout of all its release-1.2 files (the MobileNet and EfficientNet models are in :mod:`.lufficc_mobile`).
 
 Read from its code (``ssd/modeling/backbone/vgg.py``, ``box_head/box_predictor.py``, ``anchors/prior_box.py``,
 ``utils/box_utils.py``, ``config/defaults.py``, ``configs/vgg_ssd*.yaml``, ``utils/checkpoint.py``):
