@@ -5,8 +5,8 @@
 ssd300_vgg16 with torchvision's random weights converted to ssd_zoo (:func:`benchmarks.reference.paired_models`),
 the 500x375 sample photos (repeated to fill the batch), ``images -> detections`` for every candidate: the
 transform, the network and the post-processing. Side by side in one process, interleaved: torchvision fp32
-eager, ssd_zoo fp32 and bf16 autocast (eager), ssd_zoo int8 (``ssd_zoo.quantize``: PT2E, lowered to oneDNN's int8
-kernels), and the files ``ssd_zoo.export.export`` writes, run by ``ssd_zoo.runtime.load_runner``: ONNX int8
+eager, ssd_zoo fp32 and bf16 autocast (eager), ssd_zoo int8 (``ssd_zoo.deploy.quantize``: PT2E, lowered to oneDNN's int8
+kernels), and the files ``ssd_zoo.deploy.export.export`` writes, run by ``ssd_zoo.deploy.runtime.load_runner``: ONNX int8
 (QDQ) in onnxruntime, OpenVINO IR with f32 forced (``INFERENCE_PRECISION_HINT``) and int8 (NNCF). The int8
 models are calibrated on the sample photos. Rows: latency at batch 1, images/s at batch 8, the precision each
 backend ran, the file size, the ratio against torchvision fp32, and the share of torchvision's top 20
@@ -43,9 +43,9 @@ def _size(path: Path) -> str:
 
 def candidates(folder: Path, calibration: list[torch.Tensor]) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
     """``(models, precision ran, file size)`` by candidate name; every model takes a list of images."""
-    from ssd_zoo.export import export
-    from ssd_zoo.quantize import quantize
-    from ssd_zoo.runtime import load_runner
+    from ssd_zoo.deploy.export import export
+    from ssd_zoo.deploy.quantize import quantize
+    from ssd_zoo.deploy.runtime import load_runner
 
     tv, ours = paired_models()
     torch.save(ours.state_dict(), folder / "ssd300.pth")

@@ -19,8 +19,8 @@ from pathlib import Path
 from recipes import eval_voc
 from recipes.config import load_config
 from recipes.data import make_dataset
-from ssd_zoo.export import export
-from ssd_zoo.runtime import load_runner
+from ssd_zoo.deploy.export import export
+from ssd_zoo.deploy.runtime import load_runner
 
 
 def parse_args() -> argparse.Namespace:

@@ -35,7 +35,7 @@ def paired_models(
     import torchvision
 
     import ssd_zoo
-    from ssd_zoo.convert import from_torchvision
+    from ssd_zoo.weights.convert import from_torchvision
 
     torch.manual_seed(seed)
     tv = torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None, num_classes=num_classes)

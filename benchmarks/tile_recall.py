@@ -9,7 +9,7 @@ image is resized to the model's 128 px input. The model is rebuilt from the chec
 builder, as ``ssd-zoo detect`` does); a checkpoint saved before the resize option is letterboxed as the demo
 trained it (pad_to_square). Recall: the share of the non-difficult objects that a detection of the same class
 scoring >= 0.5 overlaps with IoU >= 0.5; precision: the share of those detections that match an object.
-Passes, side by side in one process: the whole image; tiles (``ssd_zoo.predict.tiles``, ``ssd-zoo detect --tile
+Passes, side by side in one process: the whole image; tiles (``ssd_zoo.detect.predict.tiles``, ``ssd-zoo detect --tile
 160``) of 160 px with overlap 0.25, plus the whole-image pass.
 """
 from __future__ import annotations
@@ -23,10 +23,10 @@ import torch
 from torchvision.ops import box_iou
 
 from benchmarks.harness import ROOT, describe, machine
-from ssd_zoo import predict
+from ssd_zoo.detect import predict
 from ssd_zoo.data.shapes import SHAPES_CLASSES, render_shapes_image
 from ssd_zoo.registry import build
-from ssd_zoo.weights import read_weights
+from ssd_zoo.weights.resolve import read_weights
 
 PAD_FILL = (0.5, 0.5, 0.5)  # recipes.common.PAD_FILL: the demo's padding colour
 
@@ -103,7 +103,7 @@ def main() -> None:
     if args.picture and kept is not None:
         from PIL import Image
 
-        from ssd_zoo.draw import draw_detections
+        from ssd_zoo.detect.draw import draw_detections
 
         x0, y0, x1, y1 = 1200, 900, 1680, 1260
         inside = (kept["boxes"][:, 0] >= x0) & (kept["boxes"][:, 1] >= y0) & (kept["boxes"][:, 2] <= x1) & \

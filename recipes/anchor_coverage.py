@@ -1,4 +1,4 @@
-"""How well a config's default boxes cover a dataset's objects (the README's demo study), through ssd_zoo.anchors.
+"""How well a config's default boxes cover a dataset's objects (the README's demo study), through ssd_zoo.finetune.
 
     python recipes/anchor_coverage.py --config recipes/configs/shapes_quick.yaml --data-root data/shapes
     python recipes/anchor_coverage.py --config recipes/configs/shapes_quick.yaml --data-root data/shapes \
@@ -6,7 +6,7 @@
 
 Boxes are taken as the model sees them: the training split's annotations (difficult ones as the config keeps
 them), padded to squares first where ``pad_to_square`` is set, stretched to the ``S x S`` input (see
-:func:`ssd_zoo.anchors.load_boxes`). Prints :meth:`ssd_zoo.anchors.Coverage.table`; ``--json`` writes it too.
+:func:`ssd_zoo.finetune.load_boxes`). Prints :meth:`ssd_zoo.finetune.Coverage.table`; ``--json`` writes it too.
 ``ssd-zoo anchors DATA --config FILE [--fit]`` is the same report from the command line.
 """
 from __future__ import annotations
@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 
 from recipes.common import build_model  # noqa: E402
 from recipes.config import load_config, parse_override  # noqa: E402
-from ssd_zoo.anchors import Coverage, coverage, load_boxes  # noqa: E402
+from ssd_zoo.finetune import Coverage, coverage, load_boxes  # noqa: E402
 from ssd_zoo.data.voc import read_class_names  # noqa: E402
-from ssd_zoo.hub import write_atomic  # noqa: E402
+from ssd_zoo.files import write_atomic  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> Coverage:

@@ -18,9 +18,10 @@ from torch import Tensor, nn
 
 import ssd_zoo
 from ssd_zoo.errors import InputError
-from ssd_zoo.hub import read_file, save_atomic  # noqa: F401  (the recipes' checkpoints, written atomically)
+from ssd_zoo.files import read_file, save_atomic  # noqa: F401  (the recipes' checkpoints, written atomically)
 from ssd_zoo.ops.default_boxes import DefaultBoxSpec, default_box_spec
-from ssd_zoo.weights import VGG16_Backbone_Weights, load_vgg16_backbone
+from ssd_zoo.weights.published import VGG16_Backbone_Weights
+from ssd_zoo.weights.resolve import load_vgg16_backbone
 
 from .config import TrainConfig
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 
 import ssd_zoo  # noqa: E402
 from ssd_zoo.errors import add_debug_flag, run_main  # noqa: E402
-from ssd_zoo.hub import read_file  # noqa: E402
+from ssd_zoo.files import read_file  # noqa: E402
 from recipes.common import build_model, resize_kwargs  # noqa: E402
 from recipes.config import TrainConfig, load_config, parse_override  # noqa: E402
 from recipes.data import test_loader  # noqa: E402
@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--amp", action="store_true", help="fp16 autocast on CUDA, bf16 on the CPU")
     p.add_argument("--draw", type=int, default=0, help="save this many test images with detections drawn")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    p.add_argument("--int8", action="store_true", help="evaluate the PT2E int8 model (ssd_zoo.quantize; CPU)")
+    p.add_argument("--int8", action="store_true", help="evaluate the PT2E int8 model (ssd_zoo.deploy.quantize; CPU)")
     p.add_argument("--calibration", type=Path, help="--int8: folder of calibration photos (default: the first "
                    "--calibration-count images of the config's training split)")
     p.add_argument("--calibration-count", type=int, default=32, help="--int8: calibration images (default 32)")
@@ -79,7 +79,7 @@ def load_model(cfg: TrainConfig, weights: str, class_names: Sequence[str]) -> tu
 
 
 class Deployed(torch.nn.Module):
-    """An exported file's runner (:func:`ssd_zoo.runtime.load_runner`) where the evaluation takes a module."""
+    """An exported file's runner (:func:`ssd_zoo.deploy.runtime.load_runner`) where the evaluation takes a module."""
 
     def __init__(self, runner: Any) -> None:
         super().__init__()
@@ -102,7 +102,7 @@ def deployed_model(args: argparse.Namespace, cfg: TrainConfig, class_names: Sequ
     """``--backend``/``--model-file``, or the ``--int8`` PT2E model, checked against the test set's classes."""
     num_classes = len(class_names) + 1
     if args.backend != "torch":
-        from ssd_zoo.runtime import load_runner
+        from ssd_zoo.deploy.runtime import load_runner
 
         if args.model_file is None:
             raise ValueError(f"--backend {args.backend}: expected --model-file (written by ssd-zoo export), found none")
@@ -113,7 +113,7 @@ def deployed_model(args: argparse.Namespace, cfg: TrainConfig, class_names: Sequ
         return Deployed(runner)
     model, cfg = load_model(cfg, args.weights, class_names)
     if args.int8:
-        from ssd_zoo.quantize import quantize, read_calibration_images
+        from ssd_zoo.deploy.quantize import quantize, read_calibration_images
 
         if args.calibration is not None:
             images = read_calibration_images(args.calibration, args.calibration_count)

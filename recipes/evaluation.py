@@ -106,11 +106,11 @@ def write_voc_results(detections: list[tuple[str, dict]], class_names: Sequence[
 def draw_detections(dataset: Any, detections: list[tuple[str, dict]], class_names: Sequence[str],
                     output_dir: str | Path, count: int, min_score: float = 0.5) -> list[Path]:
     """Save the first ``count`` test images with their detections (score >= ``min_score``) drawn by
-    :func:`ssd_zoo.draw.draw_detections` (one colour per class, a legend, small images upscaled), as PNG
+    :func:`ssd_zoo.detect.draw.draw_detections` (one colour per class, a legend, small images upscaled), as PNG
     files ``output_dir/pictures/<image_id>.png``; returns their paths. ``class_names``: no background."""
     from PIL import Image  # torchvision.io's codecs are deprecated since torchvision 0.29
 
-    from ssd_zoo.draw import draw_detections as draw
+    from ssd_zoo.detect.draw import draw_detections as draw
 
     folder = Path(output_dir) / "pictures"
     folder.mkdir(parents=True, exist_ok=True)

@@ -36,10 +36,10 @@ from recipes.config import TrainConfig, load_config, parse_override, scale_to_ba
 from recipes.data import make_dataset, set_position, test_loader, train_loader  # noqa: E402
 from recipes.evaluation import evaluate, evaluate_and_report  # noqa: E402
 from recipes.graceful import GracefulStop, TrainingStopped, resume_command  # noqa: E402
-from ssd_zoo.anchors import coverage, load_boxes  # noqa: E402
+from ssd_zoo.finetune import coverage, load_boxes  # noqa: E402
 from ssd_zoo.data import to_device  # noqa: E402
 from ssd_zoo.errors import add_debug_flag, run_main  # noqa: E402
-from ssd_zoo.freeze import freeze  # noqa: E402
+from ssd_zoo.finetune.freezing import freeze  # noqa: E402
 
 
 @dataclass
@@ -179,7 +179,7 @@ def start_run(cfg: TrainConfig, ctx: Dist, class_names: list[str], init_weights:
 
 
 def report_coverage(cfg: TrainConfig, model: nn.Module) -> None:
-    """Print how well the model's default boxes cover the training boxes (:mod:`ssd_zoo.anchors`); warn below 90%."""
+    """Print how well the model's default boxes cover the training boxes (:mod:`ssd_zoo.finetune`); warn below 90%."""
     truth = load_boxes(cfg.coco_train[1] if cfg.coco_train else cfg.data_root, model.input_size, splits=cfg.train_splits,
                        keep_difficult=cfg.keep_difficult, pad_to_square=cfg.pad_to_square, class_names=cfg.class_names)
     report = coverage(model, truth)

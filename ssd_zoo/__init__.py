@@ -5,20 +5,20 @@
     >>> detections = model([image])  # image: float [3, H, W] in [0, 1]
     >>> model = ssd_zoo.load("runs/demo/best.pth")  # any checkpoint, any supported layout
 """
-from .models import zoo as _zoo  # noqa: F401  (registers the built-in models)
-from .models import zoo_timm as _zoo_timm  # noqa: F401  (registers the timm-backbone models)
-from . import publishers as _publishers  # noqa: F401  (registers the other projects' layouts, models, weights)
-from .models.head import SSDHead
-from .models.ssd import SSD
-from .models.ssdlite import SSDLiteHead
-from .models.timm_backbone import TimmBackbone
-from .models.vgg import VGG16Backbone
-from .ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
-from .quantize import quantize  # the function; its helpers: from ssd_zoo.quantize import ...
-from .registry import build, list_models, register_model
-from .transform import SSDTransform
-from .registry import load
-from .weights import get_weights, list_weights
+from ssd_zoo.models import zoo as _zoo  # noqa: F401  (registers the built-in models)
+from ssd_zoo.models import zoo_timm as _zoo_timm  # noqa: F401  (registers the timm-backbone models)
+from ssd_zoo.weights import publishers as _publishers  # noqa: F401  (registers the other projects' layouts, models, weights)
+from ssd_zoo.models.head import SSDHead
+from ssd_zoo.models.ssd import SSD
+from ssd_zoo.models.ssdlite import SSDLiteHead
+from ssd_zoo.models.timm_backbone import TimmBackbone
+from ssd_zoo.models.vgg import VGG16Backbone
+from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
+from ssd_zoo.deploy.quantize import quantize  # the function; its helpers: from ssd_zoo.deploy.quantize import ...
+from ssd_zoo.registry import build, list_models, register_model
+from ssd_zoo.transform import SSDTransform
+from ssd_zoo.registry import load
+from ssd_zoo.weights import get_weights, list_weights
 
 __all__ = [
     "SSD", "SSDHead", "SSDTransform", "VGG16Backbone", "DefaultBoxGenerator", "DefaultBoxSpec",

@@ -16,9 +16,10 @@ from typing import Any, Callable
 from torch import nn
 from torchvision.models import WeightsEnum
 
-from . import hub
-from .surgery import BACKGROUND, check_class_names
-from .weights import default_categories, lookup_weights, read_weights, retarget_weights
+from ssd_zoo import files
+from ssd_zoo.finetune.surgery import BACKGROUND, check_class_names
+from ssd_zoo.weights.published import lookup_weights
+from ssd_zoo.weights.resolve import default_categories, read_weights, retarget_weights
 
 Builder = Callable[..., nn.Module]
 _MODELS: dict[str, Builder] = {}
@@ -53,9 +54,9 @@ def build(name: str, *, weights: Any = None, num_classes: int | None = None,
 
     ``class_names``: the names of labels ``1..K`` (no background); ``num_classes`` is then ``K + 1`` and the
     model's ``class_names`` are ``["__background__", *class_names]``. Weights for other classes than asked
-    for (``num_classes`` or ``class_names``) go through head surgery (:mod:`ssd_zoo.surgery`): every tensor
+    for (``num_classes`` or ``class_names``) go through head surgery (:mod:`ssd_zoo.finetune.surgery`): every tensor
     loads but the class predictors, whose rows of classes the weights know (by name) are carried over and
-    whose other rows start as the model initialises them, with one :class:`~ssd_zoo.surgery.HeadSurgeryWarning`.
+    whose other rows start as the model initialises them, with one :class:`~ssd_zoo.finetune.surgery.HeadSurgeryWarning`.
 
     A model with ``remember_builder`` (every SSD) is told ``name`` and ``kwargs``, which its checkpoints record,
     so that a saved model can be rebuilt from its file alone (``ssd-zoo detect --weights FILE``).
@@ -78,9 +79,9 @@ def load(weights: Any, *, input_order: str | None = None, progress: bool = True,
     """Any SSD checkpoint -> the registered model it fits, with its weights (``ssd_zoo.load``).
 
     Args:
-        weights: a path or URL to a file in any registered layout (:data:`ssd_zoo.convert.LAYOUTS`): ssd_zoo's
+        weights: a path or URL to a file in any registered layout (:data:`ssd_zoo.weights.convert.LAYOUTS`): ssd_zoo's
             own (the recipes' ``best.pth`` / ``last.pth`` too: rebuilt from the builder they record),
-            torchvision's, ssd.pytorch's or any publisher's in :mod:`ssd_zoo.publishers`; or a published entry
+            torchvision's, ssd.pytorch's or any publisher's in :mod:`ssd_zoo.weights.publishers`; or a published entry
             (a ``WeightsEnum`` member or ``"<model>.<MEMBER>"``).
         input_order: "bgr" for a file trained on BGR images (published entries know their own).
         kwargs: reach the builder (e.g. ``score_thresh=0.5``).
@@ -94,12 +95,12 @@ def load(weights: Any, *, input_order: str | None = None, progress: bool = True,
             keys or shapes do not fit the model its layout names.
     """
     member = weights if isinstance(weights, WeightsEnum) else None
-    if member is None and isinstance(weights, str) and not hub.is_url(weights) and not os.path.isfile(weights):
+    if member is None and isinstance(weights, str) and not files.is_url(weights) and not os.path.isfile(weights):
         member = lookup_weights(weights)
     if member is not None:
         return build(member.meta["model"], weights=member, **kwargs)
     source = os.fspath(weights)
-    checkpoint = read_weights(source if hub.is_url(source) else Path(source), input_order, progress)
+    checkpoint = read_weights(source if files.is_url(source) else Path(source), input_order, progress)
     name, builder_kwargs = checkpoint.architecture()
     model = build(name, weights=checkpoint, **{**builder_kwargs, **kwargs})
     if getattr(model, "categories", "") is None:

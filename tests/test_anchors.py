@@ -1,4 +1,4 @@
-"""ssd_zoo.anchors: the coverage report on boxes with known answers, the fit on generated shapes data, the CLI."""
+"""ssd_zoo.finetune: the coverage report on boxes with known answers, the fit on generated shapes data, the CLI."""
 from __future__ import annotations
 
 import json
@@ -12,9 +12,9 @@ import yaml
 from PIL import Image
 
 import ssd_zoo
-from ssd_zoo.anchors import anchor_boxes, coverage, fit, load_boxes, to_input
-from ssd_zoo.anchors.coverage import best_ious
-from ssd_zoo.anchors.fit import level_best_iou
+from ssd_zoo.finetune import anchor_boxes, coverage, fit, load_boxes, to_input
+from ssd_zoo.finetune.anchor_coverage import best_ious
+from ssd_zoo.finetune.anchor_fit import level_best_iou
 from ssd_zoo.cli import main
 from ssd_zoo.models.ssdlite import ssdlite_spec
 from ssd_zoo.ops.default_boxes import default_box_spec, grid_sides, preset

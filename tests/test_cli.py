@@ -14,9 +14,9 @@ from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
 
 import ssd_zoo
-from ssd_zoo import convert
+from ssd_zoo.weights import convert
 from ssd_zoo.cli import main
-from ssd_zoo.draw import upscale_factor
+from ssd_zoo.detect.draw import upscale_factor
 
 REPO = Path(__file__).resolve().parents[1]
 PERSON = 15  # VOC label

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 import torchvision
 
 import ssd_zoo
-from ssd_zoo import convert
+from ssd_zoo.weights import convert
 from ssd_zoo.cli import main
-from ssd_zoo.weights import load_state_dict
+from ssd_zoo.weights.resolve import load_state_dict
 
 # ssd.pytorch's SSD300 as data: its `vgg` cfg ("M" pool, "C" ceil-mode pool), extras (out, kernel, stride,
 # padding) from 1024 channels, and default boxes per location of each source.

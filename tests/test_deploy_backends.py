@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from ssd_zoo.cli import main
-from ssd_zoo.export import export
-from ssd_zoo.runtime import load_runner
+from ssd_zoo.deploy.export import export
+from ssd_zoo.deploy.runtime import load_runner
 from test_quantize import tiny_model
 
 pytest.importorskip("onnxruntime")

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import ssd_zoo
-from ssd_zoo.export import ExportableSSD, export_onnx
+from ssd_zoo.deploy.export import ExportableSSD, export_onnx
 
 ort = pytest.importorskip("onnxruntime")
 

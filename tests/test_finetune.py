@@ -1,4 +1,4 @@
-"""Fine-tuning: ssd_zoo.freeze, the recipe's init_weights / freeze / head_lr_mult (with exact resume), and the
+"""Fine-tuning: ssd_zoo.finetune.freezing, the recipe's init_weights / freeze / head_lr_mult (with exact resume), and the
 shapes generator's other classes (--classes) that the README's experiment fine-tunes on."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from test_recipes import tiny_args, weights
 import ssd_zoo
 from ssd_zoo.data import VOCDataset
 from ssd_zoo.data.shapes import MORE_SHAPES, generate_shapes_voc, main as shapes_main
-from ssd_zoo.freeze import freeze
+from ssd_zoo.finetune.freezing import freeze
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -92,7 +92,7 @@ def test_init_weights_freeze_and_head_lr_mult_resume_exactly(tmp_path: Path) -> 
     new_root = generate_shapes_voc(tmp_path / "three", num_train=6, num_test=3, seed=1, classes=NEW_CLASSES)
     tune = ["--set", f"init_weights={tmp_path / 'source/last.pth'}", "--set", "freeze=backbone",
             "--set", "head_lr_mult=10"]
-    with pytest.warns(ssd_zoo.surgery.HeadSurgeryWarning, match=r"\['star', 'ring'\] were initialised afresh"):
+    with pytest.warns(ssd_zoo.finetune.surgery.HeadSurgeryWarning, match=r"\['star', 'ring'\] were initialised afresh"):
         whole = train_voc.train(tiny_args(new_root, tmp_path / "whole", *tune, "--max-iters", "4"))
     train_voc.train(tiny_args(new_root, tmp_path / "cut", *tune, "--max-iters", "2"))
     resumed = train_voc.train(["--resume", str(tmp_path / "cut/last.pth"), "--max-iters", "4"])

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import ssd_zoo
-from ssd_zoo import convert
+from ssd_zoo.weights import convert
 from ssd_zoo.registry import get_builder
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ from torch import Tensor
 from torchvision.models.detection import ssd300_vgg16 as torchvision_ssd300
 
 from benchmarks.reference import paired_models
-from ssd_zoo.convert import from_torchvision, to_torchvision
+from ssd_zoo.weights.convert import from_torchvision, to_torchvision
 
 # Head weight factors (classification, regression) and how closely boxes agree, in pixels.
 # "scaled": random heads score every class about equally; scaled, scores spread out and boxes stay near their

@@ -79,7 +79,7 @@ def test_clip_before_nms_decides_which_border_boxes_overlap() -> None:
     """Two boxes past the left edge: IoU 0.43 as decoded, 0.56 once clipped. torchvision clips before NMS (one
     survives NMS 0.5); ssd.pytorch, lufficc, qfgaohao and NVIDIA do not (both survive). Detections are clipped
     either way, and the exported graph's NMS (padded_detections) follows the same setting."""
-    from ssd_zoo.export import padded_detections
+    from ssd_zoo.deploy.export import padded_detections
     from ssd_zoo.ops.postprocess import select_detections
 
     boxes = torch.tensor([[[-50.0, 0, 50, 100], [-10, 0, 90, 100]]])

@@ -1,4 +1,4 @@
-"""ssd_zoo.predict: sliced inference on large generated images, folders with broken files and colliding names,
+"""ssd_zoo.detect.predict: sliced inference on large generated images, folders with broken files and colliding names,
 and the pictures' drawing.
 
 The detector here is model-like and honest about scale: like an SSD it sees every image resized to a fixed
@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from ssd_zoo import predict
+from ssd_zoo.detect import predict
 from ssd_zoo.cli import main
-from ssd_zoo.draw import class_colour, draw_detections
+from ssd_zoo.detect.draw import class_colour, draw_detections
 
 INPUT = 300
 

@@ -14,8 +14,8 @@ from publisher_reference import (
 )
 
 import ssd_zoo
-from ssd_zoo import convert
-from ssd_zoo.publishers import lufficc
+from ssd_zoo.weights import convert
+from ssd_zoo.weights.publishers import lufficc
 
 PIXEL_MEAN = torch.tensor([123.0, 117.0, 104.0]).view(1, 3, 1, 1)  # INPUT.PIXEL_MEAN, RGB
 # MODEL.PRIORS of configs/vgg_ssd{300,512}_{voc0712,coco_trainval35k}.yaml (and config/defaults.py).

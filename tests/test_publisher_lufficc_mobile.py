@@ -16,8 +16,8 @@ from publisher_reference_lufficc import (
 )
 
 import ssd_zoo
-from ssd_zoo import convert
-from ssd_zoo.anchors.coverage import anchor_boxes
+from ssd_zoo.weights import convert
+from ssd_zoo.finetune.anchor_coverage import anchor_boxes
 from ssd_zoo.ops.default_boxes import DefaultBoxSpec, default_boxes, grid_sides
 
 pytestmark = pytest.mark.usefixtures("one_thread")

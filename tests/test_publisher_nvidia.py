@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torchvision.models.resnet import resnet50
 
 import ssd_zoo
-from ssd_zoo import convert
+from ssd_zoo.weights import convert
 from ssd_zoo.cli import main
 
 MODEL = "nvidia_ssd300_resnet50"

@@ -16,9 +16,9 @@ from publisher_reference import (
 )
 
 import ssd_zoo
-from ssd_zoo import convert
+from ssd_zoo.weights import convert
 from ssd_zoo.ops.default_boxes import default_boxes
-from ssd_zoo.publishers import qfgaohao
+from ssd_zoo.weights.publishers import qfgaohao
 
 NUM_CLASSES = 21
 # vision/ssd/config/vgg_ssd_config.py and mobilenetv1_ssd_config.py (also used by mb2-ssd-lite): SSDSpec lists.
@@ -233,6 +233,6 @@ def test_a_failed_download_says_where_to_get_the_file(monkeypatch) -> None:
     def offline(url: str, **kwargs: object) -> None:
         raise RuntimeError(f"could not download {url}")
 
-    monkeypatch.setattr(ssd_zoo.weights.hub, "download", offline)
+    monkeypatch.setattr(ssd_zoo.files, "download", offline)
     with pytest.raises(RuntimeError, match=r"Where to get it: .*qfgaohao/pytorch-ssd#pretrained-models"):
         ssd_zoo.build("qfgaohao_vgg16_ssd", weights="VOC0712")

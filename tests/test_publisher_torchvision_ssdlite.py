@@ -18,11 +18,11 @@ from torchvision.models import WeightsEnum
 from torchvision.models.detection import ssdlite320_mobilenet_v3_large as torchvision_ssdlite
 
 import ssd_zoo
-from ssd_zoo.surgery import HeadSurgeryWarning
-from ssd_zoo import convert
+from ssd_zoo.finetune.surgery import HeadSurgeryWarning
+from ssd_zoo.weights import convert
 from ssd_zoo.ops.postprocess import select_detections
-from ssd_zoo.publishers import tv as publisher
-from ssd_zoo.weights import ssd_weights
+from ssd_zoo.weights.publishers import tv as publisher
+from ssd_zoo.weights.published import ssd_weights
 
 MODEL = "ssdlite320_mobilenet_v3_large"
 

@@ -1,4 +1,4 @@
-"""PT2E int8 (ssd_zoo.quantize): the model's I/O contract kept, detections close to float32, clear errors."""
+"""PT2E int8 (ssd_zoo.deploy.quantize): the model's I/O contract kept, detections close to float32, clear errors."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,7 @@ from torch import nn
 
 import ssd_zoo
 from ssd_zoo.models.vgg import CeilMaxPool2d
-from ssd_zoo.quantize import quantize, read_calibration_images
+from ssd_zoo.deploy.quantize import quantize, read_calibration_images
 
 pytest.importorskip("torchao")
 pytest.importorskip("timm")

@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from recipes import common, eval_voc, train_voc  # noqa: E402
 from recipes.config import load_config, scale_to_batch  # noqa: E402
-from ssd_zoo.hub import read_file  # noqa: E402
+from ssd_zoo.files import read_file  # noqa: E402
 
 CLASSES = ("circle", "ellipse", "square", "rectangle", "triangle", "cross")
 
@@ -191,8 +191,8 @@ def test_every_named_variant_has_a_voc_config() -> None:
     from ssd_zoo.registry import get_builder
 
     generic = {"ssd", "ssd300", "ssd512", "ssdlite320"}  # need a backbone name: they have no config of their own
-    # Other projects' published architectures (ssd_zoo.publishers) are there to load their weights, not to train.
-    published = {n for n in ssd_zoo.list_models() if get_builder(n).__module__.startswith("ssd_zoo.publishers")}
+    # Other projects' published architectures (ssd_zoo.weights.publishers) are there to load their weights, not to train.
+    published = {n for n in ssd_zoo.list_models() if get_builder(n).__module__.startswith("ssd_zoo.weights.publishers")}
     configs = {p.name.removesuffix("_voc0712.yaml") for p in (ROOT / "recipes/configs").glob("*_voc0712.yaml")}
     missing = sorted(set(ssd_zoo.list_models()) - generic - published - configs)
     assert not missing, f"no recipes/configs/<name>_voc0712.yaml for registered models {missing}"

@@ -67,14 +67,22 @@ def test_no_module_imports_one_that_imports_it_back() -> None:
 
 def test_converters_import_nothing_else_of_ssd_zoo() -> None:
     graph = import_graph()
-    assert graph["ssd_zoo.convert"] == set()
-    assert graph["ssd_zoo.hub"] <= {"ssd_zoo.errors"}  # its error types, from the leaf every module may use
+    assert graph["ssd_zoo.weights.convert"] == set()
+    assert graph["ssd_zoo.files"] <= {"ssd_zoo.errors"}  # its error types, from the leaf every module may use
     assert graph["ssd_zoo.errors"] == set()
 
 
 def test_recipes_and_cli_never_assemble_models() -> None:
     parts = ("SSDHead", "SSDLiteHead", "DefaultBoxGenerator", "TimmBackbone", "VGG16Backbone",
              "SSDTransform", "create_features", "ssd_zoo.SSD(")
-    files = sorted((ROOT / "recipes").glob("*.py")) + [PACKAGE / "cli.py", PACKAGE / "export.py"]
+    files = sorted((ROOT / "recipes").glob("*.py")) + sorted((PACKAGE / "cli").glob("*.py")) + [PACKAGE / "deploy" / "export.py"]
     found = {f"{path.relative_to(ROOT)}: {part}" for path in files for part in parts if part in path.read_text()}
     assert not found, f"models are built only in ssd_zoo/models (ssd_zoo.build): {sorted(found)}"
+
+
+def test_the_capabilities_are_folders() -> None:
+    """``ls ssd_zoo`` shows the architecture: capabilities are folders, a few modules sit loose beside them."""
+    loose = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(loose) <= 6, f"modules loose in ssd_zoo/: {loose}"
+    folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert {"models", "ops", "data", "metrics", "weights", "finetune", "detect", "deploy", "cli"} <= folders

@@ -1,4 +1,4 @@
-"""Head surgery (ssd_zoo.surgery): weights for other classes load into a model, on every registered model and from
+"""Head surgery (ssd_zoo.finetune.surgery): weights for other classes load into a model, on every registered model and from
 every weights source (published names from a seeded cache or file:// enums, ssd_zoo checkpoints, torchvision and
 ssd.pytorch files); carried classes keep their logits on the sample photos, fresh rows are the model's own init."""
 from __future__ import annotations
@@ -13,9 +13,9 @@ from test_weights import save_hashed
 from torchvision.models import WeightsEnum
 
 import ssd_zoo
-from ssd_zoo import convert
-from ssd_zoo.surgery import SYNONYMS, HeadSurgeryWarning, check_class_names, class_predictors, match_classes, name_key
-from ssd_zoo.weights import COCO_CATEGORIES, VOC_CATEGORIES, ssd_weights
+from ssd_zoo.weights import convert
+from ssd_zoo.finetune.surgery import SYNONYMS, HeadSurgeryWarning, check_class_names, class_predictors, match_classes, name_key
+from ssd_zoo.weights.published import COCO_CATEGORIES, VOC_CATEGORIES, ssd_weights
 
 VOC_NAMES = VOC_CATEGORIES[1:]
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from ssd_zoo import video
+from ssd_zoo.detect import video
 from ssd_zoo.cli import main
 
 COLOURS = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])  # one per moving square

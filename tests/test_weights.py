@@ -16,14 +16,12 @@ import torch
 from torchvision.models import WeightsEnum
 
 import ssd_zoo
-from ssd_zoo import convert
+from ssd_zoo.weights import convert
 from ssd_zoo.models.vgg import VGG16Backbone
 from ssd_zoo.ops.default_boxes import preset
-from ssd_zoo.surgery import HeadSurgeryWarning
-from ssd_zoo.weights import (
-    SSD300_VGG16_Weights, VGG16_Backbone_Weights, download_state_dict, fetch_weights, get_weights, list_weights,
-    load_vgg16_backbone, load_weights, resolve_weights, ssd_weights,
-)
+from ssd_zoo.finetune.surgery import HeadSurgeryWarning
+from ssd_zoo.weights.published import SSD300_VGG16_Weights, VGG16_Backbone_Weights, get_weights, list_weights, ssd_weights
+from ssd_zoo.weights.resolve import download_state_dict, fetch_weights, load_vgg16_backbone, load_weights, resolve_weights
 
 META_KEYS = {"model", "input_size", "file_name", "sha256", "layout", "input_order", "num_classes", "categories",
              "anchors", "mean", "std", "dataset", "metrics", "metrics_source", "recipe"}

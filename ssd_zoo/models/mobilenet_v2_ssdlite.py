@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torchvision.models import mobilenet_v2
 from torchvision.models.mobilenetv2 import InvertedResidual
 
-from .head import SSDHead
+from ssd_zoo.models.head import SSDHead
 
 # torchvision's MobileNetV2 `features`: index of the first block at stride 32 (96 -> 160 channels).
 _FIRST_STRIDE32_BLOCK = 14

@@ -23,11 +23,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .. import convert
-from ..ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
-from ..ops.loss import ssd_loss
-from ..ops.postprocess import decode_predictions, postprocess
-from ..transform import SSDTransform, check_target_values
+from ssd_zoo.weights import convert
+from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
+from ssd_zoo.ops.loss import ssd_loss
+from ssd_zoo.ops.postprocess import decode_predictions, postprocess
+from ssd_zoo.transform import SSDTransform, check_target_values
 
 RECORD_FORMAT = "ssd_zoo.SSD/1"  # the version of the record below
 

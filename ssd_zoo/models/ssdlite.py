@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..ops.default_boxes import DefaultBoxSpec, feature_grid
-from .head import SSDHead
-from .layers import conv_norm_act
+from ssd_zoo.ops.default_boxes import DefaultBoxSpec, feature_grid
+from ssd_zoo.models.head import SSDHead
+from ssd_zoo.models.layers import conv_norm_act
 
 
 def ssdlite_spec(input_size: int = 320, *, min_ratio: float = 0.2, max_ratio: float = 0.95) -> DefaultBoxSpec:

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.default_boxes import grid_sides as ssd_grid  # noqa: F401  (re-exported: the grid lives with the default boxes)
-from ..transform import IMAGENET_MEAN, IMAGENET_STD
-from .layers import conv_norm_act
-from .ssdlite import lite_extra_block
+from ssd_zoo.ops.default_boxes import grid_sides as ssd_grid  # noqa: F401  (re-exported: the grid lives with the default boxes)
+from ssd_zoo.transform import IMAGENET_MEAN, IMAGENET_STD
+from ssd_zoo.models.layers import conv_norm_act
+from ssd_zoo.models.ssdlite import lite_extra_block
 
 # A backbone map may miss the SSD grid by this many cells (floor vs ceil padding conventions, e.g. ConvNeXt's
 # 37/18/9 at 300); it is then resampled onto the grid. A larger miss means a wrong stride: we raise.

@@ -6,13 +6,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..ops.default_boxes import DefaultBoxGenerator, default_box_spec
-from ..registry import register_model
-from ..transform import CAFFE_MEAN, CAFFE_STD, SSDTransform
-from ..weights import builder_config, fetch_weights, read_weights
-from .head import SSDHead
-from .ssd import SSD
-from .vgg import VGG16Backbone
+from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, default_box_spec
+from ssd_zoo.registry import register_model
+from ssd_zoo.transform import CAFFE_MEAN, CAFFE_STD, SSDTransform
+from ssd_zoo.weights.resolve import builder_config, fetch_weights, read_weights
+from ssd_zoo.models.head import SSDHead
+from ssd_zoo.models.ssd import SSD
+from ssd_zoo.models.vgg import VGG16Backbone
 
 
 def load_checkpoint(model: SSD, path: str | os.PathLike) -> SSD:

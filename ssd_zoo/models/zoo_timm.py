@@ -14,14 +14,14 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ..ops.default_boxes import DefaultBoxGenerator, default_box_spec, grid_sides
-from ..registry import register_model
-from ..transform import SSDTransform
-from ..weights import builder_config, fetch_weights
-from .head import SSDHead
-from .ssd import SSD
-from .ssdlite import SSDLiteHead, ssdlite_spec
-from .timm_backbone import TimmBackbone, create_features
+from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, default_box_spec, grid_sides
+from ssd_zoo.registry import register_model
+from ssd_zoo.transform import SSDTransform
+from ssd_zoo.weights.resolve import builder_config, fetch_weights
+from ssd_zoo.models.head import SSDHead
+from ssd_zoo.models.ssd import SSD
+from ssd_zoo.models.ssdlite import SSDLiteHead, ssdlite_spec
+from ssd_zoo.models.timm_backbone import TimmBackbone, create_features
 
 
 def timm_ssd(

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import box_coder
-from .matcher import match
+from ssd_zoo.ops import box_coder
+from ssd_zoo.ops.matcher import match
 
 
 def hard_negatives(cls_loss: Tensor, positive: Tensor, neg_pos_ratio: int) -> Tensor:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import nms
 
-from . import box_coder
+from ssd_zoo.ops import box_coder
 
 
 def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float) -> Tensor:

@@ -1,6 +1,6 @@
 """Static post-training int8 quantization of an SSD's network with PyTorch's PT2E flow (torchao).
 
-    >>> qmodel = ssd_zoo.quantize(model, calibration_images)   # list of float [3, H, W] in [0, 1]
+    >>> qmodel = ssd_zoo.deploy.quantize(model, calibration_images)   # list of float [3, H, W] in [0, 1]
     >>> detections = qmodel([image])                           # the model's own I/O contract
 
 The backbone and the head are each captured with ``torch.export`` (for one image, see :class:`_PerImage`), annotated by
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .models.ssd import SSD
+from ssd_zoo.models.ssd import SSD
 
 INSTALL = "pip install 'ssd_zoo[int8]'"
 
@@ -35,7 +35,7 @@ def _torchao() -> Any:
         from torchao.quantization.pt2e import lowering, quantize_pt2e
         from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
     except ImportError as error:
-        raise ImportError(f"ssd_zoo.quantize needs torchao ({error}); install it with {INSTALL}") from None
+        raise ImportError(f"ssd_zoo.deploy.quantize needs torchao ({error}); install it with {INSTALL}") from None
     return quantize_pt2e, x86_inductor_quantizer, lowering
 
 

@@ -27,17 +27,17 @@ from typing import Any
 from torch import Tensor
 from torchvision.models import WeightsEnum
 
-from .. import convert
-from ..models.assemble import assemble_ssd
-from ..models.head import SSDHead
-from ..models.mobilenet_v2_ssdlite import MobileNetV2LiteBackbone, SeparableLiteHead
-from ..models.ssd import SSD
-from ..models.timm_backbone import TimmBackbone, create_features
-from ..models.vgg import VGG16Backbone
-from ..ops.default_boxes import grid_sides, spec_from_min_max
-from ..published import VOC_CATEGORIES, register_weights, ssd_weights
-from ..registry import register_model
-from ..weights import builder_config, fetch_weights
+from ssd_zoo.weights import convert
+from ssd_zoo.models.builder import assemble_ssd
+from ssd_zoo.models.head import SSDHead
+from ssd_zoo.models.mobilenet_v2_ssdlite import MobileNetV2LiteBackbone, SeparableLiteHead
+from ssd_zoo.models.ssd import SSD
+from ssd_zoo.models.timm_backbone import TimmBackbone, create_features
+from ssd_zoo.models.vgg import VGG16Backbone
+from ssd_zoo.ops.default_boxes import grid_sides, spec_from_min_max
+from ssd_zoo.weights.published import VOC_CATEGORIES, register_weights, ssd_weights
+from ssd_zoo.registry import register_model
+from ssd_zoo.weights.resolve import builder_config, fetch_weights
 
 LAYOUT = "qfgaohao"
 VGG_MEAN, VGG_STD = (123 / 255, 117 / 255, 104 / 255), (1 / 255,) * 3  # image_mean [123, 117, 104], std 1

@@ -28,17 +28,17 @@ from typing import Any
 from torch import Tensor
 from torchvision.models import WeightsEnum
 
-from .. import convert
-from ..models.assemble import assemble_ssd
-from ..models.head import SSDHead
-from ..models.mobilenet_v3_dli14 import EXTRAS as MOBILE_V3_EXTRAS
-from ..models.mobilenet_v3_dli14 import LARGE, STEM_CHANNELS, make_divisible
-from ..models.ssd import SSD
-from ..models.vgg import VGG16Backbone
-from ..ops.default_boxes import DefaultBoxSpec, num_default_boxes, spec_from_min_max
-from ..published import VOC_CATEGORIES, register_weights, ssd_weights
-from ..registry import register_model
-from ..weights import builder_config, default_categories, fetch_weights
+from ssd_zoo.weights import convert
+from ssd_zoo.models.builder import assemble_ssd
+from ssd_zoo.models.head import SSDHead
+from ssd_zoo.models.mobilenet_v3_dli14 import EXTRAS as MOBILE_V3_EXTRAS
+from ssd_zoo.models.mobilenet_v3_dli14 import LARGE, STEM_CHANNELS, make_divisible
+from ssd_zoo.models.ssd import SSD
+from ssd_zoo.models.vgg import VGG16Backbone
+from ssd_zoo.ops.default_boxes import DefaultBoxSpec, num_default_boxes, spec_from_min_max
+from ssd_zoo.weights.published import VOC_CATEGORIES, register_weights, ssd_weights
+from ssd_zoo.registry import register_model
+from ssd_zoo.weights.resolve import builder_config, default_categories, fetch_weights
 
 LAYOUT = "lufficc"
 MEAN = (123 / 255, 117 / 255, 104 / 255)  # PIXEL_MEAN on RGB 0..255, as ssd_zoo's 0..1 scale

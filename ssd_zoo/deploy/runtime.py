@@ -4,7 +4,7 @@
     >>> detections = run([image])                        # list of float [3, H, W] in [0, 1]
     >>> run.categories, run.input_size
 
-The file is self-describing: :func:`ssd_zoo.export.export` stores the model's record (input size, default
+The file is self-describing: :func:`ssd_zoo.deploy.export.export` stores the model's record (input size, default
 boxes, normalisation, classes, builder) in its metadata. A runner resizes the images to the input size (the
 graph normalises, decodes and runs NMS itself), and maps each image's boxes back to its own pixels.
 """
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .export import RECORD_KEY, THRESHOLDS_KEY, require
-from .transform import SSDTransform
+from ssd_zoo.deploy.export import RECORD_KEY, THRESHOLDS_KEY, require
+from ssd_zoo.transform import SSDTransform
 
 BACKENDS = ("onnxruntime", "openvino")
 

@@ -23,14 +23,14 @@ from torch import Tensor, nn
 from torchvision.models import WeightsEnum
 from torchvision.models.resnet import resnet50
 
-from .. import convert
-from ..models.head import SSDHead
-from ..models.ssd import SSD
-from ..ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
-from ..published import register_weights, ssd_weights
-from ..registry import register_model
-from ..transform import IMAGENET_MEAN, IMAGENET_STD, SSDTransform
-from ..weights import default_categories, fetch_weights
+from ssd_zoo.weights import convert
+from ssd_zoo.models.head import SSDHead
+from ssd_zoo.models.ssd import SSD
+from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
+from ssd_zoo.weights.published import register_weights, ssd_weights
+from ssd_zoo.registry import register_model
+from ssd_zoo.transform import IMAGENET_MEAN, IMAGENET_STD, SSDTransform
+from ssd_zoo.weights.resolve import default_categories, fetch_weights
 
 MODEL = "nvidia_ssd300_resnet50"
 LAYOUT = "nvidia"

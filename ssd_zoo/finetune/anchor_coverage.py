@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from ..ops.default_boxes import DefaultBoxSpec, default_boxes, grid_sides
-from .boxes import GroundTruth
+from ssd_zoo.ops.default_boxes import DefaultBoxSpec, default_boxes, grid_sides
+from ssd_zoo.finetune.ground_truth import GroundTruth
 
 SIZE_EDGES: tuple[float, float] = (0.1, 0.3)
 SIZE_NAMES: tuple[str, str, str] = ("small", "medium", "large")

@@ -34,17 +34,17 @@ from typing import Any
 from torch import nn
 from torchvision.models import WeightsEnum
 
-from ..models.assemble import assemble_ssd
-from ..models.head import SSDHead
-from ..models.mobilenet_v2_ssdlite import MobileNetV2LiteBackbone, SeparableLiteHead
-from ..models.mobilenet_v3_dli14 import MobileNetV3DLi14Backbone
-from ..models.ssd import SSD
-from ..models.timm_backbone import TimmBackbone, create_features
-from ..ops.default_boxes import DefaultBoxSpec, grid_sides, num_default_boxes, spec_from_min_max
-from ..published import register_weights
-from ..registry import register_model
-from ..weights import Checkpoint, builder_config, fetch_weights
-from .lufficc import BOXES, MEAN, STD, THRESHOLDS, release_entry
+from ssd_zoo.models.builder import assemble_ssd
+from ssd_zoo.models.head import SSDHead
+from ssd_zoo.models.mobilenet_v2_ssdlite import MobileNetV2LiteBackbone, SeparableLiteHead
+from ssd_zoo.models.mobilenet_v3_dli14 import MobileNetV3DLi14Backbone
+from ssd_zoo.models.ssd import SSD
+from ssd_zoo.models.timm_backbone import TimmBackbone, create_features
+from ssd_zoo.ops.default_boxes import DefaultBoxSpec, grid_sides, num_default_boxes, spec_from_min_max
+from ssd_zoo.weights.published import register_weights
+from ssd_zoo.registry import register_model
+from ssd_zoo.weights.resolve import Checkpoint, builder_config, fetch_weights
+from ssd_zoo.weights.publishers.lufficc import BOXES, MEAN, STD, THRESHOLDS, release_entry
 
 _MIN, _MAX = (60, 105, 150, 195, 240, 285), (105, 150, 195, 240, 285, 330)
 MOBILE_FEATURE_MAPS = (20, 10, 5, 3, 2, 1)  # MODEL.PRIORS.FEATURE_MAPS of both configs (= the maps at 320)

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
-from .models.ssd import SSD
-from .ops.postprocess import class_scores_and_boxes, clip_boxes
+from ssd_zoo.models.ssd import SSD
+from ssd_zoo.ops.postprocess import class_scores_and_boxes, clip_boxes
 
 OUTPUT_NAMES = ["num_detections", "boxes", "scores", "labels"]
 RECORD_KEY = "ssd_zoo.record"  # metadata key of the model's record (SSD.record() as JSON) in exported files
@@ -141,7 +141,7 @@ def export_onnx(model: SSD, path: str | os.PathLike, *, opset: int = 17, batch_s
         opset: ONNX opset (``NonMaxSuppression`` needs 10 or later).
         batch_size: batch of the example input used for tracing; the exported batch axis is dynamic.
 
-    Inputs and outputs are described in the module docstring of :mod:`ssd_zoo.export`.
+    Inputs and outputs are described in the module docstring of :mod:`ssd_zoo.deploy.export`.
     """
     if not isinstance(model, SSD):
         raise TypeError(f"export_onnx: expected an ssd_zoo SSD, found {type(model).__name__}")
@@ -223,7 +223,7 @@ def export(model: SSD, path: str | os.PathLike, *, format: str = "onnx", int8: b
     """Write ``model`` with decoding and NMS inside as ``format`` ("onnx": one ``.onnx`` file; "openvino": IR,
     ``.xml`` + ``.bin``), float32 or, with ``int8``, statically quantized on ``calibration_images`` (ONNX:
     onnxruntime QDQ; OpenVINO: NNCF). Inputs/outputs as in the module docstring; the file's metadata holds the
-    model's record (:data:`RECORD_KEY`) and thresholds, which :func:`ssd_zoo.runtime.load_runner` reads."""
+    model's record (:data:`RECORD_KEY`) and thresholds, which :func:`ssd_zoo.deploy.runtime.load_runner` reads."""
     if format not in FORMATS:
         raise ValueError(f"export: expected format {' or '.join(FORMATS)}, found {format!r}")
     if int8 and not calibration_images:

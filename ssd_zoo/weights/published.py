@@ -6,7 +6,7 @@ Metadata sits on torchvision's public multi-weight API: each member is a ``Weigh
 - ``model``: the registered model name the weights fit; ``input_size``: the network input side, pixels;
 - ``file_name``: the name in torch.hub's cache; ``sha256``: the sha256 prefix that name carries after its
   last ``-`` (torch.hub's ``check_hash`` convention), or None where the publisher gave none;
-- ``layout``: the key layout of the published file (see :mod:`ssd_zoo.convert`), converted on load;
+- ``layout``: the key layout of the published file (see :mod:`ssd_zoo.weights.convert`), converted on load;
   ``input_order``: the channel order the network was trained on ("rgb" or "bgr");
 - ``num_classes`` (with background), ``categories`` (``num_classes`` names, index 0 background, or None),
   ``anchors``: the default-box preset ("voc" or "coco"), or None for a model with its publisher's own boxes;
@@ -24,7 +24,7 @@ from typing import Any
 from torchvision.models import Weights, WeightsEnum
 from torchvision.models.detection import SSD300_VGG16_Weights as _TorchvisionSSD300Weights
 
-from .transform import CAFFE_MEAN, CAFFE_STD, SSDTransform
+from ssd_zoo.transform import CAFFE_MEAN, CAFFE_STD, SSDTransform
 
 VOC_CATEGORIES = [
     "__background__", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

@@ -23,14 +23,12 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from . import convert
-from .errors import add_debug_flag, run_main
-from .hub import read_file, save_atomic, write_atomic
-from .registry import build, get_builder, list_models, load
-from .weights import (
-    COCO_CATEGORIES, VOC_CATEGORIES, Checkpoint, checkpoint_from, get_model_weights, get_weights, list_weights,
-    read_weights, resolve_weights,
-)
+from ssd_zoo.weights import convert
+from ssd_zoo.errors import add_debug_flag, run_main
+from ssd_zoo.files import read_file, save_atomic, write_atomic
+from ssd_zoo.registry import build, get_builder, list_models, load
+from ssd_zoo.weights.published import COCO_CATEGORIES, VOC_CATEGORIES, get_model_weights, get_weights, list_weights
+from ssd_zoo.weights.resolve import Checkpoint, checkpoint_from, read_weights, resolve_weights
 
 Subparsers = Any  # argparse's _SubParsersAction, private in the standard library
 SKIPPED_EXIT = 3  # ssd-zoo detect: everything readable was detected and written, but some inputs were skipped
@@ -65,7 +63,7 @@ def run_list(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     backbones = list_weights("vgg16_backbone")
-    print(f"\nbackbone initialisation (ssd_zoo.weights.load_vgg16_backbone): {', '.join(backbones)}")
+    print(f"\nbackbone initialisation (ssd_zoo.weights.resolve.load_vgg16_backbone): {', '.join(backbones)}")
     if args.verbose:
         print("\n" + "\n".join(details))
     return 0
@@ -110,7 +108,7 @@ def _categories(choice: str | None, model: Any) -> list[str]:
     elif choice is not None:
         names = [line.strip() for line in Path(choice).read_text().splitlines() if line.strip()]
     else:
-        # an SSD's class_names, or a deployed file's runner's categories (ssd_zoo.runtime)
+        # an SSD's class_names, or a deployed file's runner's categories (ssd_zoo.deploy.runtime)
         names = getattr(model, "class_names", None) or getattr(model, "categories", None) \
             or [f"class {i}" for i in range(num_classes)]
     if len(names) != num_classes:
@@ -153,7 +151,7 @@ def build_from_args(args: argparse.Namespace, **kwargs: Any) -> tuple[Any, str, 
 def load_detector(args: argparse.Namespace) -> tuple[Any, str, str, list[str]]:
     """``(model-like callable, model name, weights as text, class names)`` for the detect options: a checkpoint
     in PyTorch, or an exported file (``--backend onnxruntime|openvino --model-file F``) in its runtime
-    (:func:`ssd_zoo.runtime.load_runner`), checked against ``--model`` when given."""
+    (:func:`ssd_zoo.deploy.runtime.load_runner`), checked against ``--model`` when given."""
     if args.backend == "torch":
         if args.model_file is not None:
             args.weights = args.model_file
@@ -161,7 +159,7 @@ def load_detector(args: argparse.Namespace) -> tuple[Any, str, str, list[str]]:
                                                **({"resize": args.resize} if args.resize else {}))
         model = model.eval().to(args.device)
         return model, name, weights, _categories(args.categories, model)
-    from .runtime import load_runner
+    from ssd_zoo.deploy.runtime import load_runner
 
     if args.model_file is None:
         raise SystemExit(f"ssd-zoo detect: --backend {args.backend} runs an exported file; pass --model-file F "
@@ -178,8 +176,8 @@ def _is_stream(item: str) -> bool:
 
 def _inputs(items: list[str]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]], list[str]]:
     """``(images, videos, streams)``: ``(path, relative name)`` pairs for files, URLs/devices as given."""
-    from .predict import IMAGE_SUFFIXES, find_images
-    from .video import VIDEO_SUFFIXES
+    from ssd_zoo.detect.predict import IMAGE_SUFFIXES, find_images
+    from ssd_zoo.detect.video import VIDEO_SUFFIXES
 
     streams = [item for item in items if _is_stream(item)]
     found = find_images([item for item in items if not _is_stream(item)], IMAGE_SUFFIXES | VIDEO_SUFFIXES)
@@ -195,7 +193,8 @@ def run_detect(args: argparse.Namespace) -> int:
     ``detections.json`` is written (atomically) whatever happens after the model is loaded."""
     from tqdm import tqdm
 
-    from . import predict, results
+    from ssd_zoo.detect import predict
+    from ssd_zoo.detect import results
 
     images, videos, streams = _inputs(args.images)  # before the model: a missing path fails at once
     model, name, weights, names = load_detector(args)
@@ -240,7 +239,8 @@ def _detect_video(args: argparse.Namespace, model: Any, names: list[str], source
     """One video: ``<out>.mp4`` annotated, ``<out>.jsonl``; a source FFmpeg cannot read goes to ``skipped``."""
     from tqdm import tqdm
 
-    from . import results, video
+    from ssd_zoo.detect import results
+    from ssd_zoo.detect import video
 
     try:
         fps, total = video.frame_rate(source) / args.every, video.frame_count(source)
@@ -281,7 +281,7 @@ def _check_torchvision_can_use(state: dict[str, Tensor], anchors: str | None, wh
 
     The model's boxes: its ssd_zoo record, else ``anchors`` (implied by the input layout, or ``--anchors``).
     """
-    from .ops.default_boxes import DefaultBoxSpec, preset
+    from ssd_zoo.ops.default_boxes import DefaultBoxSpec, preset
 
     levels = convert.num_levels(state)
     if levels != 6:
@@ -345,7 +345,7 @@ def add_export(subparsers: Subparsers) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .export import export
+    from ssd_zoo.deploy.export import export
 
     if args.int8 and args.calibration is None:
         raise SystemExit("ssd-zoo export: --int8 needs --calibration DIR (a folder of photos like the ones to detect)")
@@ -353,7 +353,7 @@ def run_export(args: argparse.Namespace) -> int:
     model = model.eval()
     calibration = None
     if args.int8:
-        from .quantize import read_calibration_images
+        from ssd_zoo.deploy.quantize import read_calibration_images
 
         calibration = read_calibration_images(args.calibration, args.calibration_count)
     export(model, args.out, format=args.format, int8=args.int8, calibration_images=calibration, opset=args.opset)
@@ -404,7 +404,7 @@ def _anchors_setup(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, 
 
 
 def run_anchors(args: argparse.Namespace) -> int:
-    from . import anchors
+    from ssd_zoo import finetune as anchors
 
     config, kwargs = _anchors_setup(args)
     model, name, _ = build_from_args(args, **kwargs)

@@ -20,9 +20,9 @@ import torch
 import yaml
 from torch import Tensor
 
-from ..ops.default_boxes import DefaultBoxSpec, box_shapes, grid_sides
-from .boxes import GroundTruth
-from .coverage import Coverage, coverage
+from ssd_zoo.ops.default_boxes import DefaultBoxSpec, box_shapes, grid_sides
+from ssd_zoo.finetune.ground_truth import GroundTruth
+from ssd_zoo.finetune.anchor_coverage import Coverage, coverage
 
 FACTORS = (0.3, 0.15, 0.07, 0.03)  # relative steps of the search's rounds
 MAX_RATIO = 8.0
@@ -190,7 +190,7 @@ def fit(
 ) -> FitResult:
     """Fit ``box_sizes`` and ``aspect_ratios`` of ``model_or_spec`` (an SSD or a spec) to ``boxes``.
 
-    ``boxes``, ``labels``, ``iou_thresh`` as in :func:`~ssd_zoo.anchors.coverage`. The search scores at most
+    ``boxes``, ``labels``, ``iou_thresh`` as in :func:`~ssd_zoo.finetune.anchor_coverage`. The search scores at most
     ``max_boxes`` boxes (a seeded sample); before and after are reported on all of them, and where the fitted
     boxes would cover them worse (possible only through the sample), the model's boxes are returned.
     """

@@ -3,12 +3,12 @@
 Each layout is data, described once: a table ``ssd_zoo key -> other project's key`` and the tensor
 permutations it needs (conv1_1's input channels for BGR-trained weights). The conversion in either direction
 reads that table, and any missing or unexpected key raises an error that lists them all (mis-shaped tensors
-are reported when the result is loaded, see :func:`ssd_zoo.weights.load_state_dict`). This module imports
+are reported when the result is loaded, see :func:`ssd_zoo.weights.resolve.load_state_dict`). This module imports
 nothing else of ssd_zoo.
 
 Layouts are registered (:class:`Layout`, :func:`register_layout`): detection (:func:`detect_layout`) and
 conversion (:func:`to_ssd_zoo`, :func:`from_ssd_zoo`) dispatch through the registry. The three below are
-registered here; each publisher module in :mod:`ssd_zoo.publishers` registers its own.
+registered here; each publisher module in :mod:`ssd_zoo.weights.publishers` registers its own.
 - ``"ssd_zoo"``: this project (``backbone.features.conv1_1.weight``, ``head.classification.0.weight``, ...).
 - ``"torchvision"``: ``torchvision.models.detection.ssd300_vgg16`` (``backbone.features.0.weight``,
   ``backbone.scale_weight``, ``head.classification_head.module_list.0.weight``, ...).

@@ -2,7 +2,7 @@
 written atomically.
 
 Reading always loads with ``weights_only=True``: a checkpoint is data, never code. What the files hold (their key
-layout) is :mod:`ssd_zoo.convert`'s business; which file a name means is :mod:`ssd_zoo.weights`'.
+layout) is :mod:`ssd_zoo.weights.convert`'s business; which file a name means is :mod:`ssd_zoo.weights`'.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import torch
 
-from .errors import CheckpointError, InputError
+from ssd_zoo.errors import CheckpointError, InputError
 
 URL_SCHEMES = ("http://", "https://", "file://")
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from torch import nn
 
-from ..ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
-from ..transform import SSDTransform
-from ..weights import Checkpoint
-from .ssd import SSD
+from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
+from ssd_zoo.transform import SSDTransform
+from ssd_zoo.weights.resolve import Checkpoint
+from ssd_zoo.models.ssd import SSD
 
 
 def assemble_ssd(

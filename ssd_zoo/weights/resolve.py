@@ -1,8 +1,8 @@
-"""Loading SSD weights: published ones by name (:mod:`ssd_zoo.published`), local files and URLs, any layout.
+"""Loading SSD weights: published ones by name (:mod:`ssd_zoo.weights.published`), local files and URLs, any layout.
 
 What a user passes as ``weights=`` is resolved by one function (:func:`resolve_weights`: an enum member, a
 ``"NAME"`` / ``"model.NAME"`` string, a path or a URL), read by one (:func:`read_weights`: downloads and files
-through :mod:`ssd_zoo.hub`, any layout converted by :mod:`ssd_zoo.convert`) and loaded by one, with one
+through :mod:`ssd_zoo.files`, any layout converted by :mod:`ssd_zoo.weights.convert`) and loaded by one, with one
 key/shape check (:func:`load_state_dict`). The published enums and their lookup are re-exported here.
 """
 from __future__ import annotations
@@ -19,13 +19,11 @@ from typing import Any, Callable
 from torch import Tensor, nn
 from torchvision.models import WeightsEnum
 
-from . import convert, hub, surgery
-from .hub import read_file  # noqa: F401  (part of this module's API since 0.1)
-from .ops.default_boxes import DefaultBoxSpec
-from .published import (  # noqa: F401  (the published weights are part of this module's API since 0.1)
-    COCO_CATEGORIES, VOC_CATEGORIES, SSD300_VGG16_Weights, VGG16_Backbone_Weights, lookup_weights, weights_name,
-    get_model_weights, get_weights, list_weights, ssd_weights,
-)
+from ssd_zoo import files
+from ssd_zoo.finetune import surgery
+from ssd_zoo.ops.default_boxes import DefaultBoxSpec
+from ssd_zoo.weights import convert
+from ssd_zoo.weights.published import COCO_CATEGORIES, VOC_CATEGORIES, list_weights, lookup_weights, weights_name
 
 Resolved = "WeightsEnum | Path | str | Checkpoint"  # a published entry, a local file, a URL (str), or read
 
@@ -54,7 +52,7 @@ def resolve_weights(weights: Any, model_name: str, pretrained: bool | None = Non
         raise TypeError(f"weights: expected None, a name, a WeightsEnum member, a path or a URL, "
                         f"found {type(weights).__name__}")
     name = os.fspath(weights)
-    if hub.is_url(name):
+    if files.is_url(name):
         return name
     member = lookup_weights(name, model_name)
     if member is not None:
@@ -69,11 +67,11 @@ def resolve_weights(weights: Any, model_name: str, pretrained: bool | None = Non
 
 def download_state_dict(weights: WeightsEnum, progress: bool = True) -> dict[str, Any]:
     """The published file of ``weights``, as stored (its own layout), from torch.hub's cache or its URL
-    (see :func:`ssd_zoo.hub.download`; the sha256 prefix in ``meta["sha256"]`` is checked). An entry whose
+    (see :func:`ssd_zoo.files.download`; the sha256 prefix in ``meta["sha256"]`` is checked). An entry whose
     publisher gives no stable link says where to get the file in ``meta["where_to_get"]``, added to the error."""
     meta = weights.meta
     try:
-        return hub.download(weights.url, file_name=meta["file_name"], sha256=meta["sha256"], progress=progress,
+        return files.download(weights.url, file_name=meta["file_name"], sha256=meta["sha256"], progress=progress,
                             what=weights_name(weights))
     except RuntimeError as error:
         if not meta.get("where_to_get"):
@@ -86,9 +84,9 @@ def _read_stored(weights: Resolved, progress: bool) -> dict[str, Any]:
     if isinstance(weights, WeightsEnum):
         raw = download_state_dict(weights, progress)
     elif isinstance(weights, Path):
-        raw = hub.read_file(weights)
+        raw = files.read_file(weights)
     else:
-        raw = hub.download(weights, progress=progress)
+        raw = files.download(weights, progress=progress)
     return convert.unwrap(raw)
 
 
@@ -106,9 +104,9 @@ class Checkpoint:
         record: ssd_zoo's model record saved with the weights (see ``SSD.record``: input size,
             default boxes, normalisation, classes), None for other layouts and older files.
         class_map: set by :meth:`retarget`: the head surgery that makes the weights fit a model for other
-            classes (:mod:`ssd_zoo.surgery`); ``num_classes`` and ``categories`` are then the model's.
+            classes (:mod:`ssd_zoo.finetune.surgery`); ``num_classes`` and ``categories`` are then the model's.
         architecture: returns ``(registered model name, builder keywords)`` the file fits (its layout's
-            :attr:`~ssd_zoo.convert.Layout.model`), for :func:`load`; ValueError where it cannot tell.
+            :attr:`~ssd_zoo.weights.convert.Layout.model`), for :func:`load`; ValueError where it cannot tell.
     """
 
     read: Callable[[], dict[str, Tensor]]
@@ -141,7 +139,7 @@ class Checkpoint:
         """These weights for a model of ``num_classes`` (with background) named ``class_names`` (background
         first, or None): itself where they fit, else a copy whose :meth:`load_into` carries the class-predictor
         rows of the classes the weights know and keeps the model's own initialisation for the others
-        (:func:`ssd_zoo.surgery.plan`). Nothing is downloaded here."""
+        (:func:`ssd_zoo.finetune.surgery.plan`). Nothing is downloaded here."""
         if self.class_map is not None:  # retargeted before: plan from the weights' own classes
             original = dataclasses.replace(self, num_classes=self.class_map.source_classes, class_map=None)
             return original.retarget(num_classes, class_names)

@@ -8,7 +8,7 @@
 ``model`` is anything model-like: a callable taking ``list[Tensor [3, H, W] float in 0..1]`` and returning one
 dict per image with ``boxes`` ``[D, 4]`` xyxy in that image's pixels, ``scores`` ``[D]`` and ``labels`` int64
 ``[D]`` (an ssd_zoo :class:`~ssd_zoo.SSD` in eval mode, torchvision's detectors, a deployed-model runner).
-Every result here has that form, on the CPU; videos and tracking are in :mod:`ssd_zoo.video`.
+Every result here has that form, on the CPU; videos and tracking are in :mod:`ssd_zoo.detect.video`.
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .predict import Detector, images, tiles
+from ssd_zoo.detect.predict import Detector, images, tiles
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
 
@@ -132,7 +132,7 @@ def detect(model: Detector, source: str | Path, *, every: int = 1, batch_size: i
            tile: int | None = None, overlap: float = 0.25, device: torch.device | str = "cpu",
            **open_options: Any) -> Iterator[Frame]:
     """Detect (and with ``track``, track) objects in every ``every``-th frame of ``source``, ``batch_size``
-    frames a forward pass (or each frame by :func:`~ssd_zoo.predict.tiles` of side ``tile``)."""
+    frames a forward pass (or each frame by :func:`~ssd_zoo.detect.predict.tiles` of side ``tile``)."""
     tracker = Tracker(frame_rate(source) / every) if track else None
     batch: list[tuple[int, float, Tensor]] = []
 

@@ -1,6 +1,6 @@
 """Writing detections where people read them: pictures, an annotated video, JSON and JSON lines.
 
-Every file is written whole or not at all (:func:`ssd_zoo.hub.write_atomic`; a video is encoded to a temporary
+Every file is written whole or not at all (:func:`ssd_zoo.files.write_atomic`; a video is encoded to a temporary
 name and renamed when complete), so an interrupted run never leaves half a file behind.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 from torch import Tensor
 
-from .draw import draw_detections
-from .hub import write_atomic
+from ssd_zoo.detect.draw import draw_detections
+from ssd_zoo.files import write_atomic
 
 
 def detections_json(detection: dict[str, Tensor], class_names: Sequence[str]) -> list[dict[str, Any]]:
@@ -32,7 +32,7 @@ def detections_json(detection: dict[str, Tensor], class_names: Sequence[str]) ->
 
 
 def write_picture(path: Path, image: Tensor, detection: dict[str, Tensor], class_names: Sequence[str]) -> None:
-    """``image`` with ``detection`` drawn (:func:`~ssd_zoo.draw.draw_detections`) as a JPEG at ``path``."""
+    """``image`` with ``detection`` drawn (:func:`~ssd_zoo.detect.draw.draw_detections`) as a JPEG at ``path``."""
     from PIL import Image
 
     picture = Image.fromarray(draw_detections(image, detection, class_names).permute(1, 2, 0).numpy())
@@ -48,11 +48,11 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
 def write_video(frames: Iterable[Any], video_path: Path, lines_path: Path, fps: float,
                 class_names: Sequence[str]) -> int:
     """Annotated frames to ``video_path`` and one JSON line per frame (``frame``, ``time`` in seconds,
-    ``detections``) to ``lines_path``; ``frames``: :class:`ssd_zoo.video.Frame` s. Returns the frame count.
+    ``detections``) to ``lines_path``; ``frames``: :class:`ssd_zoo.detect.video.Frame` s. Returns the frame count.
 
     Both files are written under temporary names and renamed once complete; the JSON lines are flushed
     frame by frame, so an interrupted run keeps the lines written so far (under ``<name>.part``)."""
-    from .video import VideoWriter
+    from ssd_zoo.detect.video import VideoWriter
 
     video_path.parent.mkdir(parents=True, exist_ok=True)
     video_part = video_path.with_name(f".{video_path.stem}.part{video_path.suffix}")

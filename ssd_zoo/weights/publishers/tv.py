@@ -21,14 +21,14 @@ from torchvision.models import WeightsEnum
 from torchvision.models.detection.ssdlite import SSDLiteFeatureExtractorMobileNet
 from torchvision.models.mobilenetv3 import mobilenet_v3_large
 
-from .. import convert
-from ..models.ssd import SSD
-from ..models.ssdlite import SSDLiteHead, ssdlite_spec
-from ..ops.default_boxes import DefaultBoxGenerator
-from ..published import COCO_CATEGORIES, register_weights, ssd_weights
-from ..registry import register_model
-from ..transform import SSDTransform
-from ..weights import fetch_weights
+from ssd_zoo.weights import convert
+from ssd_zoo.models.ssd import SSD
+from ssd_zoo.models.ssdlite import SSDLiteHead, ssdlite_spec
+from ssd_zoo.ops.default_boxes import DefaultBoxGenerator
+from ssd_zoo.weights.published import COCO_CATEGORIES, register_weights, ssd_weights
+from ssd_zoo.registry import register_model
+from ssd_zoo.transform import SSDTransform
+from ssd_zoo.weights.resolve import fetch_weights
 
 MODEL = "ssdlite320_mobilenet_v3_large"
 LAYOUT = "torchvision-ssdlite"

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from ..hub import write_atomic
-from ..ops.default_boxes import box_shapes
-from .coverage import Coverage
+from ssd_zoo.files import write_atomic
+from ssd_zoo.ops.default_boxes import box_shapes
+from ssd_zoo.finetune.anchor_coverage import Coverage
 
 PANEL = 420  # plot square, pixels
 MARGIN = 48

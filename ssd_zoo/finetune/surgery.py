@@ -14,7 +14,7 @@ the spellings VOC and COCO use for the same class.
     >>> ssd_zoo.build("ssd300_vgg16", weights="COCO_V1", class_names=["aeroplane", ..., "tvmonitor"])  # VOC
     >>> ssd_zoo.build("ssd300_vgg16", weights="VOC0712", num_classes=4)   # 3 new classes, all rows fresh
 
-This module imports nothing of ssd_zoo but :mod:`ssd_zoo.convert` (the model record's encoding).
+This module imports nothing of ssd_zoo but :mod:`ssd_zoo.weights.convert` (the model record's encoding).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from . import convert
+from ssd_zoo.weights import convert
 
 BACKGROUND = "__background__"
 # Spellings of the same class in VOC (left) and COCO (right); matched both ways. "dining table" and
@@ -117,7 +117,7 @@ class ClassMap:
         elif self.source_names is None:
             why = f"{source} records no class names to match them with"
         else:
-            why = f"{source} does not know these classes (names compared as in ssd_zoo.surgery.name_key)"
+            why = f"{source} does not know these classes (names compared as in ssd_zoo.finetune.surgery.name_key)"
         carried = [names[t] + (f" <- {self.source_names[s]}" if self.source_names and t and
                                self.source_names[s] != names[t] else "")
                    for t, s in enumerate(self.rows) if s is not None]

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ..data.coco import CocoDataset
-from ..data.common import clean_boxes
-from ..data.voc import VOCDataset, parse_voc_xml
+from ssd_zoo.data.coco import CocoDataset
+from ssd_zoo.data.common import clean_boxes
+from ssd_zoo.data.voc import VOCDataset, parse_voc_xml
 
 
 @dataclass(frozen=True)

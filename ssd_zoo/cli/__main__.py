@@ -1,0 +1,4 @@
+"""`python -m ssd_zoo.cli`: the `ssd-zoo` command."""
+from ssd_zoo.cli import main
+
+raise SystemExit(main())
