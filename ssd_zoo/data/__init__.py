@@ -2,7 +2,9 @@
 
 Every dataset yields ``(image, target)`` in torchvision's types: ``image`` a ``tv_tensors.Image`` float32
 ``[3, H, W]`` in ``[0, 1]``; ``target`` ``{"boxes": tv_tensors.BoundingBoxes float32 [N, 4] XYXY pixels,
-"labels": int64 [N] in 1..K, "difficult": bool [N], "image_id": int64 scalar (the index)}`` (0 is background);
+"labels": int64 [N] in 1..K, "difficult": bool [N], "image_id": int64 scalar (the index)}`` (0 is background),
+whether read from a VOC folder (``VOCDataset``), a COCO JSON (``CocoDataset``) or a YOLO ``data.yaml``
+(``YoloDataset``);
 ``dataset.ids[index]`` is the image's own id (str). See ``ssd_zoo.data.common``.
 """
 
@@ -13,12 +15,13 @@ from ssd_zoo.data.coco import CocoDataset
 from ssd_zoo.data.common import per_box_entries, read_image
 from ssd_zoo.data.transforms import PadToSquare
 from ssd_zoo.data.voc import VOC_CLASSES, VOCDataset, parse_voc_xml
+from ssd_zoo.data.yolo import YoloDataset
 
 _SHAPES_NAMES = ("SHAPES_CLASSES", "generate_shapes_voc", "render_shapes_image")
 
 __all__ = [
     "IMAGENET_MEAN", "VOC_CLASSES", "CocoDataset", "PadToSquare", "SSDAugmentation", "VOCDataset", "collate",
-    "parse_voc_xml", "per_box_entries", "read_image", "to_device", *_SHAPES_NAMES,
+    "YoloDataset", "parse_voc_xml", "per_box_entries", "read_image", "to_device", *_SHAPES_NAMES,
 ]
 
 
