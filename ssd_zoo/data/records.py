@@ -192,12 +192,19 @@ def read_voc(path: Path, report: Report | None = None) -> DetectionData:
                 if not xml.is_file():
                     raise FileNotFoundError(f"annotation file not found: {xml} (image {image_id!r})")
                 parsed = parse_voc_xml(xml, names)
-                image = dataset.image_path(year_dir, image_id, parsed.pop("filename"))
             except (ValueError, FileNotFoundError) as err:
                 if report is None:
                     raise
                 kind = "unknown-class" if "is not one of class_names" in str(err) else "bad-label"
                 report(Problem(kind, str(xml), None, str(err).removeprefix(f"{xml}, ").removeprefix(f"{xml}: ")))
+                continue
+            try:
+                image = dataset.image_path(year_dir, image_id, parsed.pop("filename"))
+            except FileNotFoundError as err:
+                if report is None:
+                    raise
+                report(Problem("unreadable-image", str(year_dir / "JPEGImages" / image_id), None,
+                               f"{err} (annotated in {xml})"))
                 continue
             size = _size(image, str(xml), report)
             if size is not None:
