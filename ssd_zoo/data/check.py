@@ -76,7 +76,7 @@ class DataReport:
 
     def __str__(self) -> str:
         verdict = ("no problems found" if self.ok else
-                   f"{len(self.problems)} problems ({', '.join(f'{n} {k}' for k, n in self.problem_counts().items())}):")
+                   f"{len(self.problems)} problem{'s' if len(self.problems) > 1 else ''} ({', '.join(f'{n} {k}' for k, n in self.problem_counts().items())}):")
         return "\n".join([self.table(), "", verdict, *map(str, self.problems)])
 
     def problem_counts(self) -> dict[str, int]:
