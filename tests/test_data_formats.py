@@ -72,8 +72,13 @@ def test_formats_told_apart_by_what_is_there(three_formats, tmp_path):
     assert detect_format(three_formats["yolo"]) == "yolo"
     assert detect_format(three_formats["yolo"] / "data.yaml") == "yolo"
     assert len(open_dataset(three_formats["voc"] / "VOC2007", "test")) == 3
-    assert len(open_dataset(three_formats["coco"] / "test.json")) == 3  # one file, one split
+    assert len(open_dataset(three_formats["coco"] / "test.json", "test")) == 3  # one file, one split
+    with pytest.raises(ValueError, match=r"test.json: expected a COCO .json file for the split .train., found the splits \[.test.\]"):
+        open_dataset(three_formats["coco"] / "test.json", "train")
     with pytest.raises(FileNotFoundError, match=r"expected a dataset: a YOLO data.yaml .* found a folder without"):
+        detect_format(tmp_path)
+    (tmp_path / "VOCdevkit" / "VOC2007" / "Annotations").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"for VOC, pass the VOCdevkit folder inside it: .*VOCdevkit$"):
         detect_format(tmp_path)
     with pytest.raises(ValueError, match=r"expected the split 'val' .* found the splits \['test', 'train'\]"):
         open_dataset(three_formats["voc"], "val")

@@ -45,8 +45,8 @@ def open_dataset(path: str | Path, split: str = "train", *, transforms: Transfor
     """The ``split`` of the dataset at ``path`` (any of the three formats; see the module docstring).
 
     ``split``: ``train``, ``val`` or ``test``; for VOC also image sets as ``VOCDataset`` takes them
-    (``"2007-trainval+2012-trainval"``). A COCO ``.json`` file is one split: it is opened whatever ``split``
-    says. ``transforms`` as the datasets take them; ``keep_difficult`` for VOC (the other formats have no
+    (``"2007-trainval+2012-trainval"``). A COCO ``.json`` file is one split, the one its name says
+    (``instances_val2017.json``: ``val``; a name without ``train``, ``val`` or ``test``: ``train``). ``transforms`` as the datasets take them; ``keep_difficult`` for VOC (the other formats have no
     difficult boxes). The dataset has ``class_names`` (label = index + 1) and ``ids``; its items are
     ``(image, target)`` in the same types whatever the format. ValueError naming the splits there are when
     ``split`` is not one of them.
@@ -56,10 +56,11 @@ def open_dataset(path: str | Path, split: str = "train", *, transforms: Transfor
     if fmt == "yolo":
         return YoloDataset(path, split, transforms=transforms)
     if fmt == "coco":
-        ann_file = path if path.is_file() else coco_files(path).get(split)
-        if ann_file is None:
+        files = {coco_role(path): path} if path.is_file() else coco_files(path)
+        if split not in files:  # a train file opened as val would report training-set accuracy
             raise ValueError(f"{path}: expected a COCO .json file for the split {split!r}, found the splits "
-                             f"{sorted(coco_files(path))}")
+                             f"{sorted(files)} (named from the file names: see ssd_zoo.data.records.coco_role)")
+        ann_file = files[split]
         return CocoDataset(coco_image_dir(ann_file), ann_file, transforms=transforms)
     root, roles = voc_lists(path)
     if "-" in split:

@@ -77,10 +77,13 @@ def detect_format(path: str | Path) -> str:
     elif path.is_dir():
         if (path / DATA_YAML).is_file():
             return "yolo"
-        if (path / "Annotations").is_dir() or any(p.is_dir() for p in path.glob("VOC*")):
+        if (path / "Annotations").is_dir() or _voc_years(path):
             return "voc"
         if coco_files(path):
             return "coco"
+    if (path / "VOCdevkit").is_dir():
+        raise FileNotFoundError(f"expected a dataset at {path}; for VOC, pass the VOCdevkit folder inside it: "
+                                f"{path / 'VOCdevkit'}")
     found = "nothing" if not path.exists() else f"a {path.suffix or 'suffix-less'} file" if path.is_file() else \
         "a folder without data.yaml, VOC<year>/, Annotations/ or .json files"
     raise FileNotFoundError(f"expected a dataset: a YOLO data.yaml (or its folder), a COCO .json file (or a folder "
@@ -89,6 +92,11 @@ def detect_format(path: str | Path) -> str:
 
 _ROLE_WORDS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                "test": "test", "testing": "test"}
+
+
+def _voc_years(path: Path) -> list[Path]:
+    """The ``VOC<year>`` folders (with ``Annotations/`` inside) of a VOCdevkit folder."""
+    return sorted(p for p in path.glob("VOC*") if (p / "Annotations").is_dir())
 
 
 def _role(name: str, whole: bool = False) -> str | None:
@@ -134,7 +142,7 @@ def voc_lists(path: Path) -> tuple[Path, dict[str, str]]:
         years = [path]
         path = path.parent
     else:
-        years = sorted(p for p in path.glob("VOC*") if p.is_dir())
+        years = _voc_years(path)
     roles: dict[str, list[str]] = {}
     for year_dir in years:
         year, lists = year_dir.name[3:], year_dir / "ImageSets" / "Main"
@@ -238,8 +246,7 @@ def read_coco(path: Path, report: Report | None = None) -> DetectionData:
             size = _size(image, where, report)
             if size is not None:
                 target = {k: v for k, v in dataset.target_of(index).items() if k in ("boxes", "labels", "difficult")}
-                anns = dataset._annotations.get(info["id"], [])
-                box_where = [(None, f"annotation {ann.get('id', '?')}") for ann in anns]
+                box_where = [(None, f"annotation {ann.get('id', '?')}") for ann in dataset.annotations_of(index)]
                 records.append(_clean(image, *size, target, where, report, box_where))
     if names is None:  # every file was reported unreadable
         names = ()
