@@ -75,8 +75,9 @@ class DataReport:
         return "\n".join(lines)
 
     def __str__(self) -> str:
-        verdict = ("no problems found" if self.ok else
-                   f"{len(self.problems)} problem{'s' if len(self.problems) > 1 else ''} ({', '.join(f'{n} {k}' for k, n in self.problem_counts().items())}):")
+        kinds = ", ".join(f"{n} {kind}" for kind, n in self.problem_counts().items())
+        plural = "s" if len(self.problems) > 1 else ""
+        verdict = "no problems found" if self.ok else f"{len(self.problems)} problem{plural} ({kinds}):"
         return "\n".join([self.table(), "", verdict, *map(str, self.problems)])
 
     def problem_counts(self) -> dict[str, int]:

@@ -46,8 +46,9 @@ def open_dataset(path: str | Path, split: str = "train", *, transforms: Transfor
 
     ``split``: ``train``, ``val`` or ``test``; for VOC also image sets as ``VOCDataset`` takes them
     (``"2007-trainval+2012-trainval"``). A COCO ``.json`` file is one split, the one its name says
-    (``instances_val2017.json``: ``val``; a name without ``train``, ``val`` or ``test``: ``train``). ``transforms`` as the datasets take them; ``keep_difficult`` for VOC (the other formats have no
-    difficult boxes). The dataset has ``class_names`` (label = index + 1) and ``ids``; its items are
+    (``instances_val2017.json``: ``val``; a name without ``train``, ``val`` or ``test``: ``train``).
+    ``transforms`` as the datasets take them; ``keep_difficult`` for VOC (the other formats have no difficult
+    boxes). The dataset has ``class_names`` (label = index + 1) and ``ids``; its items are
     ``(image, target)`` in the same types whatever the format. ValueError naming the splits there are when
     ``split`` is not one of them.
     """

@@ -2,7 +2,8 @@
 
 A dataset is described by a ``data.yaml``::
 
-    path: .                  # optional root; relative to the yaml's folder (default: that folder)
+    path: .                  # optional root; relative to the yaml's folder (else to the working folder, as
+                             # ultralytics takes it); default: the yaml's folder
     train: images/train      # a folder of images, a .txt list of image paths, or a list of those
     val: images/val
     test: images/test        # optional
@@ -101,8 +102,10 @@ def read_data_yaml(path: str | Path) -> YoloLayout:
     if "names" not in data or "train" not in data:
         raise ValueError(f"{yaml_file}: expected the keys 'train' and 'names', found {sorted(map(str, data))}")
     names = _class_names(data["names"], data.get("nc"), yaml_file)
-    root = Path(str(data.get("path") or "."))
-    root = root if root.is_absolute() else yaml_file.parent / root
+    given = Path(str(data.get("path") or "."))
+    root = given if given.is_absolute() else yaml_file.parent / given
+    if not root.is_dir() and given.is_dir():  # ultralytics takes a relative path from where it runs
+        root = given
     splits = {}
     for split in SPLITS:
         value = data.get(split)
