@@ -97,6 +97,13 @@ def test_bad_label_names_file_and_line(tmp_path, line, message):
     assert str(info.value).startswith(f"{tmp_path / 'labels' / 'train' / 'b.txt'}:3: ")
 
 
+def test_byte_order_mark_crlf_and_quoted_ids(tmp_path):
+    write_yolo(tmp_path, {"train": {"a": None}}, names="{'0': cat, '1': dog}")
+    (tmp_path / "labels" / "train" / "a.txt").write_bytes(b"\xef\xbb\xbf1 0.5 0.5 0.5 0.5\r\n0 0.5 0.5 1 1\r\n")
+    dataset = YoloDataset(tmp_path)
+    assert dataset.class_names == ("cat", "dog") and dataset[0][1]["labels"].tolist() == [2, 1]
+
+
 def test_a_hair_outside_is_clamped(tmp_path):
     write_yolo(tmp_path, {"train": {"a": "0 0.5 0.5 1.005 1.005\n"}})
     _, target = YoloDataset(tmp_path)[0]

@@ -67,6 +67,7 @@ def find_data_yaml(path: str | Path) -> Path:
 
 def _class_names(names: object, nc: object, where: Path) -> tuple[str, ...]:
     if isinstance(names, dict):
+        names = {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in names.items()}  # '0': cat
         if set(names) != set(range(len(names))):  # YAML reads "0: cat" as int 0; a bool or str key is no id
             raise ValueError(f"{where}: names: expected the ids 0..{len(names) - 1} as keys, found "
                              f"{sorted(map(repr, names))}")
@@ -181,7 +182,7 @@ def parse_label_file(path: Path, num_classes: int) -> tuple[Tensor, Tensor, list
     if not path.is_file():
         return torch.zeros(0, dtype=torch.int64), torch.zeros(0, 4), lines, problems
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark, as some Windows tools write, is no field
     except (OSError, UnicodeDecodeError) as err:
         problem = Problem("bad-label", str(path), None, f"cannot read the label file ({err})")
         return torch.zeros(0, dtype=torch.int64), torch.zeros(0, 4), lines, [problem]
