@@ -132,3 +132,15 @@ def test_missing_split_and_missing_yaml(tmp_path):
         YoloDataset(tmp_path, "val")
     with pytest.raises(FileNotFoundError, match="expected a data.yaml file or a folder holding one"):
         YoloDataset(tmp_path / "images")
+
+
+def test_roboflow_export_layout(tmp_path):
+    """Roboflow writes ``train/images``, ``valid/images`` beside data.yaml, named as ``../train/images``."""
+    for split, colour in (("train", (1, 1, 1)), ("valid", (2, 2, 2))):
+        (tmp_path / split / "images").mkdir(parents=True)
+        (tmp_path / split / "labels").mkdir()
+        Image.new("RGB", (8, 8), colour).save(tmp_path / split / "images" / "x.jpg")
+        (tmp_path / split / "labels" / "x.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    (tmp_path / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\nnc: 1\nnames: ['thing']\n")
+    _, target = YoloDataset(tmp_path, "val")[0]
+    assert target["boxes"].tolist() == [[2.0, 2.0, 6.0, 6.0]]
