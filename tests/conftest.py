@@ -1,35 +1,46 @@
-"""Shared test fixtures: the VOC photos in <repo>/assets, and no network for the tests or their subprocesses."""
+"""Shared test fixtures: the VOC photos in <repo>/assets, registered models built once a session, and no network
+for the tests or their subprocesses. Helper functions and constants live in helpers.py."""
 from __future__ import annotations
 
+import copy
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from _netguard.loopback_only import guarded
-from PIL import Image
-from torchvision.transforms.functional import pil_to_tensor
+from helpers import load_samples
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "assets"  # see assets/README.md; test_cli runs `detect` on the folder
-SAMPLE_NAMES = ("voc2007_000004.jpg", "voc2007_000017.jpg", "voc2007_000023.jpg")
+import ssd_zoo
+
 NETGUARD = Path(__file__).resolve().parent / "_netguard"  # its sitecustomize.py guards subprocesses
-
-
-def load_samples() -> list[torch.Tensor]:
-    """The sample photos as float ``[3, H, W]`` tensors in [0, 1], in ``SAMPLE_NAMES`` order (by name).
-
-    They are part of the repository, so a missing one fails the test that wants it (never a skip)."""
-    missing = [str(SAMPLES / name) for name in SAMPLE_NAMES if not (SAMPLES / name).is_file()]
-    if missing:
-        pytest.fail(f"sample photos missing: expected {missing} (see assets/README.md), found no such files")
-    return [pil_to_tensor(Image.open(SAMPLES / name).convert("RGB")).float() / 255 for name in SAMPLE_NAMES]
 
 
 @pytest.fixture(scope="session")
 def sample_images() -> list[torch.Tensor]:
     return load_samples()
+
+
+@pytest.fixture(scope="session")
+def built() -> Callable[..., ssd_zoo.SSD]:
+    """``built(name, seed=0, **kwargs)``: a copy of ``ssd_zoo.build(name, **kwargs)`` with the weights drawn
+    after ``torch.manual_seed(seed)``, built once a session for each (name, seed, kwargs) and deep-copied
+    for each caller, so that a test may train or change its model. The full-size models take a second or
+    more to build and initialise; many test files want each of them. The caller's random state is left as
+    it was, built or cached."""
+    cache: dict[str, ssd_zoo.SSD] = {}
+
+    def build(name: str, seed: int = 0, **kwargs: object) -> ssd_zoo.SSD:
+        key = repr((name, seed, sorted(kwargs.items())))
+        if key not in cache:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                cache[key] = ssd_zoo.build(name, **kwargs)
+        return copy.deepcopy(cache[key])
+
+    return build
 
 
 _PYTHONPATH_BEFORE = os.environ.get("PYTHONPATH")

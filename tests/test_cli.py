@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SAMPLES
+from helpers import SAMPLES
 from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import load_samples
+from helpers import load_samples
 from torch import Tensor, nn
 from torchvision.models.resnet import resnet50
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import load_samples
+from helpers import load_samples
 from test_parity_torchvision import at_the_cut
 from torch import Tensor
 from torchvision.models import WeightsEnum
