@@ -56,15 +56,16 @@ def tiny_model(num_classes: int = 3, seed: int = 0, **kwargs: object) -> ssd_zoo
     return ssd_zoo.build("ssd", num_classes=num_classes, **{**TINY, **kwargs})
 
 
-def spread_scores(model: ssd_zoo.SSD) -> ssd_zoo.SSD:
-    """``model`` with its head's conv weights scaled by 0.3, so that random scores spread over the classes as a
-    trained model's do (random heads score every class about alike), and categories named; eval mode."""
+def tiny_detector() -> ssd_zoo.SSD:
+    """The tiny SSD for 2 classes (circle, square), trained-looking and in eval mode: random weights with the
+    head's convs scaled by 0.3, so that scores spread over the classes as a trained model's do (a random head
+    scores every class about alike)."""
+    model = tiny_model(num_classes=3)
     with torch.no_grad():
         for conv in model.head.modules():
             if isinstance(conv, nn.Conv2d):
                 conv.weight.mul_(0.3)
-    model.categories = ["__background__", "circle", "square"][: model.num_classes] + [
-        f"class{i}" for i in range(3, model.num_classes)]
+    model.categories = ["__background__", "circle", "square"]
     return model.eval()
 
 

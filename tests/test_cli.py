@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SAMPLES
+from helpers import SAMPLES, TINY, run_in_process
 from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
 
@@ -113,9 +113,7 @@ def test_convert_onto_its_own_input(tmp_path: Path) -> None:
 
 def test_detect_rebuilds_a_model_from_its_checkpoint_alone(tmp_path: Path) -> None:
     """What the demo teaches next: its checkpoint (a generic 'ssd' on a timm backbone) in ssd-zoo detect, no --model."""
-    kwargs = {"backbone": "resnet18", "input_size": 64, "anchors": "coco", "extra_channels": [16, 16, 16],
-              "timm_kwargs": {"channels": [8, 8, 16, 16], "stem_width": 8}}
-    model = ssd_zoo.build("ssd", num_classes=3, **kwargs)
+    model = ssd_zoo.build("ssd", num_classes=3, **TINY)
     model.categories = ["__background__", "circle", "square"]
     torch.save({"model": model.state_dict(), "iteration": 4}, tmp_path / "last.pth")  # as train_voc.py writes it
     out = tmp_path / "out"
@@ -127,10 +125,11 @@ def test_detect_rebuilds_a_model_from_its_checkpoint_alone(tmp_path: Path) -> No
 
 
 def test_command_errors_are_one_line(tmp_path: Path) -> None:
+    """In this process, through the console script's function (test_cli_errors.py runs it as a subprocess)."""
     (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
     for args in (["detect", str(SAMPLES), "--weights", str(tmp_path / "broken.pth")],
                  ["detect", str(SAMPLES), "--model", "ssd", "--weights", "none"],
                  ["detect", str(SAMPLES), "--weights", "VOC07"]):
-        done = subprocess.run([sys.executable, "-m", "ssd_zoo.cli", *args], capture_output=True, text=True)
+        done = run_in_process("ssd-zoo", args)
         assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
         assert done.stderr.startswith("ssd-zoo detect: ") and len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -3,21 +3,19 @@ each against the eager model; the file's metadata makes it self-describing; clea
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import SAMPLES, run_in_process, tiny_detector
 
 from ssd_zoo.cli import main
 from ssd_zoo.deploy.export import export
 from ssd_zoo.deploy.runtime import load_runner
-from test_quantize import tiny_model
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("timm")
-SAMPLES = Path(__file__).resolve().parents[1] / "assets"
 
 
 def _matched(expected: list[dict], found: list[dict], top: int = 10) -> float:
@@ -39,7 +37,7 @@ def test_exported_file_matches_eager(sample_images, tmp_path: Path, backend: str
     if backend == "openvino":
         pytest.importorskip("openvino")
         pytest.importorskip("nncf")
-    model = tiny_model()
+    model = tiny_detector()
     model.score_thresh = 0.2
     with torch.no_grad():
         expected = model(sample_images)
@@ -67,7 +65,7 @@ def test_a_letterboxed_model_is_letterboxed_by_its_runner(sample_images, tmp_pat
     them from the runner too, with its padding colour, so the 500x375 photos give the eager detections."""
     from ssd_zoo.transform import SSDTransform
 
-    model = tiny_model()
+    model = tiny_detector()
     model.score_thresh = 0.2
     t = model.transform
     model.transform = SSDTransform(t.size, tuple(t.mean.flatten().tolist()), tuple(t.std.flatten().tolist()),
@@ -83,7 +81,7 @@ def test_a_letterboxed_model_is_letterboxed_by_its_runner(sample_images, tmp_pat
         torch.testing.assert_close(f["boxes"][:50], e["boxes"][:50], atol=1e-2, rtol=0)
 
 def test_cli_export_and_detect_with_a_backend(tmp_path: Path) -> None:
-    model = tiny_model()
+    model = tiny_detector()
     torch.save({"model": model.state_dict()}, tmp_path / "tiny.pth")
     image = str(sorted(SAMPLES.glob("*.jpg"))[0])
     assert main(["export", "ssd", str(tmp_path / "tiny.onnx"), "--weights", str(tmp_path / "tiny.pth")]) == 0
@@ -100,7 +98,7 @@ def test_cli_export_and_detect_with_a_backend(tmp_path: Path) -> None:
 
 
 def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
-    model = tiny_model()
+    model = tiny_detector()
     export(model, tmp_path / "tiny.onnx")
     torch.save({"model": model.state_dict()}, tmp_path / "tiny.pth")
     (tmp_path / "photos").mkdir()
@@ -114,8 +112,8 @@ def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
             "holds model 'ssd', not 'ssd300_vgg16'",
         ("detect", image, "--backend", "openvino", "--model-file", str(tmp_path / "missing.xml")): "missing.xml",
     }
-    for args, message in cases.items():
-        done = subprocess.run([sys.executable, "-m", "ssd_zoo.cli", *args], capture_output=True, text=True)
+    for args, message in cases.items():  # through the console script's function, in this process
+        done = run_in_process("ssd-zoo", args)
         assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
@@ -123,5 +121,5 @@ def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
 def test_missing_package_names_the_install_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed: importing it raises ImportError
     with pytest.raises(ImportError, match=r"openvino is not installed .*pip install 'ssd_zoo\[openvino\]'"):
-        export(tiny_model(), tmp_path / "x.xml", format="openvino")
+        export(tiny_detector(), tmp_path / "x.xml", format="openvino")
     assert not list(tmp_path.iterdir())

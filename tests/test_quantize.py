@@ -5,29 +5,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_detector
 from torch import nn
 
-import ssd_zoo
 from ssd_zoo.models.vgg import CeilMaxPool2d
 from ssd_zoo.deploy.quantize import quantize, read_calibration_images
 
 pytest.importorskip("torchao")
 pytest.importorskip("timm")
-
-TINY = {"backbone": "resnet18", "input_size": 64, "anchors": "coco", "extra_channels": [16, 16, 16],
-        "timm_kwargs": {"channels": [8, 8, 16, 16], "stem_width": 8}, "pretrained_backbone": False}
-
-
-def tiny_model() -> ssd_zoo.SSD:
-    """A small trained-looking SSD: random weights, heads scaled so that scores spread over the classes."""
-    torch.manual_seed(0)
-    model = ssd_zoo.build("ssd", num_classes=3, **TINY)
-    with torch.no_grad():
-        for conv in model.head.modules():
-            if isinstance(conv, nn.Conv2d):
-                conv.weight.mul_(0.3)
-    model.categories = ["__background__", "circle", "square"]
-    return model.eval()
 
 
 @pytest.mark.parametrize("size", [75, 76, 9])
@@ -37,7 +22,7 @@ def test_ceil_max_pool_equals_ceil_mode(size: int) -> None:
 
 
 def test_int8_keeps_contract_and_agrees_with_fp32(sample_images) -> None:
-    model = tiny_model()
+    model = tiny_detector()
     qmodel = quantize(model, sample_images * 4, batch_size=4)  # lowered to oneDNN's int8 kernels
     assert qmodel is not model and qmodel.categories == model.categories and qmodel.record() == model.record()
     with torch.no_grad():
@@ -58,7 +43,7 @@ def test_int8_keeps_contract_and_agrees_with_fp32(sample_images) -> None:
 
 
 def test_keep_float_leaves_the_head_in_float(sample_images) -> None:
-    model = tiny_model()
+    model = tiny_detector()
     qmodel = quantize(model, sample_images, keep_float=["head"], compile=False)
     assert qmodel.head.state_dict().keys() == model.head.state_dict().keys()
     with pytest.raises(ValueError, match="not modules of the model"):
@@ -74,4 +59,4 @@ def test_calibration_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="broken.jpg: cannot be read"):
         read_calibration_images(tmp_path)
     with pytest.raises(ValueError, match="found none"):
-        quantize(tiny_model(), [])
+        quantize(tiny_detector(), [])
