@@ -69,6 +69,9 @@ def tiny_detector() -> ssd_zoo.SSD:
     return model.eval()
 
 
+# Every registered model is built for NUM_CLASSES (4 foreground: test_surgery.py names them) with BUILD_KWARGS,
+# once a session (conftest.built), by test_registry_models.py, test_compile.py and test_surgery.py.
+NUM_CLASSES = 5
 # Builders that need an argument to build at all: the generic timm ones take the backbone by name.
 BUILD_KWARGS: dict[str, dict[str, object]] = {
     "ssd": {"backbone": "resnet10t", "input_size": 128},

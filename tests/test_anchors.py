@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import TINY_MODEL_KWARGS
 from PIL import Image
 
 import ssd_zoo
@@ -21,7 +22,7 @@ from ssd_zoo.ops.default_boxes import default_box_spec, grid_sides, preset
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "recipes/configs/shapes_quick.yaml"
-TINY = "{extra_channels: [16, 16, 16], timm_kwargs: {channels: [8, 8, 16, 16], stem_width: 8}}"
+TINY = {k: v for k, v in TINY_MODEL_KWARGS.items() if k != "anchors"}  # the tests choose the default boxes
 HAND = default_box_spec(128, "coco", [14, 34, 52, 84.2, 109.3, 134.4], [[2, 3], [2, 3], [2, 3], [2, 3], [2]])
 
 
@@ -152,7 +153,7 @@ def test_fit_covers_the_shapes_data_at_least_as_well_as_the_hand_sized_boxes(sha
     with Image.open(out) as picture:
         assert picture.format == "PNG" and picture.width > picture.height > 300  # two panels side by side
 
-    fitted = ssd_zoo.build("ssd", backbone="resnet18", input_size=128, **yaml.safe_load(TINY),
+    fitted = ssd_zoo.build("ssd", backbone="resnet18", input_size=128, **TINY,
                            anchors="coco", box_sizes=snippet["box_sizes"], aspect_ratios=snippet["aspect_ratios"])
     assert fitted.default_boxes.spec.boxes_per_location == default_box_spec(128, "coco").boxes_per_location
     for splits in ("2007-trainval", "2007-test"):  # the boxes it was fitted to, and held-out ones
@@ -176,7 +177,7 @@ def test_train_voc_prints_the_coverage_and_warns_below_90(shapes: Path, capsys: 
     from recipes.common import build_model
     from recipes.config import load_config
 
-    cfg = load_config(CONFIG, {"data_root": str(shapes), "model_kwargs": {**yaml.safe_load(TINY), "iou_thresh": 0.7}})
+    cfg = load_config(CONFIG, {"data_root": str(shapes), "model_kwargs": {**TINY, "iou_thresh": 0.7}})
     train_voc.report_coverage(cfg, build_model(cfg, 7))
     printed = capsys.readouterr().out
     assert "matching IoU 0.7" in printed and "warning: only" in printed and "worst classes: " in printed

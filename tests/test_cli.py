@@ -36,10 +36,9 @@ def test_list_shows_models_weights_and_published_metrics(capsys: pytest.CaptureF
 
 
 @pytest.fixture(scope="module")
-def person_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def person_checkpoint(tmp_path_factory: pytest.TempPathFactory, built) -> Path:
     """An ssd300_vgg16 checkpoint whose head says "person" everywhere (random weights score all classes alike)."""
-    torch.manual_seed(0)
-    model = ssd_zoo.build("ssd300_vgg16")
+    model = built("ssd300_vgg16")
     with torch.no_grad():
         for conv in model.head.classification:
             conv.bias.view(-1, model.num_classes)[:, PERSON] = 8.0  # channel = box * C + class
@@ -78,8 +77,9 @@ def test_detect_names_what_it_could_not_find(tmp_path: Path) -> None:
         main(["detect", str(tmp_path / "nowhere.jpg"), "--weights", "none"])
 
 
-def test_convert_subcommand(tmp_path: Path) -> None:
-    state, _ = convert.split_record(ssd_zoo.build("ssd300_vgg16", num_classes=4).state_dict())
+def test_convert_subcommand(tmp_path: Path, built) -> None:
+    """Through `python -m ssd_zoo.cli` in a subprocess: the console entry runs a command to its end."""
+    state, _ = convert.split_record(built("ssd300_vgg16", num_classes=4).state_dict())
     torch.save(convert.to_ssd_pytorch(state, input_order="bgr"), tmp_path / "bgr.pth")
     done = subprocess.run([sys.executable, "-m", "ssd_zoo.cli", "convert", "--input-order", "bgr",
                            str(tmp_path / "bgr.pth"), str(tmp_path / "zoo.pth")], capture_output=True, text=True)
@@ -102,8 +102,8 @@ def test_detect_never_overwrites_a_picture(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["detections.json", "photo.jpg.jpg", "photo.png.jpg"]  # no temporary files
 
 
-def test_convert_onto_its_own_input(tmp_path: Path) -> None:
-    state, _ = convert.split_record(ssd_zoo.build("ssd300_vgg16", num_classes=4).state_dict())
+def test_convert_onto_its_own_input(tmp_path: Path, built) -> None:
+    state, _ = convert.split_record(built("ssd300_vgg16", num_classes=4).state_dict())
     path = tmp_path / "net.pth"
     torch.save(convert.to_ssd_pytorch(state), path)
     assert main(["convert", str(path), str(path)]) == 0  # ssd.pytorch -> ssd_zoo, in place

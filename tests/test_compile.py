@@ -8,19 +8,16 @@ from __future__ import annotations
 import pytest
 import torch
 import torch._dynamo
+from helpers import BUILD_KWARGS, NUM_CLASSES
 
 import ssd_zoo
 
-# The generic timm builders take the backbone by name (as in test_registry_models.py).
-BUILD_KWARGS = {"ssd": {"backbone": "resnet10t", "input_size": 128}, "ssd300": {"backbone": "resnet10t"}, "ssd512": {"backbone": "resnet10t"},
-                "ssdlite320": {"backbone": "mobilenetv3_small_050"}}
-
 
 @pytest.mark.parametrize("name", ssd_zoo.list_models())
-def test_backbone_and_head_compile_without_graph_breaks(name: str) -> None:
+def test_backbone_and_head_compile_without_graph_breaks(name: str, built) -> None:
     if "vgg" not in name:
         pytest.importorskip("timm")
-    model = ssd_zoo.build(name, num_classes=5, **BUILD_KWARGS.get(name, {})).eval()
+    model = built(name, num_classes=NUM_CLASSES, **BUILD_KWARGS.get(name, {})).eval()
     size = model.input_size
     images = torch.rand(1, 3, size, size).contiguous(memory_format=torch.channels_last)
 
@@ -35,11 +32,11 @@ def test_backbone_and_head_compile_without_graph_breaks(name: str) -> None:
     assert explanation.graph_count == 1
 
 
-def test_a_compiled_model_compiles_once() -> None:
+def test_a_compiled_model_compiles_once(built) -> None:
     """The second call reuses the first's graphs: nothing the first call changes (such as a cache) is guarded on."""
     from torch._dynamo.testing import CompileCounter
 
-    model = ssd_zoo.build("ssd300_vgg16", num_classes=3).eval()
+    model = built("ssd300_vgg16", num_classes=NUM_CLASSES).eval()
     counter = CompileCounter()
     compiled = torch.compile(model, backend=counter)
     images = [torch.rand(3, 60, 80)]

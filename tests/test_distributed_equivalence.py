@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_MODEL_KWARGS
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,10 +51,7 @@ CONFIG = f"""
 model: ssd
 backbone: resnet18
 input_size: {SIDE}
-model_kwargs:
-  anchors: coco
-  extra_channels: [16, 16, 16]
-  timm_kwargs: {{channels: [8, 8, 16, 16], stem_width: 8, norm_layer: groupnorm1}}
+model_kwargs: {json.dumps({**TINY_MODEL_KWARGS, "timm_kwargs": {**TINY_MODEL_KWARGS["timm_kwargs"], "norm_layer": "groupnorm1"}})}
 train_splits: 2007-trainval
 test_split: 2007-test
 augment: {{zoom_out: 1.0, iou_crop: false, photometric_p: 0.0, hflip_p: 0.5}}

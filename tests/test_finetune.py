@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_recipes import tiny_args, weights
+from helpers import TINY_MODEL_KWARGS, checkpoint_weights, tiny_args, tiny_model
 
 import ssd_zoo
 from ssd_zoo.data import VOCDataset
@@ -24,11 +24,6 @@ NEW_CLASSES = ("circle", "star", "ring")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
-
-
-def tiny_model() -> ssd_zoo.SSD:
-    return ssd_zoo.build("ssd", backbone="resnet18", input_size=64, num_classes=3, extra_channels=[16, 16, 16],
-                         timm_kwargs={"channels": [8, 8, 16, 16], "stem_width": 8})
 
 
 def train_step(model: ssd_zoo.SSD) -> None:
@@ -88,7 +83,7 @@ def test_init_weights_freeze_and_head_lr_mult_resume_exactly(tmp_path: Path) -> 
     a run cut at 2 steps and resumed to 4 ends with the same weights as the run of 4."""
     source_root = generate_shapes_voc(tmp_path / "six", num_train=6, num_test=3, seed=0)
     train_voc.train(tiny_args(source_root, tmp_path / "source", "--max-iters", "2"))
-    source = weights(tmp_path / "source/last.pth")
+    source = checkpoint_weights(tmp_path / "source/last.pth")
     new_root = generate_shapes_voc(tmp_path / "three", num_train=6, num_test=3, seed=1, classes=NEW_CLASSES)
     tune = ["--set", f"init_weights={tmp_path / 'source/last.pth'}", "--set", "freeze=backbone",
             "--set", "head_lr_mult=10"]
@@ -97,7 +92,7 @@ def test_init_weights_freeze_and_head_lr_mult_resume_exactly(tmp_path: Path) -> 
     train_voc.train(tiny_args(new_root, tmp_path / "cut", *tune, "--max-iters", "2"))
     resumed = train_voc.train(["--resume", str(tmp_path / "cut/last.pth"), "--max-iters", "4"])
     assert whole.iteration == resumed.iteration == 4
-    a, b = weights(tmp_path / "whole/last.pth"), weights(tmp_path / "cut/last.pth")
+    a, b = checkpoint_weights(tmp_path / "whole/last.pth"), checkpoint_weights(tmp_path / "cut/last.pth")
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}")
@@ -109,6 +104,5 @@ def test_init_weights_freeze_and_head_lr_mult_resume_exactly(tmp_path: Path) -> 
     state = torch.load(tmp_path / "whole/last.pth", weights_only=True)
     lrs = {round(g["lr_mult"]): g["lr"] for g in state["optimizer"]["param_groups"]}
     assert lrs[10] == pytest.approx(10 * lrs[1])
-    loaded = ssd_zoo.build("ssd", backbone="resnet18", weights=tmp_path / "whole/best.pth",
-                           extra_channels=[16, 16, 16], timm_kwargs={"channels": [8, 8, 16, 16], "stem_width": 8})
+    loaded = ssd_zoo.build("ssd", backbone="resnet18", weights=tmp_path / "whole/best.pth", **TINY_MODEL_KWARGS)
     assert loaded.class_names == ["__background__", *NEW_CLASSES]

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_model
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -155,9 +156,7 @@ def test_coco_duplicate_ids_are_refused(voc_root: Path) -> None:
 # --- the model ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def model() -> ssd_zoo.SSD:
-    torch.manual_seed(0)
-    return ssd_zoo.build("ssd", num_classes=3, backbone="resnet18", input_size=64, anchors="coco",
-                         extra_channels=[16, 16, 16], timm_kwargs={"channels": [8, 8, 16, 16], "stem_width": 8})
+    return tiny_model()
 
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.uint8, torch.int64, torch.bool]

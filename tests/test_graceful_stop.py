@@ -13,8 +13,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import helpers
 import pytest
 import torch
+from helpers import checkpoint_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,16 +34,9 @@ def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_args(root: Path, out: Path) -> list[str]:
-    """A 64 px SSD on an 8-channel ResNet-18, 2 images a step, one thread; no periodic checkpoint before the end."""
-    settings = {
-        "model_kwargs": "{anchors: coco, extra_channels: [16, 16, 16], timm_kwargs: {channels: [8, 8, 16, 16], stem_width: 8}}",
-        "input_size": "64", "batch_size": "2", "base_batch_size": "2", "num_workers": "0", "tensorboard": "false",
-        "schedule": "multistep", "lr_steps": "[100]", "warmup_iters": "3", "lr": "0.001", "log_every": "1",
-        "checkpoint_every": "1000", "eval_batch_size": "2", "draw": "0", "augment": "{zoom_out: 2.0}", "threads": "1",
-    }
-    sets = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
-    return ["--config", str(ROOT / "recipes/configs/shapes_quick.yaml"), "--data-root", str(root), "--output-dir",
-            str(out), "--device", "cpu", "--max-iters", str(ITERATIONS), *sets]
+    """helpers.tiny_args for ITERATIONS steps, one thread; no periodic checkpoint before the end."""
+    return helpers.tiny_args(root, out, "--max-iters", str(ITERATIONS), checkpoint_every="1000", eval_batch_size="2",
+                             threads="1")
 
 
 def logged_steps(out: Path) -> int:
@@ -60,10 +55,6 @@ def stop_after(process: subprocess.Popen, out: Path, steps: int, send: list[int]
     for pid in send:
         os.kill(pid, signal.SIGTERM)
     return process.communicate(timeout=240)
-
-
-def weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
 def test_sigterm_saves_and_resume_gives_the_same_weights(shapes_root: Path, tmp_path: Path) -> None:
@@ -86,7 +77,7 @@ def test_sigterm_saves_and_resume_gives_the_same_weights(shapes_root: Path, tmp_
     resumed = train_voc.train(["--resume", str(cut / "last.pth")])
     whole = train_voc.train(tiny_args(shapes_root, tmp_path / "whole"))
     assert resumed.iteration == whole.iteration == ITERATIONS
-    a, b = weights(tmp_path / "whole/last.pth"), weights(cut / "last.pth")
+    a, b = checkpoint_weights(tmp_path / "whole/last.pth"), checkpoint_weights(cut / "last.pth")
     assert a.keys() == b.keys()
     for key in a:
         if isinstance(a[key], torch.Tensor):

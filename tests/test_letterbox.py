@@ -6,18 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY_MODEL_KWARGS, tiny_model
 
 import ssd_zoo
 from ssd_zoo.data import PadToSquare
 from ssd_zoo.transform import SSDTransform
 
-TINY = {"backbone": "resnet18", "input_size": 64, "anchors": "coco", "extra_channels": [16, 16, 16],
-        "timm_kwargs": {"channels": [8, 8, 16, 16], "stem_width": 8}}
-
-
 def tiny(**kwargs: object) -> ssd_zoo.SSD:
-    torch.manual_seed(0)
-    return ssd_zoo.build("ssd", num_classes=3, **TINY, **kwargs).eval()
+    return tiny_model(**kwargs).eval()
 
 
 def test_letterbox_pads_with_the_mean_and_keeps_the_aspect_ratio() -> None:
@@ -57,8 +53,7 @@ def test_the_record_remembers_letterbox(tmp_path: Path) -> None:
     model = tiny(resize="letterbox", pad_fill=(0.5, 0.5, 0.5))
     assert model.record()["resize"] == "letterbox" and model.record()["pad_fill"] == [0.5, 0.5, 0.5]
     torch.save({"model": model.state_dict()}, tmp_path / "m.pth")
-    again = ssd_zoo.build("ssd", weights=str(tmp_path / "m.pth"), backbone="resnet18",
-                          timm_kwargs=TINY["timm_kwargs"], extra_channels=[16, 16, 16])
+    again = ssd_zoo.build("ssd", weights=str(tmp_path / "m.pth"), backbone="resnet18", **TINY_MODEL_KWARGS)
     assert again.transform.resize_mode == "letterbox" and again.transform.pad_fill == [0.5, 0.5, 0.5]
     stretched = tiny()
     with pytest.raises(ValueError, match="trained with resize='letterbox', but this model has resize='stretch'"):
@@ -72,7 +67,7 @@ def test_pad_to_square_builds_a_letterboxing_model_that_sees_the_same_pixels() -
     from recipes.config import TrainConfig
 
     cfg = TrainConfig(model="ssd", backbone="resnet18", input_size=64, pad_to_square=True,
-                      model_kwargs={k: v for k, v in TINY.items() if k not in ("backbone", "input_size")})
+                      model_kwargs=TINY_MODEL_KWARGS)
     torch.manual_seed(0)
     model = build_model(cfg, 3).eval()
     assert model.transform.resize_mode == "letterbox"

@@ -12,8 +12,8 @@ import tracemalloc
 
 import numpy as np
 import torch
+from helpers import tiny_model
 
-import ssd_zoo
 from ssd_zoo.metrics import COCOEvaluator, VOCEvaluator
 
 MB = 1 << 20
@@ -29,9 +29,7 @@ def test_inference_over_many_batches_stays_flat() -> None:
     torch.manual_seed(0)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    model = ssd_zoo.build("ssd", num_classes=3, backbone="resnet18", input_size=64, anchors="coco",
-                          extra_channels=[16, 16, 16], timm_kwargs={"channels": [8, 8, 16, 16], "stem_width": 8})
-    model.eval()
+    model = tiny_model().eval()
     images = [torch.rand(3, 48 + 8 * (i % 3), 64) for i in range(4)]  # sizes vary, as real pictures do
 
     def batches(count: int) -> None:

@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 from torchvision.models.detection import ssd300_vgg16 as torchvision_ssd300
 
+from helpers import SCORE_RTOL, at_the_cut
+
 from benchmarks.reference import paired_models
 from ssd_zoo.weights.convert import from_torchvision, to_torchvision
 
@@ -19,7 +21,6 @@ from ssd_zoo.weights.convert import from_torchvision, to_torchvision
 # border) and scores crowd towards 1. exp() of the larger regression outputs turns the ~1e-6 relative
 # differences of two float32 networks into up to ~2e-3 px on boxes as large as the 500 px photo.
 HEADS = {"scaled": (0.05, 0.01, 1e-3), "unscaled": (1.0, 1.0, 1e-2)}
-SCORE_RTOL = 1e-5  # scores agree to ~6e-6 relative; two scores closer than 2 x this may come in either order
 
 
 @pytest.fixture(scope="module", params=list(HEADS))
@@ -45,14 +46,6 @@ def agreeing_pairs(a: dict[str, Tensor], b: dict[str, Tensor], box_atol: float) 
     close_boxes = (a["boxes"][:, None] - b["boxes"][None, :]).abs().amax(-1) <= box_atol
     close_scores = (a["scores"][:, None] - b["scores"][None, :]).abs() <= SCORE_RTOL * a["scores"][:, None]
     return same_label & close_boxes & close_scores
-
-
-def at_the_cut(scores: Tensor, limit: int) -> Tensor:
-    """``[D]`` bool: the scores that tie with the last one kept when ``limit`` detections were kept, i.e. the
-    detections of which only some made the cut, arbitrarily."""
-    if len(scores) < limit:
-        return torch.zeros(len(scores), dtype=torch.bool)
-    return scores <= scores[-1] * (1 + 2 * SCORE_RTOL)
 
 
 def test_eval_detections_agree(models, sample_images) -> None:

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import load_samples
-from test_parity_torchvision import at_the_cut
+from helpers import at_the_cut, load_samples
 from torch import Tensor
 from torchvision.models import WeightsEnum
 from torchvision.models.detection import ssdlite320_mobilenet_v3_large as torchvision_ssdlite

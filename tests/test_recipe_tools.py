@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY_MODEL_KWARGS, TINY_YAML
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -18,11 +19,10 @@ def test_anchor_coverage_of_the_shapes_data(tmp_path: Path) -> None:
     from ssd_zoo.data.shapes import generate_shapes_voc
 
     root = generate_shapes_voc(tmp_path / "shapes", num_train=8, num_test=2, seed=0)
-    tiny = "{anchors: coco, extra_channels: [16, 16, 16], timm_kwargs: {channels: [8, 8, 16, 16], stem_width: 8}}"
     config = ROOT / "recipes/configs/shapes_quick.yaml"
     sized = anchor_coverage.main(["--config", str(config), "--data-root", str(root), "--json", str(tmp_path / "c.json")])
     coco = anchor_coverage.main(["--config", str(config), "--data-root", str(root), "--iou", "0.5",
-                                 "--set", f"model_kwargs={tiny}"])
+                                 "--set", f"model_kwargs={TINY_YAML}"])
     names = {row["name"] for row in sized.rows() if row["kind"] == "class"}
     assert names <= {"circle", "ellipse", "square", "rectangle", "triangle", "cross"} and names
     assert len(sized.best_iou) == len(coco.best_iou) > 0 and (sized.iou_thresh, coco.iou_thresh) == (0.4, 0.5)
@@ -53,7 +53,7 @@ def test_moved_builders_keep_their_old_names_with_a_warning(tmp_path: Path) -> N
 
     with pytest.warns(DeprecationWarning, match="default_box_spec"):
         assert common.small_input_spec(128) == default_box_spec(128, "coco")
-    kwargs = {"timm_kwargs": {"channels": [8, 8, 16, 16], "stem_width": 8}}
+    kwargs = {"timm_kwargs": TINY_MODEL_KWARGS["timm_kwargs"]}
     with pytest.warns(DeprecationWarning, match='ssd_zoo.build\\("ssd"'):
         old = common.small_input_ssd("resnet18", 64, 3, **kwargs)
     assert old.default_boxes.spec == default_box_spec(64, "coco") and old.backbone.out_channels[-1] == 256  # the old default extras

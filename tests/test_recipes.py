@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import checkpoint_weights, tiny_args
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,30 +33,13 @@ def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_shapes_voc(tmp_path_factory.mktemp("shapes"), num_train=6, num_test=3, seed=0)
 
 
-def tiny_args(root: Path, out: Path, *extra: str) -> list[str]:
-    """A 64 px SSD on an 8-channel ResNet-18, 2 images a step; lr constant after a 3-iteration warm-up."""
-    settings = {
-        "model_kwargs": "{anchors: coco, extra_channels: [16, 16, 16], timm_kwargs: {channels: [8, 8, 16, 16], stem_width: 8}}",
-        "input_size": "64", "batch_size": "2", "base_batch_size": "2", "num_workers": "0", "tensorboard": "false",
-        "schedule": "multistep", "lr_steps": "[100]", "warmup_iters": "3", "lr": "0.001", "log_every": "1",
-        "checkpoint_every": "2", "eval_batch_size": "3", "draw": "0", "augment": "{zoom_out: 2.0}",
-    }
-    sets = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
-    return ["--config", str(ROOT / "recipes/configs/shapes_quick.yaml"), "--data-root", str(root),
-            "--output-dir", str(out), "--device", "cpu", *sets, *extra]
-
-
-def weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)["model"]
-
-
 def test_resume_gives_the_same_weights(shapes_root: Path, tmp_path: Path) -> None:
     # 3 steps per epoch (6 images, batch 2): 2 + 2 resumes mid-epoch and crosses into the next one.
     whole = train_voc.train(tiny_args(shapes_root, tmp_path / "whole", "--max-iters", "4"))
     train_voc.train(tiny_args(shapes_root, tmp_path / "cut", "--max-iters", "2"))
     resumed = train_voc.train(["--resume", str(tmp_path / "cut/last.pth"), "--max-iters", "4"])
     assert whole.iteration == resumed.iteration == 4
-    a, b = weights(tmp_path / "whole/last.pth"), weights(tmp_path / "cut/last.pth")
+    a, b = checkpoint_weights(tmp_path / "whole/last.pth"), checkpoint_weights(tmp_path / "cut/last.pth")
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=lambda m, key=key: f"{key}: {m}")

@@ -1,33 +1,25 @@
 """Every registered model builds, takes one training step on the CPU and returns well-formed detections.
 
 Parametrised over ``ssd_zoo.list_models()``, so a newly registered model is tested without touching this file.
-Images are small (the transform resizes them to the model's input size anyway) and there are 3 classes, so
-the head and the post-processing stay cheap. Models with BatchNorm train on 2 images (BatchNorm in training
+Images are small (the transform resizes them to the model's input size anyway) and there are 5 classes, so
+the head and the post-processing stay cheap; each model is built once a session (conftest.built), shared with
+test_compile.py and test_surgery.py. Models with BatchNorm train on 2 images (BatchNorm in training
 mode needs more than one value per channel, and the last SSD map is 1x1); the others (VGG16) on 1.
 """
 from __future__ import annotations
 
 import pytest
 import torch
+from helpers import BUILD_KWARGS, NUM_CLASSES
 from torch import nn
 
 import ssd_zoo
 
-# Builders that need an argument to build at all: the generic timm ones take the backbone by name.
-BUILD_KWARGS = {
-    "ssd": {"backbone": "resnet10t", "input_size": 128},
-    "ssd300": {"backbone": "resnet10t"},
-    "ssd512": {"backbone": "resnet10t"},
-    "ssdlite320": {"backbone": "mobilenetv3_small_050"},
-}
 NAMED_VARIANTS = {
     "ssd300_vgg16", "ssd512_vgg16", "ssd300_resnet18", "ssd300_resnet50", "ssd512_resnet50", "ssd300_mobilenetv2",
     "ssd300_mobilenetv3_large", "ssdlite320_mobilenetv2", "ssdlite320_mobilenetv3_large", "ssd300_efficientnet_b3",
     "ssd300_convnext_tiny",
 }
-NUM_CLASSES = 3
-
-
 def test_named_variants_are_registered() -> None:
     missing = (NAMED_VARIANTS | set(BUILD_KWARGS)) - set(ssd_zoo.list_models())
     assert not missing, f"not registered: {sorted(missing)}"
@@ -80,22 +72,22 @@ def _check_detections(model: ssd_zoo.SSD) -> None:
 
 
 @pytest.mark.parametrize("name", ssd_zoo.list_models())
-def test_registered_model_trains_and_detects(name: str) -> None:
+def test_registered_model_trains_and_detects(name: str, built) -> None:
     torch.manual_seed(0)
-    model = ssd_zoo.build(name, num_classes=NUM_CLASSES, **BUILD_KWARGS.get(name, {}))
+    model = built(name, num_classes=NUM_CLASSES, **BUILD_KWARGS.get(name, {}))
     assert isinstance(model, ssd_zoo.SSD) and model.num_classes == NUM_CLASSES
     _train_step(model)
     _check_detections(model)
 
 
 @pytest.mark.parametrize("name", ssd_zoo.list_models())
-def test_a_saved_state_dict_rebuilds_the_same_model(name: str, tmp_path) -> None:
+def test_a_saved_state_dict_rebuilds_the_same_model(name: str, tmp_path, built) -> None:
     """A plain state_dict() carries the default boxes, input size, normalisation and classes it needs."""
     if "vgg" not in name:
         pytest.importorskip("timm")
     kwargs = dict(BUILD_KWARGS.get(name, {}))
-    source = ssd_zoo.build(name, num_classes=NUM_CLASSES, **kwargs)
-    source.categories = ["__background__", "cat", "dog"]
+    source = built(name, num_classes=NUM_CLASSES, **kwargs)
+    source.categories = ["__background__", "cat", "dog", "bird", "fox"]
     torch.save(source.state_dict(), tmp_path / "model.pth")
     kwargs.pop("input_size", None)  # the file says
     loaded = ssd_zoo.build(name, weights=tmp_path / "model.pth", **kwargs)

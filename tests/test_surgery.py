@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_registry_models import BUILD_KWARGS
-from test_weights import save_hashed
+from helpers import BUILD_KWARGS, NUM_CLASSES, save_hashed
 from torchvision.models import WeightsEnum
 
 import ssd_zoo
@@ -86,24 +85,26 @@ def test_bad_class_names_raise(names: list[str], num_classes: int | None, messag
 
 
 @pytest.mark.parametrize("name", ssd_zoo.list_models())
-def test_surgery_on_every_registered_model(name: str, tmp_path: Path) -> None:
+def test_surgery_on_every_registered_model(name: str, tmp_path: Path, built) -> None:
     """Weights for 3 classes (cat, dog, bird) -> a model for 4 (bird, fox, Cat, owl): every other tensor loaded,
     bird and cat carried per box, fox and owl as a model built with the same seed and no weights has them.
-    (The 3-class weights are the 4-class model's with other class predictors: two builds per model, not three.)"""
+    (The 3-class weights are the 4-class model's with other class predictors, and the 4-class model is the
+    session's: one build per model here, the one with weights.)"""
     kwargs = BUILD_KWARGS.get(name, {})
-    torch.manual_seed(1)
-    fresh = ssd_zoo.build(name, num_classes=5, **kwargs)
+    assert NUM_CLASSES == 5
+    fresh = built(name, num_classes=NUM_CLASSES, **kwargs)  # weights drawn after torch.manual_seed(0)
     init = fresh.state_dict()
     keys = predictor_keys(fresh)
     assert len(keys) == 2 * len(fresh.head.classification)
     theirs = dict(init)
+    torch.manual_seed(1)
     for key in keys:
         theirs[key] = torch.randn(init[key].shape[0] // 5 * 4, *init[key].shape[1:])
     record = convert.decode_record(init["_record"])
     theirs["_record"] = convert.encode_record({**record, "num_classes": 4,
                                                "categories": ["__background__", "cat", "dog", "bird"]})
     torch.save({"model": theirs, "epoch": 1}, tmp_path / "source.pth")  # a training checkpoint
-    torch.manual_seed(1)
+    torch.manual_seed(0)
     model, caught = built_quietly(name, weights=tmp_path / "source.pth", class_names=["bird", "fox", "Cat", "owl"],
                                   **kwargs)
     assert model.class_names == ["__background__", "bird", "fox", "Cat", "owl"] and model.num_classes == 5
@@ -133,10 +134,9 @@ def test_coco_to_voc_logits_equal_on_the_photos(tmp_path: Path, sample_images: l
     assert_same_logits(logits(voc.eval(), sample_images), logits(coco, sample_images)[..., columns])
 
 
-def test_published_name_from_a_seeded_cache(torch_home: Path, sample_images: list[torch.Tensor]) -> None:
+def test_published_name_from_a_seeded_cache(torch_home: Path, sample_images: list[torch.Tensor], built) -> None:
     """weights="VOC0712" (ssd.pytorch's file, cached as torch.hub names it) narrowed to 3 classes and a new one."""
-    torch.manual_seed(0)
-    source = ssd_zoo.build("ssd300_vgg16").eval()
+    source = built("ssd300_vgg16").eval()
     torch_home.mkdir(parents=True)
     torch.save(convert.to_ssd_pytorch(source.state_dict()), torch_home / "ssd300_mAP_77.43_v2.pth")
     model, caught = built_quietly("ssd300_vgg16", weights="VOC0712", class_names=["TV", "person", "kite", "car"])
@@ -148,16 +148,14 @@ def test_published_name_from_a_seeded_cache(torch_home: Path, sample_images: lis
 
 
 @pytest.mark.parametrize("layout", ["torchvision", "ssd.pytorch", "ssd_zoo"])
-def test_every_file_layout_with_num_classes(layout: str, tmp_path: Path) -> None:
+def test_every_file_layout_with_num_classes(layout: str, tmp_path: Path, built) -> None:
     """num_classes alone: nothing says which class is which, so every class row (background too) is fresh."""
-    torch.manual_seed(0)
-    source = ssd_zoo.build("ssd300_vgg16")
+    source = built("ssd300_vgg16")
     state = convert.from_ssd_zoo(source.state_dict(), layout) if layout != "ssd_zoo" else source.state_dict()
     torch.save(state, tmp_path / "net.pth")
     torch.manual_seed(3)
     model, caught = built_quietly("ssd300_vgg16", weights=str(tmp_path / "net.pth"), num_classes=4)
-    torch.manual_seed(3)
-    init = ssd_zoo.build("ssd300_vgg16", num_classes=4).state_dict()
+    init = built("ssd300_vgg16", seed=3, num_classes=4).state_dict()
     assert len(caught) == 1 and "no class_names were given" in str(caught[0].message)
     assert model.num_classes == 4 and model.head.num_classes == 4
     own, theirs = model.state_dict(), source.state_dict()
@@ -196,7 +194,7 @@ def test_the_names_are_saved_and_the_same_names_load_plainly(tmp_path: Path) -> 
 
 def test_weights_for_another_backbone_raise(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    torch.save(ssd_zoo.build("ssd300_resnet18", num_classes=3).state_dict(), tmp_path / "r18.pth")
+    torch.save(ssd_zoo.build("ssd300_resnet18", num_classes=3).state_dict(), tmp_path / "r18.pth")  # 3 != 5: surgery
     with pytest.raises(ValueError, match=r"r18.pth \(saved from ssd_zoo.build\('ssd300_resnet18'\)\) does not fit "
                                          r"this model: .* expected \d+ such tensors, found \d+: \d+ missing"):
         ssd_zoo.build("ssd300_vgg16", weights=tmp_path / "r18.pth", num_classes=5)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_model
 from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader
 from torchvision import tv_tensors
@@ -95,10 +96,7 @@ def ssd_zoo_dataset(kind: str, voc_root: Path, coco_root: tuple[Path, Path], tra
 
 def tiny_ssd(num_classes: int) -> ssd_zoo.SSD:
     """A 64 px SSD on an 8-channel ResNet-18 (timm, no pretrained weights)."""
-    torch.manual_seed(0)
-    return ssd_zoo.build("ssd", backbone="resnet18", input_size=64, num_classes=num_classes, anchors="coco",
-                         pretrained_backbone=False, extra_channels=[16, 16, 16],
-                         timm_kwargs={"channels": [8, 8, 16, 16], "stem_width": 8})
+    return tiny_model(num_classes)
 
 
 def check_boxes_on_their_objects(image: torch.Tensor, target: dict, class_names: tuple[str, ...]) -> int:

@@ -4,7 +4,6 @@ and the VGG16 backbone initialisation files."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import http.server
 import socket
 import threading
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import save_hashed
 from torchvision.models import WeightsEnum
 
 import ssd_zoo
@@ -35,10 +35,9 @@ def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="module")
-def model_state() -> dict[str, torch.Tensor]:
+def model_state(built) -> dict[str, torch.Tensor]:
     """A random ssd300_vgg16 (21 classes) state dict in ssd_zoo's layout."""
-    torch.manual_seed(0)
-    return ssd_zoo.build("ssd300_vgg16").state_dict()
+    return built("ssd300_vgg16").state_dict()
 
 
 @pytest.fixture
@@ -57,15 +56,6 @@ def http_folder(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     yield folder, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
-
-
-def save_hashed(state: dict, folder: Path, stem: str) -> tuple[Path, str]:
-    """Save ``state`` as ``<stem>-<first 10 hex digits of its sha256>.pth``; returns (path, prefix)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{stem}.tmp"
-    torch.save(state, tmp)
-    prefix = hashlib.sha256(tmp.read_bytes()).hexdigest()[:10]
-    return tmp.rename(folder / f"{stem}-{prefix}.pth"), prefix
 
 
 def make_weights_enum(url: str, sha256: str | None, layout: str = "ssd.pytorch", num_classes: int = 21) -> WeightsEnum:
