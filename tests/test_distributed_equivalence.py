@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_MODEL_KWARGS
+from helpers import TINY_MODEL_KWARGS, run_in_process
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,12 +102,18 @@ def write_voc(root: Path, num_train: int = 8, num_test: int = 2) -> Path:
     return root
 
 
-def train(command: list[str], config: Path, data: Path, out: Path, batch_size: int, *sets: str) -> list[dict]:
-    """Run ``command`` + the recipe's flags; returns the training records of ``out/log.jsonl``."""
+def train(command: list[str] | None, config: Path, data: Path, out: Path, batch_size: int, *sets: str) -> list[dict]:
+    """Run ``command`` + the recipe's flags (``None``: the recipe in this process, as its ``__main__`` runs it;
+    the config sets one thread, as OMP_NUM_THREADS=1 does for the subprocesses); returns the training records
+    of ``out/log.jsonl``."""
     args = ["--config", str(config), "--data-root", str(data), "--output-dir", str(out),
             "--batch-size", str(batch_size), "--max-iters", str(ITERATIONS), *(a for s in sets for a in ("--set", s))]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run([*command, str(TRAIN), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if command is None:
+        done = run_in_process("train_voc.py", args)
+    else:
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        done = subprocess.run([*command, str(TRAIN), *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     return [r for r in records if r["split"] == "train"]
@@ -123,10 +129,10 @@ def test_two_processes_train_as_one_with_their_global_batch(tmp_path: Path) -> N
     config.write_text(CONFIG)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     two = train(torchrun, config, data, tmp_path / "two", 2)
-    one = train([sys.executable], config, data, tmp_path / "one", 4)
+    one = train(None, config, data, tmp_path / "one", 4)
     # The control: one process, steps of 2 images, the same lr: how far other batches of the same images take
     # the weights. Two processes that saw the same images, or did not average, would be about as far off.
-    other = train([sys.executable], config, data, tmp_path / "other", 2, "base_batch_size=2")
+    other = train(None, config, data, tmp_path / "other", 2, "base_batch_size=2")
 
     assert [r["iteration"] for r in two] == [r["iteration"] for r in one] == list(range(1, ITERATIONS + 1))
     for a, b in zip(two, one):  # the two processes' mean loss, then the one process's loss of the same images
