@@ -227,6 +227,7 @@ class SSD(nn.Module):
             return ssd_loss(
                 cls_logits, box_regression, anchors, *batch.targets, iou_thresh=self.iou_thresh,
                 neg_pos_ratio=self.neg_pos_ratio, count_positives=_global_count if _distributed() else None,
+                activation=self.score_activation,
             )
         detections = postprocess(cls_logits, box_regression, anchors, tuple(batch.images.shape[-2:]),
                                  activation=self.score_activation, **self.thresholds)

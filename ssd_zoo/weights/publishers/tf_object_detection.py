@@ -38,6 +38,7 @@ from ssd_zoo.models.tf_graph import Architecture, GraphBackbone, GraphPredictorH
 from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
 from ssd_zoo.registry import register_model
 from ssd_zoo.transform import SSDTransform
+from ssd_zoo.weights.published import COCO_CATEGORIES
 from ssd_zoo.weights.resolve import Checkpoint, fetch_weights, register_file_reader
 from ssd_zoo.weights.tf_graphdef import GraphDef, trace
 
@@ -209,7 +210,8 @@ def read_graph(path: str | Path) -> Checkpoint:
     kwargs = {"architecture": architecture.to_dict(), "default_boxes": spec.to_dict(), "mean": mean, "std": std,
               "coordinates": coordinates, "score_activation": activation, **_thresholds(graph, num_anchors)}
     record = {"format": RECORD_FORMAT, "input_size": input_size, "default_boxes": spec.to_dict(), "mean": mean,
-              "std": std, "num_classes": num_classes, "categories": None, "builder": {"name": MODEL, "kwargs": kwargs},
+              "std": std, "num_classes": num_classes,
+              "categories": list(COCO_CATEGORIES) if num_classes == len(COCO_CATEGORIES) else None, "builder": {"name": MODEL, "kwargs": kwargs},
               "resize": "stretch", "pad_fill": None, "coordinates": coordinates, "score_activation": activation}
     return Checkpoint(lambda: state, str(path), LAYOUT, num_classes, None, record=record,
                       architecture=lambda: (MODEL, kwargs))

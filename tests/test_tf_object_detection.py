@@ -1,0 +1,157 @@
+"""A TF Object Detection API frozen graph (SSDLite-MobileNetV2, 300x300, one class) read without TensorFlow
+computes what TensorFlow computes with it: the same anchors, raw box encodings and scores, and detections.
+
+The reference (tests/data/tf_pedestrian_ssdlite.npz) was written by tools/tf_reference.py, which runs the graph
+with TensorFlow on the three photos of assets/; TensorFlow is not needed here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import SAMPLE_NAMES, TF_REFERENCE
+from torchvision.ops import box_iou
+
+import ssd_zoo
+from ssd_zoo.models.tf_layers import ConvSpec, SamePad2d, TFConv, same_padding
+from ssd_zoo.transform import resize_bilinear
+from ssd_zoo.weights.publishers.tf_object_detection import MODEL
+from ssd_zoo.weights.tf_graphdef import GraphDef
+
+STEMS = [Path(name).stem for name in SAMPLE_NAMES]
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, np.ndarray]:
+    if not TF_REFERENCE.is_file():
+        pytest.fail(f"expected TensorFlow's reference outputs at {TF_REFERENCE} (tools/tf_reference.py), found none")
+    return dict(np.load(TF_REFERENCE))
+
+
+@pytest.fixture(scope="module")
+def network_outputs(tf_graph_model: ssd_zoo.SSD, sample_images: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """``(cls_logits [3, A, C], box_regression [3, A, 4], default boxes [A, 4])`` on the three photos."""
+    with torch.inference_mode():
+        return tf_graph_model._network(tf_graph_model.transform(sample_images).images)
+
+
+def test_graph_settings(tf_graph_model: ssd_zoo.SSD) -> None:
+    model = tf_graph_model
+    assert (model.num_classes, model.input_size, model.score_activation) == (2, 300, "sigmoid")
+    assert model.transform.coordinates == "asymmetric"
+    assert model.transform.mean.flatten().tolist() == pytest.approx([0.5] * 3, abs=1e-6)
+    assert model.transform.std.flatten().tolist() == pytest.approx([0.5] * 3, abs=1e-6)
+    assert model.default_boxes.spec.boxes_per_location == [3, 6, 6, 6, 6, 6]
+    # The graph's NMS: IoU 0.6, score 1e-8, 100 per class and per image (float32 constants).
+    assert model.nms_thresh == pytest.approx(0.6) and model.score_thresh == pytest.approx(1e-8)
+    assert (model.detections_per_img, model.topk_candidates, model.clip_before_nms) == (100, 1917, False)
+    assert model.categories == ["__background__", "class 1"]
+    assert model.builder["name"] == MODEL
+
+
+def test_anchors_equal_the_graphs(network_outputs: tuple[torch.Tensor, ...], reference: dict[str, np.ndarray]) -> None:
+    anchors = network_outputs[2] / 300  # xyxy, 0..1
+    theirs = torch.from_numpy(reference["anchors"])[:, [1, 0, 3, 2]]  # TF: ymin, xmin, ymax, xmax
+    assert anchors.shape == theirs.shape == (1917, 4)
+    torch.testing.assert_close(anchors, theirs, atol=1e-6, rtol=0)
+
+
+def test_raw_outputs_equal_tensorflows(network_outputs: tuple[torch.Tensor, ...],
+                                       reference: dict[str, np.ndarray]) -> None:
+    cls_logits, box_regression, _ = network_outputs
+    for i, stem in enumerate(STEMS):
+        encodings = box_regression[i][:, [1, 0, 3, 2]]  # ours (tx, ty, tw, th) -> TF's (ty, tx, th, tw)
+        torch.testing.assert_close(encodings, torch.from_numpy(reference[f"{stem}/box_encodings"]), atol=1e-4, rtol=1e-4)
+        scores = torch.sigmoid(cls_logits[i])
+        torch.testing.assert_close(scores, torch.from_numpy(reference[f"{stem}/class_scores"]), atol=1e-5, rtol=0)
+
+
+def test_detections_equal_tensorflows(tf_graph_model: ssd_zoo.SSD, sample_images: list[torch.Tensor],
+                                      reference: dict[str, np.ndarray]) -> None:
+    """All of TensorFlow's detections (100 per photo, down to scores of 1e-4): same class, IoU >= 0.99, score
+    within 2e-3; and the three people the graph is sure of (score > 0.5) on the photos with people."""
+    with torch.inference_mode():
+        detections = tf_graph_model(sample_images)
+    for i, (stem, image, ours) in enumerate(zip(STEMS, sample_images, detections)):
+        height, width = image.shape[-2:]
+        boxes = torch.from_numpy(reference[f"{stem}/boxes"])[:, [1, 0, 3, 2]] * torch.tensor([width, height] * 2)
+        scores, classes = torch.from_numpy(reference[f"{stem}/scores"]), torch.from_numpy(reference[f"{stem}/classes"])
+        assert len(ours["scores"]) == len(scores) == 100, stem
+        iou = box_iou(boxes, ours["boxes"])
+        same = (iou >= 0.99) & (classes[:, None] == ours["labels"][None]) & \
+               ((scores[:, None] - ours["scores"][None]).abs() <= 2e-3)
+        missing = (~same.any(dim=1)).nonzero().flatten().tolist()
+        assert not missing, f"{stem}: TensorFlow's detections {missing} have no equal among ssd_zoo's"
+    assert [int((d["scores"] > 0.5).sum()) for d in detections] == [0, 1, 3]
+
+
+def test_saved_model_rebuilds_without_the_graph(tf_graph_model: ssd_zoo.SSD, tmp_path: Path) -> None:
+    """A state dict of the imported model records the architecture: ssd_zoo.load rebuilds it from the .pth."""
+    path = tmp_path / "imported.pth"
+    torch.save(tf_graph_model.state_dict(), path)
+    again = ssd_zoo.load(path).eval()
+    assert again.record() == tf_graph_model.record()
+    image = torch.rand(1, 3, 300, 300, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        torch.testing.assert_close(again.dense_predictions(image), tf_graph_model.dense_predictions(image))
+
+
+def test_categories_given_or_numbered(tf_graph_path: Path) -> None:
+    model = ssd_zoo.load(tf_graph_path, categories=["__background__", "person"])
+    assert model.class_names == ["__background__", "person"] and model.record()["categories"][1] == "person"
+    built = ssd_zoo.build(MODEL, weights=tf_graph_path)  # the same model by name, the graph as its weights
+    assert built.num_classes == 2 and built.default_boxes.spec == model.default_boxes.spec
+
+
+def test_not_a_graph(tmp_path: Path) -> None:
+    bad = tmp_path / "frozen_inference_graph.pb"
+    bad.write_bytes(b"\x00\x01 not a protocol buffer \xff" * 10)
+    with pytest.raises(ValueError, match="TensorFlow frozen GraphDef"):
+        ssd_zoo.load(bad)
+
+
+def test_graph_without_box_predictors(tf_graph_path: Path, tmp_path: Path) -> None:
+    from tensorboard.compat.proto import graph_pb2
+
+    graph = graph_pb2.GraphDef()
+    graph.ParseFromString(tf_graph_path.read_bytes())
+    kept = [node for node in graph.node if not node.name.startswith("BoxPredictor_")]
+    del graph.node[:]
+    graph.node.extend(kept)
+    path = tmp_path / "no_predictors.pb"
+    path.write_bytes(graph.SerializeToString())
+    with pytest.raises(ValueError, match="expected box predictors BoxPredictor_0"):
+        ssd_zoo.load(path)
+    assert GraphDef(path).has("Preprocessor/sub")
+
+
+@pytest.mark.parametrize(("size", "kernel", "stride", "expected"), [
+    (300, 3, 2, (0, 1)), (19, 3, 2, (1, 1)), (10, 3, 2, (0, 1)), (5, 3, 2, (1, 1)), (2, 3, 2, (0, 1)),
+    (1, 3, 2, (1, 1)), (7, 3, 1, (1, 1)), (7, 1, 2, (0, 0)), (8, 5, 2, (1, 2)),
+])
+def test_same_padding_puts_the_odd_pixel_after(size: int, kernel: int, stride: int, expected: tuple[int, int]) -> None:
+    assert same_padding(size, kernel, stride) == expected
+    out = SamePad2d(kernel, stride)(torch.zeros(1, 1, size, size))
+    assert out.shape[-1] == size + sum(expected)
+    assert (out.shape[-1] - kernel) // stride + 1 == -(-size // stride)  # TF's output size, ceil(size / stride)
+
+
+def test_tf_conv_stride_2_reads_the_top_left_pixel() -> None:
+    """At stride 2 on an even input, TF's SAME pads only after: output (0, 0) is centred on input (1, 1)."""
+    unit = TFConv(ConvSpec(1, 1, 3, stride=2, depthwise=True))
+    torch.nn.init.zeros_(unit.conv.weight)
+    with torch.no_grad():
+        unit.conv.weight[0, 0, 0, 0] = 1.0  # the window's top-left tap
+    image = torch.arange(16.0).view(1, 1, 4, 4)
+    assert unit(image)[0, 0].tolist() == [[0.0, 2.0], [8.0, 10.0]]
+
+
+def test_asymmetric_resize_samples_like_tensorflow_1() -> None:
+    """TF 1's ResizeBilinear: output pixel j samples input j * in / out (no half-pixel shift), clamped."""
+    image = torch.arange(16.0).view(1, 1, 4, 4)
+    assert resize_bilinear(image, (2, 2), "asymmetric")[0, 0].tolist() == [[0.0, 2.0], [8.0, 10.0]]
+    row = torch.tensor([[[[0.0, 10.0]]]])
+    assert resize_bilinear(row, (1, 4), "asymmetric")[0, 0, 0].tolist() == [0.0, 5.0, 10.0, 10.0]
+    assert resize_bilinear(row, (1, 4), "half_pixel")[0, 0, 0].tolist() == [0.0, 2.5, 7.5, 10.0]
