@@ -155,3 +155,20 @@ def test_asymmetric_resize_samples_like_tensorflow_1() -> None:
     row = torch.tensor([[[[0.0, 10.0]]]])
     assert resize_bilinear(row, (1, 4), "asymmetric")[0, 0, 0].tolist() == [0.0, 5.0, 10.0, 10.0]
     assert resize_bilinear(row, (1, 4), "half_pixel")[0, 0, 0].tolist() == [0.0, 2.5, 7.5, 10.0]
+
+
+def test_the_zoo_architecture_without_a_graph_is_the_graphs(tf_graph_path: Path) -> None:
+    """ssd_zoo's own description of the zoo's ssdlite_mobilenet_v2 (layers, names, anchors) is what the graph
+    holds: built without weights for 2 classes, the graph's tensors load into it, key for key."""
+    from ssd_zoo.weights.resolve import read_weights
+
+    checkpoint = read_weights(tf_graph_path)
+    built = ssd_zoo.build(MODEL, num_classes=2)
+    kwargs = checkpoint.architecture()[1]
+    assert built.builder["kwargs"]["architecture"] == kwargs["architecture"]
+    assert built.default_boxes.spec.to_dict() == kwargs["default_boxes"]
+    assert built.thresholds == {k: kwargs[k] for k in built.thresholds}
+    built.load_state_dict(checkpoint.state_dict, strict=False)  # the graph's weights, no record: loads as its own
+    assert set(built.state_dict()) - set(checkpoint.state_dict) == {"_record"}
+    coco = ssd_zoo.build(MODEL)
+    assert coco.num_classes == 91 and coco.class_names[1] == "person" and coco.class_names[12] == "N/A"

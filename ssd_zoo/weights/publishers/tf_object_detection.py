@@ -25,7 +25,6 @@ Labels keep the graph's ids. Class names: ``categories=`` when given, else COCO'
 """
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,9 @@ from torch import Tensor
 
 from ssd_zoo.models.ssd import RECORD_FORMAT, SSD
 from ssd_zoo.models.tf_graph import Architecture, GraphBackbone, GraphPredictorHead
-from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
+from ssd_zoo.models.tf_mobilenet_v2 import ssdlite_mobilenet_v2
+from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec, feature_grid, num_default_boxes
+from ssd_zoo.ops.tf_anchors import anchor_spec, ssd_anchor_levels
 from ssd_zoo.registry import register_model
 from ssd_zoo.transform import SSDTransform
 from ssd_zoo.weights.published import COCO_CATEGORIES
@@ -114,18 +115,7 @@ def _anchor_node_consts(graph: GraphDef) -> tuple[list[tuple[np.ndarray, np.ndar
 def _anchors(graph: GraphDef, input_size: int) -> DefaultBoxSpec:
     """The graph's anchors as a :class:`DefaultBoxSpec` with explicit ``shapes`` (see the module docstring)."""
     boxes, sides, base = _anchor_node_consts(graph)
-    shapes, sizes, ratios = [], [], []
-    for scales, aspect in boxes:
-        root = np.sqrt(aspect.astype(np.float32))
-        heights = scales.astype(np.float32) / root * base[0]  # float32, in the generator's order of operations
-        widths = scales.astype(np.float32) * root * base[1]
-        shapes.append(tuple((float(w), float(h)) for w, h in zip(widths, heights)))
-        plain = [float(s) for s, r in zip(scales, aspect) if r != 1.0] or [float(scales[0])]
-        sizes.append(plain[0] * input_size)
-        ratios.append(tuple(float(r) for r in aspect))
-    return DefaultBoxSpec(input_size, (*sizes, float(input_size)), tuple(ratios),
-                          tuple(input_size / side for side in sides), clip="none", grid=tuple(sides),
-                          shapes=tuple(shapes))
+    return anchor_spec(input_size, sides, boxes, tuple(float(b) for b in base))
 
 
 def _scores(graph: GraphDef) -> tuple[str, float]:
@@ -206,7 +196,7 @@ def read_graph(path: str | Path) -> Checkpoint:
                 tensors = {key: t / logit_scale for key, t in tensors.items()}
             state.update({f"head.{kind}.{k}.{name.rsplit('.', 1)[-1]}.{key}": t for key, t in tensors.items()})
 
-    num_anchors = sum(side * side * k for side, k in zip(spec.grid, boxes))
+    num_anchors = num_default_boxes(spec)
     kwargs = {"architecture": architecture.to_dict(), "default_boxes": spec.to_dict(), "mean": mean, "std": std,
               "coordinates": coordinates, "score_activation": activation, **_thresholds(graph, num_anchors)}
     record = {"format": RECORD_FORMAT, "input_size": input_size, "default_boxes": spec.to_dict(), "mean": mean,
@@ -220,6 +210,19 @@ def read_graph(path: str | Path) -> Checkpoint:
 register_file_reader(".pb", read_graph)
 
 
+# The TF1 zoo's ssdlite_mobilenet_v2_coco pipeline.config: what a model built without a graph uses.
+ZOO_POSTPROCESS = {"score_thresh": float(np.float32(1e-8)), "nms_thresh": float(np.float32(0.6)), "detections_per_img": 100,
+                   "clip_before_nms": False, "score_activation": "sigmoid"}
+ZOO_INPUT_SIZE = 300
+
+
+def _zoo_ssdlite(num_classes: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``(architecture, default boxes, SSD keywords)`` of the zoo's ``ssdlite_mobilenet_v2_coco`` for ``num_classes``."""
+    spec = anchor_spec(ZOO_INPUT_SIZE, feature_grid(ZOO_INPUT_SIZE, (16,)), ssd_anchor_levels())
+    architecture = ssdlite_mobilenet_v2(num_classes, tuple(spec.boxes_per_location))
+    return architecture.to_dict(), spec.to_dict(), {**ZOO_POSTPROCESS, "topk_candidates": num_default_boxes(spec)}
+
+
 @register_model
 def ssd_tf_object_detection(*, weights: Any = None, num_classes: int | None = None,
                             architecture: dict[str, Any] | None = None, default_boxes: dict[str, Any] | None = None,
@@ -228,9 +231,10 @@ def ssd_tf_object_detection(*, weights: Any = None, num_classes: int | None = No
     """An SSD of the TF Object Detection API, as its frozen graph describes it.
 
     ``weights``: a ``frozen_inference_graph.pb`` (the graph gives the architecture and all other keywords), or a
-    checkpoint this builder's model saved (its record gives them). Without weights, ``architecture`` and
-    ``default_boxes`` (as :func:`read_graph` writes them) are required. ``kwargs`` reach :class:`SSD`
-    (``score_thresh``, ``nms_thresh``, ``detections_per_img``, ``score_activation``, ...).
+    checkpoint this builder's model saved (its record gives them). Without either, and without ``architecture``
+    and ``default_boxes`` (as :func:`read_graph` writes them): the TF1 zoo's ``ssdlite_mobilenet_v2_coco``
+    (SSDLite-MobileNetV2 at 300, 1917 anchors, sigmoid scores) for ``num_classes`` (default 91: COCO's ids).
+    ``kwargs`` reach :class:`SSD` (``score_thresh``, ``nms_thresh``, ``detections_per_img``, ...).
     """
     checkpoint = fetch_weights(weights, MODEL)
     if architecture is None and checkpoint is not None and checkpoint.record is not None:
@@ -240,8 +244,11 @@ def ssd_tf_object_detection(*, weights: Any = None, num_classes: int | None = No
             return ssd_tf_object_detection(weights=checkpoint, num_classes=num_classes, categories=categories,
                                            **{**builder["kwargs"], **{k: v for k, v in given.items() if v is not None}})
     if architecture is None or default_boxes is None:
-        raise ValueError(f"{MODEL}: expected weights= a TF Object Detection API frozen graph (.pb) or a checkpoint of "
-                         "this model, or architecture= and default_boxes= (as read_graph writes them); found neither")
+        classes = num_classes or (checkpoint.num_classes if checkpoint is not None else None) or len(COCO_CATEGORIES)
+        architecture, default_boxes, zoo_kwargs = _zoo_ssdlite(classes)
+        kwargs = {**zoo_kwargs, **kwargs}
+        if categories is None and classes == len(COCO_CATEGORIES) and (checkpoint is None or not checkpoint.categories):
+            categories = list(COCO_CATEGORIES)
     arch = Architecture.from_dict(architecture)
     spec = DefaultBoxSpec.from_dict(default_boxes)
     if checkpoint is not None:
