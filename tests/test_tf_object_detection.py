@@ -6,6 +6,7 @@ with TensorFlow on the three photos of assets/; TensorFlow is not needed here.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +173,60 @@ def test_the_zoo_architecture_without_a_graph_is_the_graphs(tf_graph_path: Path)
     assert set(built.state_dict()) - set(checkpoint.state_dict) == {"_record"}
     coco = ssd_zoo.build(MODEL)
     assert coco.num_classes == 91 and coco.class_names[1] == "person" and coco.class_names[12] == "N/A"
+
+
+def test_onnx_export_detects_as_the_model(tf_graph_model: ssd_zoo.SSD, sample_images: list[torch.Tensor],
+                                          tmp_path: Path) -> None:
+    """The imported graph exports with NMS inside; onnxruntime (resizing as the record says: TF 1's coordinates)
+    finds the eager model's detections on the photos."""
+    from ssd_zoo.deploy.export import export
+    from ssd_zoo.deploy.runtime import load_runner
+
+    model = copy.deepcopy(tf_graph_model)
+    model.score_thresh, model.topk_candidates = 0.01, 50  # a smaller NMS than the graph's, for a quicker test
+    export(model, tmp_path / "tf_ssdlite.onnx")
+    runner = load_runner(tmp_path / "tf_ssdlite.onnx")
+    assert runner.transform.coordinates == "asymmetric"
+    with torch.inference_mode():
+        expected = model(sample_images)
+    for i, (got, want) in enumerate(zip(runner(sample_images), expected)):
+        keep = want["scores"] > 0.01
+        n = int(keep.sum())
+        assert n > 0 and torch.equal(got["labels"][:n], want["labels"][keep]), i
+        torch.testing.assert_close(got["boxes"][:n], want["boxes"][keep], atol=1e-2, rtol=0)
+        torch.testing.assert_close(got["scores"][:n], want["scores"][keep], atol=1e-4, rtol=0)
+
+
+def test_head_surgery_carries_the_graphs_class(tf_graph_path: Path, tmp_path: Path) -> None:
+    """The graph's "person" made into a 2-class detector (bicycle, person): person's logits are the graph's."""
+    from ssd_zoo.finetune.surgery import HeadSurgeryWarning
+
+    source = ssd_zoo.load(tf_graph_path, categories=["__background__", "person"]).eval()
+    torch.save(source.state_dict(), tmp_path / "person.pth")
+    with pytest.warns(HeadSurgeryWarning, match="bicycle"):
+        target = ssd_zoo.build(MODEL, weights=tmp_path / "person.pth", class_names=["bicycle", "person"]).eval()
+    assert target.class_names == ["__background__", "bicycle", "person"] and target.score_activation == "sigmoid"
+    image = torch.rand(1, 3, 300, 300, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        theirs, ours = source._network(image)[0], target._network(image)[0]
+    torch.testing.assert_close(ours[..., [0, 2]], theirs, atol=2e-5, rtol=1e-4)
+
+
+def test_sigmoid_loss_is_the_od_apis_weighted_sigmoid_with_hard_negatives() -> None:
+    """Per default box, BCE of every class logit against the one-hot target (background column too), summed;
+    the 3 negatives per positive of highest loss; divided by the positives."""
+    from ssd_zoo.ops.loss import ssd_loss
+
+    anchors = torch.tensor([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50], [0, 40, 10, 50], [40, 0, 50, 10.0]])
+    logits = torch.randn(1, 5, 3, generator=torch.Generator().manual_seed(0))
+    gt_boxes, gt_labels = torch.tensor([[[0, 0, 10, 10.0]]]), torch.tensor([[2]])
+    losses = ssd_loss(logits, torch.zeros(1, 5, 4), anchors, gt_boxes, gt_labels, torch.tensor([[True]]),
+                      activation="sigmoid")
+    targets = torch.zeros(5, 3)
+    targets[0, 2] = 1.0  # anchor 0 matches the box (class 2); the others are background (column 0)
+    targets[1:, 0] = 1.0
+    per_box = torch.nn.functional.binary_cross_entropy_with_logits(logits[0], targets, reduction="none").sum(-1)
+    hardest = per_box[1:].topk(3).values.sum()
+    torch.testing.assert_close(losses["classification"], per_box[0] + hardest)
+    with pytest.raises(ValueError, match="activation"):
+        ssd_loss(logits, torch.zeros(1, 5, 4), anchors, gt_boxes, gt_labels, torch.tensor([[True]]), activation="tanh")

@@ -240,9 +240,10 @@ def ssd_tf_object_detection(*, weights: Any = None, num_classes: int | None = No
     if architecture is None and checkpoint is not None and checkpoint.record is not None:
         builder = checkpoint.record.get("builder") or {}
         if builder.get("name") == MODEL and "architecture" in builder.get("kwargs", {}):
-            given = {"default_boxes": default_boxes, "mean": mean, "std": std, **kwargs}
-            return ssd_tf_object_detection(weights=checkpoint, num_classes=num_classes, categories=categories,
-                                           **{**builder["kwargs"], **{k: v for k, v in given.items() if v is not None}})
+            given = {"default_boxes": default_boxes, "mean": mean, "std": std, "categories": categories, **kwargs}
+            merged = {**builder["kwargs"], **{k: v for k, v in given.items() if v is not None}}
+            merged.pop("categories", None)  # the checkpoint's own names (after surgery: the model's) win
+            return ssd_tf_object_detection(weights=checkpoint, num_classes=num_classes, categories=categories, **merged)
     if architecture is None or default_boxes is None:
         classes = num_classes or (checkpoint.num_classes if checkpoint is not None else None) or len(COCO_CATEGORIES)
         architecture, default_boxes, zoo_kwargs = _zoo_ssdlite(classes)
