@@ -230,3 +230,33 @@ def test_sigmoid_loss_is_the_od_apis_weighted_sigmoid_with_hard_negatives() -> N
     torch.testing.assert_close(losses["classification"], per_box[0] + hardest)
     with pytest.raises(ValueError, match="activation"):
         ssd_loss(logits, torch.zeros(1, 5, 4), anchors, gt_boxes, gt_labels, torch.tensor([[True]]), activation="tanh")
+
+
+TF_V1_GRAPH = TF_REFERENCE.parent / "tf_ssd_mobilenet_v1.pb"
+
+
+def test_mobilenet_v1_ssd_graph_equals_tensorflow(sample_images: list[torch.Tensor]) -> None:
+    """The MobileNetV1 SSD family (tools/tf_make_ssd_graph.py: an OD API-named graph with random weights, two
+    classes): plain 3x3 extra layers at stride 2 on odd and even maps, 1x1 box predictors, NMS per class."""
+    reference = dict(np.load(TF_V1_GRAPH.with_suffix(".npz")))
+    model = ssd_zoo.load(TF_V1_GRAPH).eval()
+    assert model.num_classes == 3 and model.backbone.Conv2d_13_pointwise_2_Conv2d_2_3x3_s2_512.conv.stride == (2, 2)
+    assert [len(chain) for chain in model.head.classification] == [1] * 6  # one 1x1 conv per level
+    with torch.inference_mode():
+        cls_logits, box_regression, anchors = model._network(model.transform(sample_images).images)
+        detections = model(sample_images)
+    theirs = torch.from_numpy(reference["anchors"])[:, [1, 0, 3, 2]]
+    torch.testing.assert_close(anchors / 300, theirs, atol=1e-6, rtol=0)
+    for i, stem in enumerate(STEMS):
+        torch.testing.assert_close(box_regression[i][:, [1, 0, 3, 2]],
+                                   torch.from_numpy(reference[f"{stem}/box_encodings"]), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(torch.sigmoid(cls_logits[i]), torch.from_numpy(reference[f"{stem}/class_scores"]),
+                                   atol=1e-5, rtol=0)
+        height, width = sample_images[i].shape[-2:]
+        boxes = torch.from_numpy(reference[f"{stem}/boxes"])[:, [1, 0, 3, 2]] * torch.tensor([width, height] * 2)
+        scores, classes = torch.from_numpy(reference[f"{stem}/scores"]), torch.from_numpy(reference[f"{stem}/classes"])
+        ours = detections[i]
+        assert len(ours["scores"]) == len(scores) == 100, stem
+        same = (box_iou(boxes, ours["boxes"]) >= 0.99) & (classes[:, None] == ours["labels"][None]) & \
+               ((scores[:, None] - ours["scores"][None]).abs() <= 2e-3)
+        assert same.any(dim=1).all(), f"{stem}: TensorFlow's detections {(~same.any(dim=1)).nonzero().flatten().tolist()}"
