@@ -260,3 +260,16 @@ def test_mobilenet_v1_ssd_graph_equals_tensorflow(sample_images: list[torch.Tens
         same = (box_iou(boxes, ours["boxes"]) >= 0.99) & (classes[:, None] == ours["labels"][None]) & \
                ((scores[:, None] - ours["scores"][None]).abs() <= 2e-3)
         assert same.any(dim=1).all(), f"{stem}: TensorFlow's detections {(~same.any(dim=1)).nonzero().flatten().tolist()}"
+
+
+def test_an_op_it_does_not_know_raises_naming_it(tmp_path: Path) -> None:
+    from tensorboard.compat.proto import graph_pb2
+
+    graph = graph_pb2.GraphDef()
+    graph.ParseFromString(TF_V1_GRAPH.read_bytes())
+    node = next(n for n in graph.node if n.name == "FeatureExtractor/MobilenetV1/Conv2d_3_pointwise/Relu6")
+    node.op = "Elu"
+    path = tmp_path / "elu.pb"
+    path.write_bytes(graph.SerializeToString())
+    with pytest.raises(ValueError, match="Conv2d_3_pointwise/Relu6 is a Elu node"):
+        ssd_zoo.load(path)
