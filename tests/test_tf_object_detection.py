@@ -273,3 +273,12 @@ def test_an_op_it_does_not_know_raises_naming_it(tmp_path: Path) -> None:
     path.write_bytes(graph.SerializeToString())
     with pytest.raises(ValueError, match="Conv2d_3_pointwise/Relu6 is a Elu node"):
         ssd_zoo.load(path)
+
+
+def test_anchor_fit_refuses_explicit_shapes() -> None:
+    from ssd_zoo.finetune.anchor_fit import fit
+    from ssd_zoo.ops.tf_anchors import anchor_spec, ssd_anchor_levels
+
+    spec = anchor_spec(300, [19, 10, 5, 3, 2, 1], ssd_anchor_levels())
+    with pytest.raises(ValueError, match="explicit shapes"):
+        fit(spec, torch.tensor([[10.0, 10.0, 100.0, 200.0]]))
