@@ -233,11 +233,15 @@ def test_sigmoid_loss_is_the_od_apis_weighted_sigmoid_with_hard_negatives() -> N
 
 def test_mobilenet_v1_ssd_graph_equals_tensorflow(sample_images: list[torch.Tensor]) -> None:
     """The MobileNetV1 SSD family (tools/tf_make_ssd_graph.py: an OD API-named graph with random weights, two
-    classes): plain 3x3 extra layers at stride 2 on odd and even maps, 1x1 box predictors, NMS per class."""
+    classes): plain 3x3 extra layers at stride 2 on odd and even maps, 1x1 box predictors, NMS per class, batch
+    norm fused and unfused."""
     reference = dict(np.load(TF_V1_GRAPH.with_suffix(".npz")))
     model = ssd_zoo.load(TF_V1_GRAPH).eval()
     assert model.num_classes == 3 and model.backbone.Conv2d_13_pointwise_2_Conv2d_2_3x3_s2_512.conv.stride == (2, 2)
     assert [len(chain) for chain in model.head.classification] == [1] * 6  # one 1x1 conv per level
+    # Unfused batch norm (Conv2d_0, the depthwise units) folded into the conv; FusedBatchNorm kept as BatchNorm2d.
+    folded, kept = model.backbone.Conv2d_1_depthwise, model.backbone.Conv2d_1_pointwise
+    assert folded.conv.bias is not None and not hasattr(folded, "bn") and kept.conv.bias is None and hasattr(kept, "bn")
     with torch.inference_mode():
         cls_logits, box_regression, anchors = model._network(model.transform(sample_images).images)
         detections = model(sample_images)

@@ -5,7 +5,8 @@ No trained MobileNetV1 SSD graph is at hand to test with (the TF1 zoo's download
 script writes one as the OD API would (``ssd_mobilenet_v1_coco``'s pipeline, depth multiplier 0.0625 to stay small):
 ``image_tensor`` (uint8) -> ``Preprocessor`` (``ResizeBilinear`` to 300x300 without half-pixel centres,
 ``x * 2/255 - 1``) -> ``FeatureExtractor/MobilenetV1`` (``Conv2d_0``, ``Conv2d_<i>_depthwise`` /
-``Conv2d_<i>_pointwise``, batch norm as ``FusedBatchNorm``, ReLU6; maps ``Conv2d_11_pointwise``,
+``Conv2d_<i>_pointwise``, batch norm as ``FusedBatchNorm`` or, in ``Conv2d_0`` and the depthwise units, as the
+unfused arithmetic ``x * scale + shift`` of ``slim.batch_norm(fused=False)``; ReLU6; maps ``Conv2d_11_pointwise``,
 ``Conv2d_13_pointwise`` and the extra layers ``Conv2d_13_pointwise_1_Conv2d_<i>_1x1_<d/2>`` /
 ``Conv2d_13_pointwise_2_Conv2d_<i>_3x3_s2_<d>``: plain 3x3 convolutions, "SAME" at stride 2) -> ``BoxPredictor_<k>``
 (1x1 ``BoxEncodingPredictor`` and ``ClassPredictor`` with biases, ``Reshape`` / ``Reshape_1``) ->
@@ -43,7 +44,7 @@ def depth(d: int) -> int:
 
 
 def conv_unit(x: tf.Tensor, scope: str, out_ch: int, kernel: int, stride: int = 1, depthwise: bool = False,
-              norm: bool = True, act: bool = True, bias: bool = False) -> tf.Tensor:
+              norm: bool = True, act: bool = True, bias: bool = False, fused: bool = True) -> tf.Tensor:
     in_ch = int(x.shape[-1])
     with tf.name_scope(scope + "/"):  # an absolute scope: the graph's node names are the OD API's
         fan_in = kernel * kernel * (1 if depthwise else in_ch)
@@ -62,8 +63,13 @@ def conv_unit(x: tf.Tensor, scope: str, out_ch: int, kernel: int, stride: int = 
                           rng.normal(0, 0.1, channels), rng.uniform(0.5, 2.0, channels)]
                 gamma, beta, mean, var = (tf.constant(p.astype(np.float32), name=n)
                                           for p, n in zip(params, ("gamma", "beta", "moving_mean", "moving_variance")))
-                y = tf1.nn.fused_batch_norm(y, gamma, beta, mean, var, epsilon=0.001, is_training=False,
-                                            name="FusedBatchNorm")[0]
+                if fused:
+                    y = tf1.nn.fused_batch_norm(y, gamma, beta, mean, var, epsilon=0.001, is_training=False,
+                                                name="FusedBatchNorm")[0]
+                else:  # slim.batch_norm(fused=False), frozen: the arithmetic stays in the graph
+                    with tf.name_scope("batchnorm"):
+                        scale = tf.math.rsqrt(var + 0.001) * gamma
+                        y = y * scale + (beta - mean * scale)
         if bias:
             b = tf.constant(rng.normal(0, 0.5, channels).astype(np.float32), name="biases")
             y = tf.nn.bias_add(y, b, name="BiasAdd")
@@ -74,10 +80,12 @@ def conv_unit(x: tf.Tensor, scope: str, out_ch: int, kernel: int, stride: int = 
 
 def feature_maps(x: tf.Tensor) -> list[tf.Tensor]:
     scope = "FeatureExtractor/MobilenetV1/"
-    net = conv_unit(x, f"{scope}Conv2d_0", depth(32), 3, 2)
+    # Batch norm unfused (its arithmetic in the graph, as exports of slim's fused=False have it) in Conv2d_0 and
+    # the depthwise units, FusedBatchNorm elsewhere: one small graph for both ways.
+    net = conv_unit(x, f"{scope}Conv2d_0", depth(32), 3, 2, fused=False)
     maps = []
     for i, (stride, d) in enumerate(SEPARABLE, start=1):
-        net = conv_unit(net, f"{scope}Conv2d_{i}_depthwise", 0, 3, stride, depthwise=True)
+        net = conv_unit(net, f"{scope}Conv2d_{i}_depthwise", 0, 3, stride, depthwise=True, fused=False)
         net = conv_unit(net, f"{scope}Conv2d_{i}_pointwise", depth(d), 1)
         if i in (11, 13):
             maps.append(net)

@@ -11,7 +11,9 @@ our own copy of the ``.proto`` files would be a second copy of them to keep curr
 :class:`GraphDef` resolves names (``"node:0"``, ``Identity`` chains) and constants; :func:`trace` walks the
 graph from output tensors back to a stop set and returns the :class:`~ssd_zoo.models.tf_graph.Step` program
 (``Conv2D`` / ``DepthwiseConv2dNative`` + ``FusedBatchNorm`` / ``BiasAdd`` + ``Relu6`` / ``Relu`` units and
-residual ``Add``) with each unit's tensors in PyTorch's layout. An op it does not know raises, naming it.
+residual ``Add``) with each unit's tensors in PyTorch's layout. A batch norm that the graph computes unfused
+(``x * (gamma * rsqrt(var + eps)) + (beta - mean * ...)``, constants only on one side) is folded into the unit's
+convolution weights and bias. An op it does not know raises, naming it.
 """
 from __future__ import annotations
 
@@ -87,9 +89,39 @@ class GraphDef:
         from tensorboard.util import tensor_util
         return tensor_util.make_ndarray(node.attr["value"].tensor)
 
+    def evaluate(self, name: str) -> np.ndarray | None:
+        """The value of ``name`` where it depends on constants only, through the arithmetic of an unfolded batch
+        norm (``Add``, ``Sub``, ``Mul``, ``RealDiv``, ``Rsqrt``, ``Sqrt``); None where it depends on the input."""
+        node = self.nodes.get(self.resolve(name))
+        if node is None:
+            return None
+        if node.op == "Const":
+            return self.const(node.name)
+        unary = {"Rsqrt": lambda a: 1 / np.sqrt(a), "Sqrt": np.sqrt}
+        binary = {"Add": np.add, "AddV2": np.add, "Sub": np.subtract, "Mul": np.multiply, "RealDiv": np.divide}
+        if node.op not in unary and node.op not in binary:
+            return None
+        args = [self.evaluate(i) for i in node.input if not i.startswith("^")]
+        if any(a is None for a in args):
+            return None
+        args = [a.astype(np.float32) for a in args]
+        return unary[node.op](*args) if node.op in unary else binary[node.op](*args)
+
     def find(self, predicate: Callable[[Any], bool]) -> list[Any]:
         """Nodes for which ``predicate(node)`` holds, in the graph's order."""
         return [node for node in self.nodes.values() if predicate(node)]
+
+
+def _affine(graph: GraphDef, node: Any) -> tuple[str, np.ndarray] | None:
+    """``(the non-constant input, the constant)`` of a ``Mul`` / ``Add`` / ``Sub`` by a per-channel constant
+    (``x - c`` only for ``Sub``), None where both or neither input is constant."""
+    first, second = node.input[0], node.input[1]
+    a, b = graph.evaluate(first), graph.evaluate(second)
+    if (a is None) == (b is None):
+        return None
+    if b is not None:
+        return graph.resolve(first), b
+    return (graph.resolve(second), a) if node.op != "Sub" else None
 
 
 @dataclass
@@ -145,8 +177,8 @@ def trace(graph: GraphDef, outputs: list[str], is_input: Callable[[str], bool],
     values: dict[str, str] = {}
     units: dict[str, _Unit] = {}
 
-    def open_unit(node: Any, stage: str) -> _Unit:
-        source = graph.resolve(node.input[0])
+    def open_unit(node: Any, stage: str, source: str | None = None) -> _Unit:
+        source = graph.resolve(source or node.input[0])
         value(source)
         unit = units.get(values[source])
         if unit is None or unit.tail != source or graph.consumers[source] != 1:
@@ -192,6 +224,23 @@ def trace(graph: GraphDef, outputs: list[str], is_input: Callable[[str], bool],
             if unit.spec.activation:
                 raise ValueError(f"{graph.path}: {name}: a second activation in unit {unit.path}")
             unit.spec = replace(unit.spec, activation=ACTIVATION_OPS[node.op])
+            unit.tail, values[name] = name, unit.path
+        elif node.op in ("Mul", *ADD_OPS, "Sub") and _affine(graph, node) is not None:
+            # An unfolded batch norm (x * scale + shift, or a constant bias): folded into the unit's convolution.
+            source, constant = _affine(graph, node)
+            unit = open_unit(node, "convolution or bias", source)
+            if unit.spec.norm_eps is not None or unit.spec.activation:
+                raise ValueError(f"{graph.path}: {name} ({node.op} by a constant) follows normalisation or activation "
+                                 f"in unit {unit.path}; expected it right after the convolution")
+            constant = torch.from_numpy(constant.astype(np.float32).reshape(-1))
+            bias = unit.tensors.get("conv.bias", torch.zeros(unit.spec.out_channels))
+            if node.op == "Mul":
+                unit.tensors["conv.weight"] = unit.tensors["conv.weight"] * constant.view(-1, 1, 1, 1)
+                bias = bias * constant
+            else:
+                bias = bias - constant if node.op == "Sub" else bias + constant
+            unit.tensors["conv.bias"] = bias.expand(unit.spec.out_channels).clone()
+            unit.spec = replace(unit.spec, bias=True)
             unit.tail, values[name] = name, unit.path
         elif node.op in ADD_OPS:
             inputs = tuple(value(i) for i in node.input[:2])
