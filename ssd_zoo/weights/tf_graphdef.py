@@ -166,6 +166,100 @@ def _conv_tensors(graph: GraphDef, node: Any) -> tuple[ConvSpec, Tensor]:
     return spec, torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
 
 
+class _Tracer:
+    """Walks a graph back from output nodes (depth first, so every input is traced before its reader), one
+    method per kind of op; see :func:`trace`."""
+
+    def __init__(self, graph: GraphDef, is_input: Callable[[str], bool], module_path: Callable[[str], str]) -> None:
+        self.graph, self.is_input, self.module_path = graph, is_input, module_path
+        self.steps: list[Step | _Unit] = []
+        self.values: dict[str, str] = {}  # graph node -> value name (a unit's module path, an add's path, INPUT)
+        self.units: dict[str, _Unit] = {}
+
+    def value(self, name: str) -> str:
+        """The value name of node ``name``, tracing it (and what it reads) on first use."""
+        name = self.graph.resolve(name)
+        if name not in self.values:
+            if self.is_input(name):
+                self.values[name] = INPUT
+            else:
+                self.values[name] = self._trace(self.graph.node(name))
+        return self.values[name]
+
+    def _trace(self, node: Any) -> str:
+        if node.op in CONV_OPS:
+            return self._conv(node)
+        if node.op in NORM_OPS:
+            return self._norm(node)
+        if node.op == "BiasAdd":
+            unit = self._open(node, "convolution", forbid=("norm", "bias", "activation"))
+            unit.tensors["conv.bias"] = torch.from_numpy(self.graph.const(node.input[1]).astype(np.float32))
+            return self._extend(unit, node, bias=True)
+        if node.op in ACTIVATION_OPS:
+            unit = self._open(node, "convolution, normalisation or bias", forbid=("activation",))
+            return self._extend(unit, node, activation=ACTIVATION_OPS[node.op])
+        if node.op in ("Mul", *ADD_OPS, "Sub") and _affine(self.graph, node) is not None:
+            return self._fold_affine(node)
+        if node.op in ADD_OPS:
+            inputs = tuple(self.value(i) for i in node.input[:2])
+            path = self.module_path(node.name)
+            self.steps.append(Step("add", path, inputs))
+            return path
+        raise ValueError(f"{self.graph.path}: {node.name} is a {node.op} node; the network ops ssd_zoo reads are "
+                         f"{[*CONV_OPS, *NORM_OPS, 'BiasAdd', *ACTIVATION_OPS, *ADD_OPS]} and Mul/Add/Sub by a "
+                         "constant right after a convolution (an unfused batch norm)")
+
+    def _conv(self, node: Any) -> str:
+        source = self.value(node.input[0])
+        spec, weight = _conv_tensors(self.graph, node)
+        path = self.module_path(node.name.rsplit("/", 1)[0])
+        if path in self.units:
+            raise ValueError(f"{self.graph.path}: two convolutions in the scope of {node.name}; expected one per unit")
+        unit = self.units[path] = _Unit(path, source, spec, node.name, {"conv.weight": weight})
+        self.steps.append(unit)
+        return path
+
+    def _norm(self, node: Any) -> str:
+        unit = self._open(node, "convolution", forbid=("norm", "bias", "activation"))
+        gamma, beta, mean, var = (torch.from_numpy(self.graph.const(i).astype(np.float32)) for i in node.input[1:5])
+        unit.tensors.update({"bn.weight": gamma, "bn.bias": beta, "bn.running_mean": mean, "bn.running_var": var,
+                             "bn.num_batches_tracked": torch.tensor(0)})
+        return self._extend(unit, node, norm_eps=float(node.attr["epsilon"].f))
+
+    def _fold_affine(self, node: Any) -> str:
+        """An unfolded batch norm (``x * scale + shift``) or a constant bias: into the unit's conv weights and bias."""
+        source, constant = _affine(self.graph, node)
+        unit = self._open(node, "convolution or bias", source, forbid=("norm", "activation"))
+        factor = torch.from_numpy(constant.astype(np.float32).reshape(-1))
+        bias = unit.tensors.get("conv.bias", torch.zeros(unit.spec.out_channels))
+        if node.op == "Mul":
+            unit.tensors["conv.weight"] = unit.tensors["conv.weight"] * factor.view(-1, 1, 1, 1)
+            bias = bias * factor
+        else:
+            bias = bias - factor if node.op == "Sub" else bias + factor
+        unit.tensors["conv.bias"] = bias.expand(unit.spec.out_channels).clone()
+        return self._extend(unit, node, bias=True)
+
+    def _open(self, node: Any, stage: str, source: str | None = None, forbid: tuple[str, ...] = ()) -> _Unit:
+        """The unit whose last node ``node`` follows (its only reader), checked to have none of ``forbid``."""
+        source = self.graph.resolve(source or node.input[0])
+        unit = self.units.get(self.value(source))
+        if unit is None or unit.tail != source or self.graph.consumers[source] != 1:
+            raise ValueError(f"{self.graph.path}: {node.name} ({node.op}) follows {source}, expected it to follow a "
+                             f"convolution unit's {stage} that nothing else reads")
+        present = {"norm": unit.spec.norm_eps is not None, "bias": unit.spec.bias, "activation": bool(unit.spec.activation)}
+        found = [part for part in forbid if present[part]]
+        if found:
+            raise ValueError(f"{self.graph.path}: {node.name} ({node.op}) follows the {', '.join(found)} of unit "
+                             f"{unit.path}; expected it before them")
+        return unit
+
+    def _extend(self, unit: _Unit, node: Any, **spec: Any) -> str:
+        unit.spec = replace(unit.spec, **spec)
+        unit.tail = node.name
+        return unit.path
+
+
 def trace(graph: GraphDef, outputs: list[str], is_input: Callable[[str], bool],
           module_path: Callable[[str], str]) -> Program:
     """The program that computes ``outputs`` (node names) from the node for which ``is_input`` holds.
@@ -173,86 +267,8 @@ def trace(graph: GraphDef, outputs: list[str], is_input: Callable[[str], bool],
     ``module_path(scope)``: the dotted module name of a unit from its TensorFlow scope (the conv node's name
     less its last part, e.g. ``FeatureExtractor/MobilenetV2/Conv``).
     """
-    steps: list[Step | _Unit] = []
-    values: dict[str, str] = {}
-    units: dict[str, _Unit] = {}
-
-    def open_unit(node: Any, stage: str, source: str | None = None) -> _Unit:
-        source = graph.resolve(source or node.input[0])
-        value(source)
-        unit = units.get(values[source])
-        if unit is None or unit.tail != source or graph.consumers[source] != 1:
-            raise ValueError(f"{graph.path}: {node.name} ({node.op}) follows {source}, expected it to follow a "
-                             f"convolution unit's {stage} that nothing else reads")
-        return unit
-
-    def value(name: str) -> str:
-        name = graph.resolve(name)
-        if name in values:
-            return values[name]
-        if is_input(name):
-            values[name] = INPUT
-            return INPUT
-        node = graph.node(name)
-        if node.op in CONV_OPS:
-            source = value(node.input[0])
-            spec, weight = _conv_tensors(graph, node)
-            path = module_path(name.rsplit("/", 1)[0])
-            if path in units:
-                raise ValueError(f"{graph.path}: two convolutions in the scope of {name}; expected one per unit")
-            unit = units[path] = _Unit(path, source, spec, name, {"conv.weight": weight})
-            steps.append(unit)
-            values[name] = path
-        elif node.op in NORM_OPS:
-            unit = open_unit(node, "convolution")
-            if unit.spec.norm_eps is not None or unit.spec.bias or unit.spec.activation:
-                raise ValueError(f"{graph.path}: {name}: a second normalisation in unit {unit.path}")
-            gamma, beta, mean, var = (torch.from_numpy(graph.const(i).astype(np.float32)) for i in node.input[1:5])
-            unit.spec = replace(unit.spec, norm_eps=float(node.attr["epsilon"].f))
-            unit.tensors.update({"bn.weight": gamma, "bn.bias": beta, "bn.running_mean": mean, "bn.running_var": var,
-                                 "bn.num_batches_tracked": torch.tensor(0)})
-            unit.tail, values[name] = name, unit.path
-        elif node.op == "BiasAdd":
-            unit = open_unit(node, "convolution")
-            if unit.spec.norm_eps is not None or unit.spec.bias or unit.spec.activation:
-                raise ValueError(f"{graph.path}: {name}: a bias after normalisation or a second bias in {unit.path}")
-            unit.spec = replace(unit.spec, bias=True)
-            unit.tensors["conv.bias"] = torch.from_numpy(graph.const(node.input[1]).astype(np.float32))
-            unit.tail, values[name] = name, unit.path
-        elif node.op in ACTIVATION_OPS:
-            unit = open_unit(node, "convolution, normalisation or bias")
-            if unit.spec.activation:
-                raise ValueError(f"{graph.path}: {name}: a second activation in unit {unit.path}")
-            unit.spec = replace(unit.spec, activation=ACTIVATION_OPS[node.op])
-            unit.tail, values[name] = name, unit.path
-        elif node.op in ("Mul", *ADD_OPS, "Sub") and _affine(graph, node) is not None:
-            # An unfolded batch norm (x * scale + shift, or a constant bias): folded into the unit's convolution.
-            source, constant = _affine(graph, node)
-            unit = open_unit(node, "convolution or bias", source)
-            if unit.spec.norm_eps is not None or unit.spec.activation:
-                raise ValueError(f"{graph.path}: {name} ({node.op} by a constant) follows normalisation or activation "
-                                 f"in unit {unit.path}; expected it right after the convolution")
-            constant = torch.from_numpy(constant.astype(np.float32).reshape(-1))
-            bias = unit.tensors.get("conv.bias", torch.zeros(unit.spec.out_channels))
-            if node.op == "Mul":
-                unit.tensors["conv.weight"] = unit.tensors["conv.weight"] * constant.view(-1, 1, 1, 1)
-                bias = bias * constant
-            else:
-                bias = bias - constant if node.op == "Sub" else bias + constant
-            unit.tensors["conv.bias"] = bias.expand(unit.spec.out_channels).clone()
-            unit.spec = replace(unit.spec, bias=True)
-            unit.tail, values[name] = name, unit.path
-        elif node.op in ADD_OPS:
-            inputs = tuple(value(i) for i in node.input[:2])
-            path = module_path(name)
-            steps.append(Step("add", path, inputs))
-            values[name] = path
-        else:
-            raise ValueError(f"{graph.path}: {name} is a {node.op} node; the network ops ssd_zoo reads are "
-                             f"{[*CONV_OPS, *NORM_OPS, 'BiasAdd', *ACTIVATION_OPS, *ADD_OPS]}")
-        return values[name]
-
+    tracer = _Tracer(graph, is_input, module_path)
     for output in outputs:
-        value(output)
-    program = [Step("conv", s.path, (s.input,), s.spec) if isinstance(s, _Unit) else s for s in steps]
-    return Program(program, values, {unit.path: unit.tensors for unit in units.values()})
+        tracer.value(output)
+    program = [Step("conv", s.path, (s.input,), s.spec) if isinstance(s, _Unit) else s for s in tracer.steps]
+    return Program(program, tracer.values, {unit.path: unit.tensors for unit in tracer.units.values()})
