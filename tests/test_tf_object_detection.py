@@ -1,8 +1,10 @@
-"""A TF Object Detection API frozen graph (SSDLite-MobileNetV2, 300x300, one class) read without TensorFlow
-computes what TensorFlow computes with it: the same anchors, raw box encodings and scores, and detections.
+"""A TF Object Detection API frozen graph read without TensorFlow computes what TensorFlow computes with it: the
+same anchors, raw box encodings and scores, and detections. Two graphs: a real trained SSDLite-MobileNetV2
+(300x300, one class; from PyPI, see tools/fetch_test_graph.py) and a small SSD-MobileNetV1 that
+tools/tf_make_ssd_graph.py built with TensorFlow in the OD API's names (random weights, two classes).
 
-The reference (tests/data/tf_pedestrian_ssdlite.npz) was written by tools/tf_reference.py, which runs the graph
-with TensorFlow on the three photos of assets/; TensorFlow is not needed here.
+The references (tests/data/tf_*.npz) were written by tools/tf_reference.py, which runs a graph with TensorFlow on
+the three photos of assets/; TensorFlow is not needed here.
 """
 from __future__ import annotations
 
