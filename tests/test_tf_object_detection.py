@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SAMPLE_NAMES, TF_REFERENCE
+from helpers import SAMPLE_NAMES, TF_REFERENCE
 from torchvision.ops import box_iou
 
 import ssd_zoo
