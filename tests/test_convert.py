@@ -2,14 +2,13 @@
 network (assembled here from plain torch ops on its own keys) gives the same outputs once converted."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from helpers import run_in_process
 
 import ssd_zoo
 from ssd_zoo.weights import convert
@@ -150,8 +149,7 @@ def test_input_order_must_be_rgb_or_bgr() -> None:
 def test_command_line_converts_ssd_pytorch_to_ssd_zoo_and_back(tmp_path: Path) -> None:
     state = ssd_pytorch_state_dict(num_classes=21)
     torch.save(state, tmp_path / "ssd.pth")
-    done = subprocess.run([sys.executable, "-m", "ssd_zoo.cli", "convert", str(tmp_path / "ssd.pth"), str(tmp_path / "zoo.pth")],
-                          capture_output=True, text=True)
+    done = run_in_process("ssd-zoo", ["convert", str(tmp_path / "ssd.pth"), str(tmp_path / "zoo.pth")])
     assert done.returncode == 0, done.stderr
     assert "(ssd.pytorch)" in done.stdout and "(ssd_zoo)" in done.stdout
     assert main(["convert", "--from", "ssd_zoo", "--to", "ssd.pytorch", str(tmp_path / "zoo.pth"), str(tmp_path / "back.pth")]) == 0
@@ -162,8 +160,7 @@ def test_command_line_converts_ssd_pytorch_to_ssd_zoo_and_back(tmp_path: Path) -
 def test_converting_voc_default_boxes_to_torchvision_is_refused(tmp_path: Path) -> None:
     """torchvision's ssd300_vgg16 always decodes with its own (COCO) default boxes: a VOC-box model would be wrong."""
     torch.save(ssd_pytorch_state_dict(num_classes=21), tmp_path / "ssd.pth")
-    done = subprocess.run([sys.executable, "-m", "ssd_zoo.cli", "convert", "--to", "torchvision", str(tmp_path / "ssd.pth"),
-                           str(tmp_path / "tv.pth")], capture_output=True, text=True)
+    done = run_in_process("ssd-zoo", ["convert", "--to", "torchvision", str(tmp_path / "ssd.pth"), str(tmp_path / "tv.pth")])
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "trained with default boxes input 300, sizes 30/60/111/162/213/264/315 px" in done.stderr
     assert "its own anchors='coco' (input 300, sizes 21/45/99/153/207/261/315 px" in done.stderr
