@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from helpers import TINY_MODEL_KWARGS
+from helpers import TINY_MODEL_KWARGS, run_in_process
 from PIL import Image
 
 import ssd_zoo
@@ -192,8 +191,7 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="expected --model NAME, --config FILE or --weights CHECKPOINT"):
         main(["anchors", str(tmp_path)])
     root = _voc(tmp_path / "empty", {"a": [], "b": [("cat", [1, 1, 20, 20], 1)]})  # only a difficult box
-    done = subprocess.run([sys.executable, "-m", "ssd_zoo.cli", "anchors", str(root), "--model", "ssd300_vgg16"],
-                          capture_output=True, text=True)
+    done = run_in_process("ssd-zoo", ["anchors", str(root), "--model", "ssd300_vgg16"])
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
         f"ssd-zoo anchors: {root}: expected ground-truth boxes, found none in 2 images (splits '2007-trainval')"]
