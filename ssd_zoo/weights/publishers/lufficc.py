@@ -245,8 +245,8 @@ def _lufficc_vgg(name: str, input_size: int, weights: Any, num_classes: int | No
         raise ValueError(f"{name}: anchors={dataset!r}: expected 'voc' or 'coco' (lufficc's configs)")
     spec = BOXES[(input_size, dataset)]
     defaults = {**THRESHOLDS, "topk_candidates": num_default_boxes(spec)}
-    return assemble_ssd(VGG16Backbone(input_size), SSDHead, spec, num_classes, checkpoint, mean=MEAN, std=STD,
-                        explicit_boxes=anchors is not None, **{**defaults, **kwargs})
+    return assemble_ssd(lambda _: VGG16Backbone(input_size), SSDHead, spec, num_classes, checkpoint, mean=MEAN,
+                        std=STD, explicit_boxes=anchors is not None, thresholds=defaults, **kwargs)
 
 
 @register_model

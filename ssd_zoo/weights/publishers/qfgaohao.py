@@ -191,8 +191,8 @@ def _build(name: str, backbone: Any, head: Any, spec: Any, mean: tuple, std: tup
            num_classes: int | None, **kwargs: Any) -> SSD:
     checkpoint = fetch_weights(weights, name, pretrained=kwargs.pop("pretrained", None))
     num_classes, _ = builder_config(checkpoint, num_classes, None)
-    return assemble_ssd(backbone(), head, spec, num_classes, checkpoint, mean=mean, std=std,
-                        **{**_thresholds(num_classes), **kwargs})
+    return assemble_ssd(lambda _: backbone(), head, spec, num_classes, checkpoint, mean=mean, std=std,
+                        thresholds=_thresholds(num_classes), **kwargs)
 
 
 def _mobilenet_v1() -> TimmBackbone:
