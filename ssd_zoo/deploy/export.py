@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
 from ssd_zoo.models.ssd import SSD
-from ssd_zoo.ops.postprocess import class_scores_and_boxes, clip_boxes
+from ssd_zoo.ops.postprocess import DEFAULT_THRESHOLDS, class_scores_and_boxes, clip_boxes
 
 OUTPUT_NAMES = ["num_detections", "boxes", "scores", "labels"]
 RECORD_KEY = "ssd_zoo.record"  # metadata key of the model's record (SSD.record() as JSON) in exported files
@@ -67,11 +67,11 @@ def padded_detections(
     boxes: Tensor,
     image_size: tuple[int, int],
     *,
-    score_thresh: float = 0.01,
-    nms_thresh: float = 0.45,
-    topk_candidates: int = 400,
-    detections_per_img: int = 200,
-    clip_before_nms: bool = True,
+    score_thresh: float = DEFAULT_THRESHOLDS.score_thresh,
+    nms_thresh: float = DEFAULT_THRESHOLDS.nms_thresh,
+    topk_candidates: int = DEFAULT_THRESHOLDS.topk_candidates,
+    detections_per_img: int = DEFAULT_THRESHOLDS.detections_per_img,
+    clip_before_nms: bool = DEFAULT_THRESHOLDS.clip_before_nms,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """:func:`ssd_zoo.ops.postprocess.select_detections` with fixed-size, zero-padded outputs.
 

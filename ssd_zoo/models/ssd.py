@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from ssd_zoo.weights import convert
 from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
 from ssd_zoo.ops.loss import ssd_loss
-from ssd_zoo.ops.postprocess import decode_predictions, postprocess
+from ssd_zoo.ops.postprocess import DEFAULT_THRESHOLDS, Thresholds, decode_predictions, postprocess
 from ssd_zoo.transform import SSDTransform, check_target_values
 
 RECORD_FORMAT = "ssd_zoo.SSD/1"  # the version of the record below
@@ -56,7 +56,7 @@ class SSD(nn.Module):
         iou_thresh: matching IoU (training).
         neg_pos_ratio: hard negatives per positive (training).
         score_thresh, nms_thresh, topk_candidates, detections_per_img, clip_before_nms: post-processing (eval),
-            see :func:`ssd_zoo.ops.postprocess.select_detections`.
+            see :class:`ssd_zoo.ops.postprocess.Thresholds` (defaults: ``DEFAULT_THRESHOLDS``).
     """
 
     def __init__(
@@ -70,11 +70,11 @@ class SSD(nn.Module):
         categories: Sequence[str] | None = None,
         iou_thresh: float = 0.5,
         neg_pos_ratio: int = 3,
-        score_thresh: float = 0.01,
-        nms_thresh: float = 0.45,
-        topk_candidates: int = 400,
-        detections_per_img: int = 200,
-        clip_before_nms: bool = True,
+        score_thresh: float = DEFAULT_THRESHOLDS.score_thresh,
+        nms_thresh: float = DEFAULT_THRESHOLDS.nms_thresh,
+        topk_candidates: int = DEFAULT_THRESHOLDS.topk_candidates,
+        detections_per_img: int = DEFAULT_THRESHOLDS.detections_per_img,
+        clip_before_nms: bool = DEFAULT_THRESHOLDS.clip_before_nms,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -220,6 +220,5 @@ class SSD(nn.Module):
     @property
     def thresholds(self) -> dict[str, float]:
         """The post-processing settings, as keywords of :func:`~ssd_zoo.ops.postprocess.select_detections`."""
-        return {"score_thresh": self.score_thresh, "nms_thresh": self.nms_thresh,
-                "topk_candidates": self.topk_candidates, "detections_per_img": self.detections_per_img,
-                "clip_before_nms": self.clip_before_nms}
+        return Thresholds(self.score_thresh, self.nms_thresh, self.topk_candidates, self.detections_per_img,
+                          self.clip_before_nms).as_dict()
