@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
+from ssd_zoo.models.record import RECORD_METADATA_KEY, record_to_json
 from ssd_zoo.models.ssd import SSD
 from ssd_zoo.ops.postprocess import DEFAULT_THRESHOLDS, class_scores_and_boxes, clip_boxes
 
 OUTPUT_NAMES = ["num_detections", "boxes", "scores", "labels"]
-RECORD_KEY = "ssd_zoo.record"  # metadata key of the model's record (SSD.record() as JSON) in exported files
 THRESHOLDS_KEY = "ssd_zoo.thresholds"  # the post-processing settings the graph was exported with (JSON)
 FORMATS = {"onnx": ".onnx", "openvino": ".xml"}
 
@@ -178,8 +178,8 @@ def require(package: str, extra: str) -> object:
 
 
 def metadata(model: SSD) -> dict[str, str]:
-    """What an exported file carries about its model: ``{RECORD_KEY: record JSON, THRESHOLDS_KEY: JSON}``."""
-    return {RECORD_KEY: json.dumps(model.record()), THRESHOLDS_KEY: json.dumps(model.thresholds)}
+    """What an exported file carries about its model: ``{RECORD_METADATA_KEY: record JSON, THRESHOLDS_KEY: JSON}``."""
+    return {RECORD_METADATA_KEY: record_to_json(model.record()), THRESHOLDS_KEY: json.dumps(model.thresholds)}
 
 
 def _write_onnx_metadata(path: str | os.PathLike, entries: dict[str, str]) -> None:
@@ -223,7 +223,7 @@ def export(model: SSD, path: str | os.PathLike, *, format: str = "onnx", int8: b
     """Write ``model`` with decoding and NMS inside as ``format`` ("onnx": one ``.onnx`` file; "openvino": IR,
     ``.xml`` + ``.bin``), float32 or, with ``int8``, statically quantized on ``calibration_images`` (ONNX:
     onnxruntime QDQ; OpenVINO: NNCF). Inputs/outputs as in the module docstring; the file's metadata holds the
-    model's record (:data:`RECORD_KEY`) and thresholds, which :func:`ssd_zoo.deploy.runtime.load_runner` reads."""
+    model's record (:data:`~ssd_zoo.models.record.RECORD_METADATA_KEY`) and thresholds, which :func:`ssd_zoo.deploy.runtime.load_runner` reads."""
     if format not in FORMATS:
         raise ValueError(f"export: expected format {' or '.join(FORMATS)}, found {format!r}")
     if int8 and not calibration_images:

@@ -11,7 +11,8 @@ The I/O contract is torchvision's detection contract:
 :meth:`SSD.dense_predictions` is the network pass every other place builds on (post-processing, ONNX export,
 benchmarks, your own decoding, test-time augmentation or tiling): per default box, before thresholds and NMS.
 Every ``state_dict()`` carries the model's record under ``"_record"`` (:meth:`SSD.record`: input size, default
-boxes, normalisation, classes), so that a saved model comes back as it was trained, or not at all.
+boxes, normalisation, classes; stored by :mod:`ssd_zoo.models.record`), so that a saved model comes back as it
+was trained, or not at all.
 """
 from __future__ import annotations
 
@@ -23,13 +24,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ssd_zoo.weights import convert
+from ssd_zoo.models.record import RECORD_FORMAT, RECORD_STATE_KEY, decode_record, encode_record
 from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
 from ssd_zoo.ops.loss import ssd_loss
 from ssd_zoo.ops.postprocess import DEFAULT_THRESHOLDS, Thresholds, decode_predictions, postprocess
 from ssd_zoo.transform import SSDTransform, check_target_values
-
-RECORD_FORMAT = "ssd_zoo.SSD/1"  # the version of the record below
 
 
 def _distributed() -> bool:
@@ -137,8 +136,8 @@ class SSD(nn.Module):
 
     def _write_record(self) -> None:
         """The record saved in every state_dict(), kept current (class names and builder are set after init)."""
-        device = self._record.device if hasattr(self, convert.RECORD_KEY) else None
-        self.register_buffer(convert.RECORD_KEY, convert.encode_record(self.record()).to(device))
+        device = self._record.device if hasattr(self, RECORD_STATE_KEY) else None
+        self.register_buffer(RECORD_STATE_KEY, encode_record(self.record()).to(device))
 
     # --- what a checkpoint must carry to be used correctly: in every state_dict(), as "_record" ---
     def record(self) -> dict[str, Any]:
@@ -156,9 +155,9 @@ class SSD(nn.Module):
         are taken. A state dict without one (torchvision's or ssd.pytorch's, converted; ssd_zoo's before 0.2)
         loads as if it had this model's own: the builders choose default boxes from the layout, and whoever
         builds the model themselves has chosen them."""
-        key = prefix + convert.RECORD_KEY
+        key = prefix + RECORD_STATE_KEY
         if key in state_dict:
-            saved, own = convert.decode_record(state_dict[key]), self.record()
+            saved, own = decode_record(state_dict[key]), self.record()
             if saved.get("format") != RECORD_FORMAT:
                 raise ValueError(f"state dict: {key!r} is not an ssd_zoo model record ({RECORD_FORMAT}), found "
                                  f"{str(saved)[:80]}")

@@ -24,6 +24,7 @@ from torchvision.models import WeightsEnum
 from torchvision.models.resnet import resnet50
 
 from ssd_zoo.weights import convert
+from ssd_zoo.models.record import split_record
 from ssd_zoo.models.builder import assemble_ssd
 from ssd_zoo.models.head import SSDHead
 from ssd_zoo.models.ssd import SSD
@@ -129,7 +130,7 @@ def from_nvidia(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def to_nvidia(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """ssd_zoo's ``nvidia_ssd300_resnet50`` state dict -> one their ``SSD300`` loads (ssd_zoo's record left out)."""
-    tensors = convert.split_record(state_dict)[0]
+    tensors = split_record(state_dict)[0]
     boxes = _boxes_per_level(tensors, "head.regression.{}.weight")
     state = _renamed(tensors, _PREFIXES, "ssd_zoo")
     for level, k in enumerate(boxes):

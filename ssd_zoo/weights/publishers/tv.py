@@ -22,6 +22,7 @@ from torchvision.models.detection.ssdlite import SSDLiteFeatureExtractorMobileNe
 from torchvision.models.mobilenetv3 import mobilenet_v3_large
 
 from ssd_zoo.weights import convert
+from ssd_zoo.models.record import split_record
 from ssd_zoo.models.builder import assemble_ssd
 from ssd_zoo.models.ssd import SSD
 from ssd_zoo.models.ssdlite import SSDLiteHead, ssdlite_spec
@@ -111,7 +112,7 @@ def from_torchvision_ssdlite(state_dict: dict[str, Tensor]) -> dict[str, Tensor]
 
 def to_torchvision_ssdlite(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """ssd_zoo ``ssdlite320_mobilenet_v3_large`` state dict -> one torchvision's loads with ``strict=True``."""
-    tensors = convert.split_record(state_dict)[0]
+    tensors = split_record(state_dict)[0]
     return convert.rename(tensors, _key_table(tensors), "ssd_zoo")
 
 
