@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
+from ssd_zoo.errors import require
 from ssd_zoo.models.record import RECORD_METADATA_KEY, record_to_json
 from ssd_zoo.models.ssd import SSD
 from ssd_zoo.ops.postprocess import DEFAULT_THRESHOLDS, class_scores_and_boxes, clip_boxes
@@ -165,16 +166,6 @@ def export_onnx(model: SSD, path: str | os.PathLike, *, opset: int = 17, batch_s
             )
     finally:
         model.train(was_training).to(device)
-
-
-def require(package: str, extra: str) -> object:
-    """Import ``package``, or ImportError naming the extra that installs it (``pip install 'ssd_zoo[extra]'``)."""
-    import importlib
-
-    try:
-        return importlib.import_module(package)
-    except ImportError as error:
-        raise ImportError(f"{package} is not installed ({error}); install it with pip install 'ssd_zoo[{extra}]'") from None
 
 
 def metadata(model: SSD) -> dict[str, str]:

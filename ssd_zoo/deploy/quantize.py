@@ -24,20 +24,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ssd_zoo.errors import require
 from ssd_zoo.files import read_image
 from ssd_zoo.models.ssd import SSD
 
-INSTALL = "pip install 'ssd_zoo[int8]'"
-
-
-def _torchao() -> Any:
-    """The PT2E pieces of torchao, or ImportError naming the install command."""
-    try:
-        from torchao.quantization.pt2e import lowering, quantize_pt2e
-        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
-    except ImportError as error:
-        raise ImportError(f"ssd_zoo.deploy.quantize needs torchao ({error}); install it with {INSTALL}") from None
-    return quantize_pt2e, x86_inductor_quantizer, lowering
+def _torchao() -> tuple[Any, Any, Any]:
+    """torchao's PT2E modules ``(quantize_pt2e, x86_inductor_quantizer, lowering)``, or ImportError naming the
+    install command."""
+    pt2e = "torchao.quantization.pt2e"
+    return (require(f"{pt2e}.quantize_pt2e", "int8"), require(f"{pt2e}.quantizer.x86_inductor_quantizer", "int8"),
+            require(f"{pt2e}.lowering", "int8"))
 
 
 def has_vnni() -> bool:

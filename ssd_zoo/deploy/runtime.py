@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssd_zoo.deploy.export import THRESHOLDS_KEY, require
+from ssd_zoo.deploy.export import THRESHOLDS_KEY
+from ssd_zoo.errors import require
 from ssd_zoo.models.record import RECORD_METADATA_KEY, record_from_json
 from ssd_zoo.transform import SSDTransform
 
