@@ -55,6 +55,18 @@ def as_tv_tensors(image: Tensor, target: dict, index: int) -> tuple[tv_tensors.I
     return tv_tensors.Image(image), dict(target, boxes=boxes, image_id=torch.tensor(index, dtype=torch.int64))
 
 
+def dataset_item(image: Tensor, target: dict, index: int, where: str,
+                 transforms: Transforms | None) -> tuple[Tensor, dict]:
+    """What a dataset returns for item ``index`` from its image (float ``[3, H, W]``) and raw target: boxes
+    cleaned (:func:`clean_boxes`, ``where`` names the annotation in messages), torchvision's types
+    (:func:`as_tv_tensors`), then the dataset's ``transforms`` (None: none)."""
+    target = clean_boxes(target, image.shape[-2], image.shape[-1], where=where)
+    image, target = as_tv_tensors(image, target, index)
+    if transforms is not None:
+        image, target = transforms(image, target)
+    return image, target
+
+
 def clean_boxes(target: dict, height: int, width: int, where: str) -> dict:
     """Clamp ``target["boxes"]`` to the ``width x height`` image and drop boxes left degenerate.
 
