@@ -24,19 +24,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ssd_zoo.errors import require
+from ssd_zoo.files import read_image
 from ssd_zoo.models.ssd import SSD
 
-INSTALL = "pip install 'ssd_zoo[int8]'"
-
-
-def _torchao() -> Any:
-    """The PT2E pieces of torchao, or ImportError naming the install command."""
-    try:
-        from torchao.quantization.pt2e import lowering, quantize_pt2e
-        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
-    except ImportError as error:
-        raise ImportError(f"ssd_zoo.deploy.quantize needs torchao ({error}); install it with {INSTALL}") from None
-    return quantize_pt2e, x86_inductor_quantizer, lowering
+def _torchao() -> tuple[Any, Any, Any]:
+    """torchao's PT2E modules ``(quantize_pt2e, x86_inductor_quantizer, lowering)``, or ImportError naming the
+    install command."""
+    pt2e = "torchao.quantization.pt2e"
+    return (require(f"{pt2e}.quantize_pt2e", "int8"), require(f"{pt2e}.quantizer.x86_inductor_quantizer", "int8"),
+            require(f"{pt2e}.lowering", "int8"))
 
 
 def has_vnni() -> bool:
@@ -152,20 +149,10 @@ def read_calibration_images(folder: str | os.PathLike, count: int = 32) -> list[
     """The first ``count`` images (by name) of ``folder`` (and its subfolders) as float ``[3, H, W]`` in [0, 1].
 
     Raises FileNotFoundError for a folder without images, ValueError naming an image that cannot be read."""
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms.functional import pil_to_tensor
-
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"calibration images: expected a folder of photos, found nothing at {root}")
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
     if not paths:
         raise FileNotFoundError(f"calibration images: no {'/'.join(IMAGE_SUFFIXES)} files in {root}")
-    images = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                images.append(pil_to_tensor(image.convert("RGB")).float().div(255))
-        except (OSError, UnidentifiedImageError) as error:
-            raise ValueError(f"calibration image {path}: cannot be read ({error})") from None
-    return images
+    return [read_image(path) for path in paths]
