@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -207,6 +207,10 @@ class Layout:
             keys and shapes (what :func:`ssd_zoo.load` builds); ValueError where it cannot tell; None: no model.
         description: one line for error messages and ``ssd-zoo convert --help``.
         entries: checkpoint entries (besides ``"model"`` and ``"state_dict"``) that hold the state dict.
+        label_spaces: class count (with background) -> the label space a file of this layout with that many
+            classes is in, where its publisher's code fixes one (a key of
+            :data:`ssd_zoo.weights.published.LABEL_SPACES`, e.g. ``{21: "VOC"}``): what a file that records no
+            class names is taken to name.
     """
 
     name: str
@@ -217,7 +221,14 @@ class Layout:
     model: Callable[[Mapping[str, Tensor]], tuple[str, dict]] | None = None
     description: str = ""
     entries: tuple[str, ...] = ()
+    label_spaces: Mapping[int, str] = field(default_factory=dict)
 
+
+# Label spaces (names of ssd_zoo.weights.published.LABEL_SPACES): torchvision's COCO ids 0..90 with its "N/A"
+# slots; ssd.pytorch's, lufficc's, qfgaohao's and NVIDIA's contiguous labels: VOC's 20 classes or COCO's 80 in
+# category-id order (ssd.pytorch data/voc0712.py VOC_CLASSES and data/coco.py COCO_CLASSES).
+VOC, COCO_91, COCO_80 = "VOC", "COCO (91 ids)", "COCO (80 classes)"
+VOC_OR_COCO_80 = {21: VOC, 81: COCO_80}
 
 _LAYOUTS: dict[str, Layout] = {}
 LAYOUTS: list[str] = []  # registered layout names, in registration order (kept current by register_layout)
@@ -322,11 +333,11 @@ register_layout(Layout(
 register_layout(Layout(
     "torchvision", _has_prefix("backbone.scale_weight"), from_torchvision, to_torchvision, "coco",
     lambda sd: _vgg16_model(num_levels(sd, "head.regression_head.module_list.{}.weight"), "torchvision"),
-    "torchvision ssd300_vgg16: backbone.scale_weight"))
+    "torchvision ssd300_vgg16: backbone.scale_weight", label_spaces={91: COCO_91}))
 register_layout(Layout(
     "ssd.pytorch", _has_prefix("L2Norm.weight"), from_ssd_pytorch, to_ssd_pytorch, "voc",
     lambda sd: _vgg16_model(num_levels(sd, "loc.{}.weight"), "ssd.pytorch"),
-    "amdegroot/ssd.pytorch: L2Norm.weight"))
+    "amdegroot/ssd.pytorch: L2Norm.weight", label_spaces=VOC_OR_COCO_80))
 
 
 def vgg16_backbone_from(state_dict: Mapping[str, Tensor], where: str = "state dict",

@@ -18,12 +18,16 @@ Loading them (and files and URLs) is :mod:`ssd_zoo.weights`' business.
 from __future__ import annotations
 
 import fnmatch
+import os
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from torchvision.models import Weights, WeightsEnum
 from torchvision.models.detection import SSD300_VGG16_Weights as _TorchvisionSSD300Weights
 
+from ssd_zoo.files import hash_prefix
+from ssd_zoo.weights import convert
 from ssd_zoo.transform import CAFFE_MEAN, CAFFE_STD, SSDTransform
 
 VOC_CATEGORIES = [
@@ -32,6 +36,12 @@ VOC_CATEGORIES = [
 ]
 # torchvision's 91 COCO ids (80 classes, "N/A" for the ids COCO left unused), read from its public weights.
 COCO_CATEGORIES = list(_TorchvisionSSD300Weights.COCO_V1.meta["categories"])
+# COCO's 80 classes in category-id order (the contiguous labels of ssd.pytorch, lufficc and NVIDIA), background first.
+COCO80_CATEGORIES = [name for name in COCO_CATEGORIES if name != "N/A"]
+# The label spaces a publisher's layout implies for a class count (see ``Layout.label_spaces`` in
+# :mod:`ssd_zoo.weights.convert`): name -> class names, background first.
+LABEL_SPACES: dict[str, list[str]] = {convert.VOC: VOC_CATEGORIES, convert.COCO_91: COCO_CATEGORIES,
+                                      convert.COCO_80: COCO80_CATEGORIES}
 
 
 def ssd_weights(url: str, *, model: str, input_size: int, layout: str, num_classes: int, anchors: str,
@@ -146,3 +156,16 @@ def list_weights(model_name: str | None = None) -> list[str]:
 
 def weights_name(weights: WeightsEnum) -> str:
     return f"{type(weights).__name__}.{weights.name}"
+
+
+def recognise_file(file_name: str, sha256: Callable[[], str] | None = None) -> WeightsEnum | None:
+    """The published entry a file is, by the SHA-256 prefix its entry records (``meta["sha256"]``): the prefix
+    in ``file_name`` (torch.hub's ``name-<prefix>.pth``), else ``sha256()`` (the file's SHA-256, hex; computed
+    only here, where the name tells nothing). None: no entry with a recorded hash matches."""
+    entries = {member.value.url: member for enum in _WEIGHTS.values() for member in enum if member.meta.get("sha256")}
+    prefix = hash_prefix(os.path.basename(file_name))
+    found = [m for m in entries.values() if prefix is not None and m.meta["sha256"] == prefix]
+    if not found and sha256 is not None:
+        digest = sha256()
+        found = [m for m in entries.values() if digest.startswith(m.meta["sha256"])]
+    return found[0] if found else None

@@ -36,16 +36,15 @@ from ssd_zoo.models.mobilenet_v3_dli14 import LARGE, STEM_CHANNELS, make_divisib
 from ssd_zoo.models.ssd import SSD
 from ssd_zoo.models.vgg import VGG16Backbone
 from ssd_zoo.ops.default_boxes import DefaultBoxSpec, num_default_boxes, spec_from_min_max
-from ssd_zoo.weights.published import VOC_CATEGORIES, register_weights, ssd_weights
+from ssd_zoo.weights.published import COCO80_CATEGORIES, VOC_CATEGORIES, register_weights, ssd_weights
 from ssd_zoo.registry import register_model
-from ssd_zoo.weights.resolve import builder_config, default_categories, fetch_weights
+from ssd_zoo.weights.resolve import builder_config, fetch_weights
 
 LAYOUT = "lufficc"
 MEAN = (123 / 255, 117 / 255, 104 / 255)  # PIXEL_MEAN on RGB 0..255, as ssd_zoo's 0..1 scale
 STD = (1 / 255, 1 / 255, 1 / 255)  # no scaling: 0..255 values minus the mean
 # lufficc's 81 COCO classes (COCODataset.class_names: contiguous ids in sorted COCO category id order) are
-# torchvision's 91 without the unused ids, i.e. ssd_zoo's default names for 81 classes.
-COCO80_CATEGORIES = default_categories(81)
+# torchvision's 91 without the unused ids: published.COCO80_CATEGORIES.
 
 _RATIOS_300 = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
 _RATIOS_512 = ((2,), (2, 3), (2, 3), (2, 3), (2, 3), (2,), (2,))
@@ -232,7 +231,7 @@ def fitting_model(state_dict: Mapping[str, Tensor]) -> tuple[str, dict[str, Any]
 
 convert.register_layout(convert.Layout(
     LAYOUT, lambda sd: any(k.startswith("box_head.predictor.cls_headers.") for k in sd), to_ssd_zoo, from_ssd_zoo,
-    None, fitting_model, "lufficc/SSD: box_head.predictor.cls_headers.N"))
+    None, fitting_model, "lufficc/SSD: box_head.predictor.cls_headers.N", label_spaces=convert.VOC_OR_COCO_80))
 
 
 # ---- the models ----------------------------------------------------------------------------------------------

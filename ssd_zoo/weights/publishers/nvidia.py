@@ -27,10 +27,10 @@ from ssd_zoo.weights import convert
 from ssd_zoo.models.head import SSDHead
 from ssd_zoo.models.ssd import SSD
 from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
-from ssd_zoo.weights.published import register_weights, ssd_weights
+from ssd_zoo.weights.published import COCO80_CATEGORIES, register_weights, ssd_weights
 from ssd_zoo.registry import register_model
 from ssd_zoo.transform import IMAGENET_MEAN, IMAGENET_STD, SSDTransform
-from ssd_zoo.weights.resolve import default_categories, fetch_weights
+from ssd_zoo.weights.resolve import fetch_weights
 
 MODEL = "nvidia_ssd300_resnet50"
 LAYOUT = "nvidia"
@@ -159,7 +159,8 @@ def _model(state_dict: dict[str, Tensor]) -> tuple[str, dict]:
 
 convert.register_layout(convert.Layout(
     LAYOUT, lambda sd: any(k.startswith("feature_extractor.feature_extractor.") for k in sd), from_nvidia, to_nvidia,
-    None, _model, "NVIDIA DeepLearningExamples SSD300: feature_extractor.feature_extractor.N, additional_blocks.N"))
+    None, _model, "NVIDIA DeepLearningExamples SSD300: feature_extractor.feature_extractor.N, additional_blocks.N",
+    label_spaces={81: convert.COCO_80}))
 
 
 class NVIDIA_SSD300_ResNet50_Weights(WeightsEnum):
@@ -168,7 +169,7 @@ class NVIDIA_SSD300_ResNet50_Weights(WeightsEnum):
     COCO_AMP_200703 = ssd_weights(
         "https://api.ngc.nvidia.com/v2/models/nvidia/ssd_pyt_ckpt_amp/versions/20.06.0/files/nvidia_ssdpyt_amp_200703.pt",
         model=MODEL, input_size=300, layout=LAYOUT, num_classes=NUM_CLASSES, anchors=None,
-        categories=default_categories(NUM_CLASSES), dataset="COCO train2017", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        categories=COCO80_CATEGORIES, dataset="COCO train2017", mean=IMAGENET_MEAN, std=IMAGENET_STD,
         metrics={"COCO-val2017": {"box_map": 26.5}},
         metrics_source="https://github.com/NVIDIA/DeepLearningExamples/tree/master/PyTorch/Detection/SSD#training-stability-test"
                        " (median AMP mAP 0.26529 over 15 seeds)",

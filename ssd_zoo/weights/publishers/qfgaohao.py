@@ -183,7 +183,7 @@ def fitting_model(state_dict: Mapping[str, Tensor]) -> tuple[str, dict[str, Any]
 
 convert.register_layout(convert.Layout(
     LAYOUT, lambda sd: any(k.startswith("classification_headers.") for k in sd), to_ssd_zoo, from_ssd_zoo, "voc",
-    fitting_model, "qfgaohao/pytorch-ssd: base_net.N, classification_headers.N"))
+    fitting_model, "qfgaohao/pytorch-ssd: base_net.N, classification_headers.N", label_spaces=convert.VOC_OR_COCO_80))
 
 
 # ---- the models ----------------------------------------------------------------------------------------------

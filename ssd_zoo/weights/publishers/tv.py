@@ -132,7 +132,8 @@ def _model(state_dict: dict[str, Tensor]) -> tuple[str, dict]:
 convert.register_layout(convert.Layout(
     LAYOUT, lambda sd: any(k.startswith("head.classification_head.module_list.0.0.0.") for k in sd),
     from_torchvision_ssdlite, to_torchvision_ssdlite, None, _model,
-    "torchvision ssdlite320_mobilenet_v3_large: head.classification_head.module_list.N.0.0.weight"))
+    "torchvision ssdlite320_mobilenet_v3_large: head.classification_head.module_list.N.0.0.weight",
+    label_spaces={91: convert.COCO_91}))
 
 
 class SSDLite320_MobileNet_V3_Large_Weights(WeightsEnum):
