@@ -272,20 +272,27 @@ def lufficc_vgg_ssd512(*, weights: Any = None, num_classes: int | None = None, a
 
 # ---- the published weights (release 1.2, README "MODEL ZOO") -----------------------------------------------------
 _RELEASE = "https://github.com/lufficc/SSD/releases/download/1.2/"
+# The lufficc/SSD commit whose README "MODEL ZOO" lists the release-1.2 files and whose configs and code the entries
+# follow (the MobileNetV2 files name their own: the config's STRIDES changed over their life).
+RELEASE_COMMIT = "accc3109e5af5cb3efd19fc29b29d30f324bd05e"
 _SOURCE = "https://github.com/lufficc/SSD#model-zoo"
 
 
 def release_entry(file: str, model: str, size: int, dataset: str | None, metric: float,
-                  config: str | None = None) -> Any:
+                  config: str | None = None, anchors: str | None = None, commit: str = RELEASE_COMMIT) -> Any:
     """One release file; ``dataset`` "voc"/"coco" also names its default boxes (None: the model's own, VOC data);
-    ``config``: its configs/*.yaml name where it is not the file's."""
+    ``config``: its configs/*.yaml name where it is not the file's; ``anchors``: the model's preset the file was
+    trained with, where not ``dataset``; ``commit``: the lufficc/SSD commit whose config and code the entry follows
+    (``meta["source_commit"]``)."""
     voc = dataset != "coco"
+    config = config or file[:-4]
     return ssd_weights(
-        _RELEASE + file, model=model, input_size=size, layout=LAYOUT, num_classes=21 if voc else 81, anchors=dataset,
+        _RELEASE + file, model=model, input_size=size, layout=LAYOUT, num_classes=21 if voc else 81,
+        anchors=anchors or dataset, source_commit=f"lufficc/SSD@{commit} (configs/{config}.yaml)",
         categories=VOC_CATEGORIES if voc else COCO80_CATEGORIES, mean=MEAN, std=STD,
         dataset="VOC2007 trainval + VOC2012 trainval" if voc else "COCO2014 train + valminusminival (trainval35k)",
         metrics={"VOC2007-test": {"mAP": metric}} if voc else {"COCO-minival2014": {"box_map": metric}},
-        metrics_source=_SOURCE, recipe=f"https://github.com/lufficc/SSD/blob/master/configs/{config or file[:-4]}.yaml",
+        metrics_source=_SOURCE, recipe=f"https://github.com/lufficc/SSD/blob/{commit}/configs/{config}.yaml",
         licence="MIT",
     )
 
