@@ -4,7 +4,8 @@ Each layout is data, described once: a table ``ssd_zoo key -> other project's ke
 permutations it needs (conv1_1's input channels for BGR-trained weights). The conversion in either direction
 reads that table, and any missing or unexpected key raises an error that lists them all (mis-shaped tensors
 are reported when the result is loaded, see :func:`ssd_zoo.weights.resolve.load_state_dict`). This module imports
-nothing else of ssd_zoo.
+nothing else of ssd_zoo but :mod:`ssd_zoo.ops.default_boxes` (a conversion for a project that decodes with its own
+default boxes refuses a model trained with others: :func:`check_torchvision_boxes`).
 
 Layouts are registered (:class:`Layout`, :func:`register_layout`): detection (:func:`detect_layout`) and
 conversion (:func:`to_ssd_zoo`, :func:`from_ssd_zoo`) dispatch through the registry. The three below are
@@ -27,6 +28,8 @@ from typing import Literal
 
 import torch
 from torch import Tensor
+
+from ssd_zoo.ops.default_boxes import DefaultBoxSpec, preset
 
 InputOrder = Literal["rgb", "bgr"]
 
@@ -131,10 +134,50 @@ def from_torchvision(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return _rename(state_dict, inverse, "torchvision")
 
 
-def to_torchvision(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """ssd_zoo ``ssd300_vgg16`` state dict -> one that torchvision's ``ssd300_vgg16`` loads with ``strict=True``
-    (ssd_zoo's model record is left out: torchvision has no place for it)."""
+# torchvision's ssd300_vgg16 lays out its own default boxes, ssd_zoo's anchors="coco" preset at 300.
+TORCHVISION_ANCHORS = "coco"
+
+
+def check_torchvision_boxes(state_dict: Mapping[str, Tensor], anchors: str | None = None,
+                            where: str = "state dict") -> None:
+    """Refuse a conversion to torchvision's layout that torchvision would decode against other default boxes.
+
+    The model's boxes: its ssd_zoo record, else ``anchors`` (what the caller knows it was trained with: "voc" or
+    "coco"; e.g. the layout it came from). ValueError where they are not torchvision's (or not known), or where
+    the model has other than 6 head levels (torchvision's ssd300_vgg16 is an SSD300).
+    """
+    levels = num_levels(state_dict)
+    if levels != 6:
+        raise ValueError(f"{where} has {levels} head levels; torchvision's ssd300_vgg16 has 6 (SSD300)")
+    theirs = preset(300, TORCHVISION_ANCHORS)
+    record = split_record(state_dict)[1]
+    if record is not None:
+        ours = DefaultBoxSpec.from_dict(record["default_boxes"])
+    elif anchors is not None:
+        ours = preset(300, anchors)
+    else:
+        raise ValueError(f"{where} does not say which default boxes it was trained with; torchvision's ssd300_vgg16 "
+                         f"uses anchors='coco' ({theirs.describe()}). Pass anchors='coco' (command line: --anchors coco) "
+                         "if that is the model's, else keep it in ssd_zoo's layout")
+    if ours != theirs:
+        raise ValueError(
+            f"{where} was trained with default boxes {ours.describe()}, but torchvision's ssd300_vgg16 decodes with its "
+            f"own anchors='coco' ({theirs.describe()}): every detection would be decoded against the wrong boxes. Use "
+            "the model with ssd_zoo (ssd_zoo.build('ssd300_vgg16', weights=FILE)) instead")
+
+
+def _torchvision_keys(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return _rename(split_record(state_dict)[0], _torchvision_table(), "ssd_zoo")
+
+
+def to_torchvision(state_dict: Mapping[str, Tensor], anchors: str | None = None,
+                   where: str = "state dict") -> dict[str, Tensor]:
+    """ssd_zoo ``ssd300_vgg16`` state dict -> one that torchvision's ``ssd300_vgg16`` loads with ``strict=True``
+    (ssd_zoo's model record is left out: torchvision has no place for it). A model whose default boxes are not
+    torchvision's, or not known (no record and no ``anchors``), raises ValueError (:func:`check_torchvision_boxes`),
+    as ``ssd-zoo convert --to torchvision`` does."""
+    check_torchvision_boxes(state_dict, anchors, where)
+    return _torchvision_keys(state_dict)
 
 
 def from_ssd_pytorch(state_dict: Mapping[str, Tensor], input_order: InputOrder = "rgb") -> dict[str, Tensor]:
@@ -206,6 +249,9 @@ class Layout:
         model: ``state_dict (this layout) -> (registered model name, builder keywords)`` that fits it, from its
             keys and shapes (what :func:`ssd_zoo.load` builds); ValueError where it cannot tell; None: no model.
         description: one line for error messages and ``ssd-zoo convert --help``.
+        check: ``(state_dict in ssd_zoo's layout, anchors, where) -> None``: raises ValueError for a model the
+            layout's own code would decode wrongly (e.g. against other default boxes), before
+            :func:`from_ssd_zoo` writes it; None: any model that fits the keys.
         entries: checkpoint entries (besides ``"model"`` and ``"state_dict"``) that hold the state dict.
         label_spaces: class count (with background) -> the label space a file of this layout with that many
             classes is in, where its publisher's code fixes one (a key of
@@ -222,6 +268,7 @@ class Layout:
     description: str = ""
     entries: tuple[str, ...] = ()
     label_spaces: Mapping[int, str] = field(default_factory=dict)
+    check: Callable[[Mapping[str, Tensor], str | None, str], None] | None = None
 
 
 # Label spaces (names of ssd_zoo.weights.published.LABEL_SPACES): torchvision's COCO ids 0..90 with its "N/A"
@@ -286,12 +333,16 @@ def to_ssd_zoo(state_dict: Mapping[str, Tensor], layout: str | None = None, inpu
     return _permute_first_conv(chosen.to_ssd_zoo(state_dict), input_order)
 
 
-def from_ssd_zoo(state_dict: Mapping[str, Tensor], layout: str, input_order: InputOrder = "rgb") -> dict[str, Tensor]:
+def from_ssd_zoo(state_dict: Mapping[str, Tensor], layout: str, input_order: InputOrder = "rgb",
+                 anchors: str | None = None, where: str = "state dict") -> dict[str, Tensor]:
     """ssd_zoo's layout -> ``layout`` (one of :data:`LAYOUTS` with a ``from_ssd_zoo``); ``input_order="bgr"`` for a
-    network fed BGR images."""
+    network fed BGR images. A model the layout's code would decode wrongly raises ValueError (its
+    :attr:`Layout.check`; ``anchors``: the default boxes of a state dict without ssd_zoo's record)."""
     chosen = get_layout(layout)
     if chosen.from_ssd_zoo is None:
         raise ValueError(f"layout {layout!r} can be read but not written (no from_ssd_zoo)")
+    if chosen.check is not None:
+        chosen.check(state_dict, anchors, where)
     return chosen.from_ssd_zoo(_permute_first_conv(dict(state_dict), input_order))
 
 
@@ -331,9 +382,9 @@ register_layout(Layout(
     "ssd_zoo", _has_prefix("head.classification."), dict, dict, None, _ssd_zoo_model,
     "this project: head.classification.N"))
 register_layout(Layout(
-    "torchvision", _has_prefix("backbone.scale_weight"), from_torchvision, to_torchvision, "coco",
+    "torchvision", _has_prefix("backbone.scale_weight"), from_torchvision, _torchvision_keys, TORCHVISION_ANCHORS,
     lambda sd: _vgg16_model(num_levels(sd, "head.regression_head.module_list.{}.weight"), "torchvision"),
-    "torchvision ssd300_vgg16: backbone.scale_weight", label_spaces={91: COCO_91}))
+    "torchvision ssd300_vgg16: backbone.scale_weight", label_spaces={91: COCO_91}, check=check_torchvision_boxes))
 register_layout(Layout(
     "ssd.pytorch", _has_prefix("L2Norm.weight"), from_ssd_pytorch, to_ssd_pytorch, "voc",
     lambda sd: _vgg16_model(num_levels(sd, "loc.{}.weight"), "ssd.pytorch"),

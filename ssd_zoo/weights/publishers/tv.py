@@ -24,7 +24,7 @@ from torchvision.models.mobilenetv3 import mobilenet_v3_large
 from ssd_zoo.weights import convert
 from ssd_zoo.models.ssd import SSD
 from ssd_zoo.models.ssdlite import SSDLiteHead, ssdlite_spec
-from ssd_zoo.ops.default_boxes import DefaultBoxGenerator
+from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
 from ssd_zoo.weights.published import COCO_CATEGORIES, register_weights, ssd_weights
 from ssd_zoo.registry import register_model
 from ssd_zoo.transform import SSDTransform
@@ -118,10 +118,26 @@ def from_torchvision_ssdlite(state_dict: dict[str, Tensor]) -> dict[str, Tensor]
     return convert.rename(state_dict, inverse, "torchvision ssdlite")
 
 
-def to_torchvision_ssdlite(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """ssd_zoo ``ssdlite320_mobilenet_v3_large`` state dict -> one torchvision's loads with ``strict=True``."""
+def to_torchvision_ssdlite(state_dict: dict[str, Tensor], where: str = "state dict") -> dict[str, Tensor]:
+    """ssd_zoo ``ssdlite320_mobilenet_v3_large`` state dict -> one torchvision's loads with ``strict=True``; a
+    model recording other default boxes than torchvision's raises ValueError (:func:`check_torchvision_ssdlite_boxes`)."""
+    check_torchvision_ssdlite_boxes(state_dict, None, where)
     tensors = convert.split_record(state_dict)[0]
     return convert.rename(tensors, _key_table(tensors), "ssd_zoo")
+
+
+def check_torchvision_ssdlite_boxes(state_dict: dict[str, Tensor], anchors: str | None = None,
+                                    where: str = "state dict") -> None:
+    """Refuse a model whose recorded default boxes are not torchvision's SSDLite320's (:func:`ssdlite_spec`):
+    torchvision's ``ssdlite320_mobilenet_v3_large`` lays out its own. ``anchors``: unused (no preset applies)."""
+    record = convert.split_record(state_dict)[1]
+    theirs = ssdlite_spec(INPUT_SIZE)
+    if record is not None and DefaultBoxSpec.from_dict(record["default_boxes"]) != theirs:
+        ours = DefaultBoxSpec.from_dict(record["default_boxes"])
+        raise ValueError(f"{where} was trained with default boxes {ours.describe()}, but torchvision's "
+                         f"ssdlite320_mobilenet_v3_large decodes with its own ({theirs.describe()}): every detection "
+                         f"would be decoded against the wrong boxes. Use the model with ssd_zoo (ssd_zoo.build("
+                         f"'{MODEL}', weights=FILE)) instead")
 
 
 def _model(state_dict: dict[str, Tensor]) -> tuple[str, dict]:
@@ -133,7 +149,7 @@ convert.register_layout(convert.Layout(
     LAYOUT, lambda sd: any(k.startswith("head.classification_head.module_list.0.0.0.") for k in sd),
     from_torchvision_ssdlite, to_torchvision_ssdlite, None, _model,
     "torchvision ssdlite320_mobilenet_v3_large: head.classification_head.module_list.N.0.0.weight",
-    label_spaces={91: convert.COCO_91}))
+    label_spaces={91: convert.COCO_91}, check=check_torchvision_ssdlite_boxes))
 
 
 class SSDLite320_MobileNet_V3_Large_Weights(WeightsEnum):
