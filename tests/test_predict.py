@@ -134,7 +134,7 @@ def _write_folder(root: Path) -> None:
 
 def test_a_folder_with_broken_files_and_colliding_names_loses_nothing(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import ssd_zoo.cli as cli
+    from ssd_zoo.cli import detect as cli
 
     _write_folder(tmp_path / "in")
     monkeypatch.setattr(cli, "load_detector", lambda args: (ResizingColourDetector(), "colours", "none",

@@ -107,7 +107,7 @@ def test_tracker_keeps_one_id_per_moving_square(clip: Path) -> None:
 
 def test_detect_command_writes_annotated_video_and_json_lines(clip: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import ssd_zoo.cli as cli
+    from ssd_zoo.cli import detect as cli
 
     monkeypatch.setattr(cli, "load_detector", lambda args: (ColourDetector(), "colours", "none",
                                                             ["__background__", "square"]))
