@@ -21,7 +21,8 @@ from ssd_zoo.ops.default_boxes import default_boxes
 from ssd_zoo.weights.publishers import qfgaohao
 
 NUM_CLASSES = 21
-# vision/ssd/config/vgg_ssd_config.py and mobilenetv1_ssd_config.py (also used by mb2-ssd-lite): SSDSpec lists.
+# vision/ssd/config/vgg_ssd_config.py and mobilenetv1_ssd_config.py (also used by mb2-ssd-lite): SSDSpec lists, as
+# at qfgaohao/pytorch-ssd af2e79be.
 VGG_SPECS = dict(feature_maps=[38, 19, 10, 5, 3, 1], strides=[8, 16, 32, 64, 100, 300],
                  min_sizes=[30, 60, 111, 162, 213, 264], max_sizes=[60, 111, 162, 213, 264, 315],
                  aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2], [2]])

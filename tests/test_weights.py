@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -275,3 +276,12 @@ def test_coco_default_boxes_survive_a_plain_state_dict(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="carries no ssd_zoo model record"):
         ssd_zoo.build("ssd300_vgg16", weights=tmp_path / "old.pth")
     assert ssd_zoo.build("ssd300_vgg16", weights=tmp_path / "old.pth", anchors="coco").default_boxes.spec == preset(300, "coco")
+
+
+def test_every_published_detector_names_its_source_commit() -> None:
+    """meta["source_commit"]: the publisher's repository and commit whose config and code the entry follows."""
+    pattern = re.compile(r"^[\w.-]+/[\w.-]+@[0-9a-f]{7,40} \(.+\)")
+    for name in ssd_zoo.list_weights():
+        if name.startswith("vgg16_backbone."):
+            continue  # ImageNet classifiers an SSD starts from, not detectors
+        assert pattern.match(ssd_zoo.get_weights(name).meta["source_commit"] or ""), name

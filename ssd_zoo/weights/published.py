@@ -11,7 +11,9 @@ Metadata sits on torchvision's public multi-weight API: each member is a ``Weigh
 - ``num_classes`` (with background), ``categories`` (``num_classes`` names, index 0 background, or None),
   ``anchors``: the default-box preset ("voc" or "coco"), or None for a model with its publisher's own boxes;
 - ``mean``, ``std``: normalisation of RGB in [0, 1]; ``dataset``: what it was trained on;
-- ``metrics``: ``{benchmark: {metric: value}}`` as published, ``metrics_source``: where; ``recipe``: how.
+- ``metrics``: ``{benchmark: {metric: value}}`` as published, ``metrics_source``: where; ``recipe``: how;
+- ``source_commit``: the publisher's commit whose config and code the entry follows (``owner/repo@sha (files)``;
+  where a config changed over the file's life, the version that trained it), or None for your own entries.
 
 Loading them (and files and URLs) is :mod:`ssd_zoo.weights`' business.
 """
@@ -47,6 +49,7 @@ LABEL_SPACES: dict[str, list[str]] = {convert.VOC: VOC_CATEGORIES, convert.COCO_
 def ssd_weights(url: str, *, model: str, input_size: int, layout: str, num_classes: int, anchors: str,
                 categories: list[str] | None, dataset: str, metrics: dict[str, dict[str, float]],
                 metrics_source: str, recipe: str, file_name: str | None = None, sha256: str | None = None,
+                source_commit: str | None = None,
                 input_order: str = "rgb", mean: tuple[float, ...] = CAFFE_MEAN, std: tuple[float, ...] = CAFFE_STD,
                 **extra: Any) -> Weights:
     """One ``Weights`` entry with every ``meta`` key of the module docstring; ``file_name`` defaults to the
@@ -54,7 +57,7 @@ def ssd_weights(url: str, *, model: str, input_size: int, layout: str, num_class
     meta = dict(model=model, input_size=input_size, file_name=file_name or url.rsplit("/", 1)[-1], sha256=sha256,
                 layout=layout, input_order=input_order, num_classes=num_classes, categories=categories,
                 anchors=anchors, mean=mean, std=std, dataset=dataset, metrics=metrics,
-                metrics_source=metrics_source, recipe=recipe, **extra)
+                metrics_source=metrics_source, recipe=recipe, source_commit=source_commit, **extra)
     return Weights(url=url, transforms=partial(SSDTransform, input_size), meta=meta)
 
 
@@ -67,6 +70,7 @@ class SSD300_VGG16_Weights(WeightsEnum):
         categories=COCO_CATEGORIES, dataset="COCO train2017", metrics={"COCO-val2017": {"box_map": 25.1}},
         metrics_source="https://pytorch.org/vision/stable/models/generated/torchvision.models.detection.ssd300_vgg16.html",
         recipe="https://github.com/pytorch/vision/tree/main/references/detection#ssd300-vgg16", num_params=35641826,
+        source_commit="pytorch/vision@16daea1cedf75c367da12816d875f3811aeda602 (torchvision/models/detection/ssd.py)",
     )
     VOC0712 = ssd_weights(
         "https://s3.amazonaws.com/amdegroot-models/ssd300_mAP_77.43_v2.pth",
@@ -74,6 +78,7 @@ class SSD300_VGG16_Weights(WeightsEnum):
         categories=VOC_CATEGORIES, dataset="VOC2007 trainval + VOC2012 trainval",
         metrics={"VOC2007-test": {"mAP": 77.43}}, metrics_source="https://github.com/amdegroot/ssd.pytorch#performance",
         recipe="https://github.com/amdegroot/ssd.pytorch#training-ssd", num_params=26285486,
+        source_commit="amdegroot/ssd.pytorch@b72f288597ca35674e957ffcf896bd80e748bbc1 (data/config.py voc, ssd.py)",
     )
     # The builder's own defaults are VOC's (21 classes, anchors="voc"): DEFAULT keeps that architecture.
     DEFAULT = VOC0712

@@ -176,6 +176,8 @@ class NVIDIA_SSD300_ResNet50_Weights(WeightsEnum):
         recipe="https://github.com/NVIDIA/DeepLearningExamples/tree/master/PyTorch/Detection/SSD#quick-start-guide",
         postprocess=POSTPROCESS, torch_hub="torch.hub.load('NVIDIA/DeepLearningExamples:torchhub', 'nvidia_ssd')",
         licence="Apache-2.0 code; checkpoint on NGC under NVIDIA's terms",
+        source_commit="NVIDIA/DeepLearningExamples@0b3f770b0a87a5bfc549c2ecaaf140f749f24ce0 (PyTorch/Detection/SSD/ssd/"
+                      "model.py; ssd/utils.py dboxes300_coco and evaluate.py as at 04099020)",
     )
     DEFAULT = COCO_AMP_200703
 

@@ -252,6 +252,18 @@ _WHERE = ("the files are shared from the README's Pretrained Models section (" +
           "in torch.hub's checkpoints folder under that name)")
 
 
+# The qfgaohao/pytorch-ssd commits whose code the entries follow: the nets (vision/ssd/*.py), their configs
+# (vision/ssd/config/*.py as at af2e79be: specs, image_mean/std, variances) and the README listing the files.
+_COMMITS = {
+    "qfgaohao_vgg16_ssd": "00f90007b1d54eaf377c4b81c4cca8a74a35493e (vision/ssd/vgg_ssd.py with ScaledL2Norm, as the "
+                          "published file; create_vgg_ssd's BatchNorm2d variant as at d0465093 loads too)",
+    "qfgaohao_mb1_ssd": "d0465093f2469ae1dd0711ccb0996293a52de51e (vision/ssd/mobilenetv1_ssd.py)",
+    "qfgaohao_mb2_ssd_lite": "bc15b311a023cef5864e7000c34186cbd329bf6f (vision/ssd/mobilenet_v2_ssd_lite.py)",
+}
+_CONFIG_COMMIT = "af2e79bee33911868ddb9216d3cd195573916135"
+_README_COMMIT = "eeaccd28f5139460353ca1dd46c648d5d54ad0e8"
+
+
 def _entry(file: str, model: str, metric: float, recipe: str) -> Any:
     mobile = model != "qfgaohao_vgg16_ssd"
     return ssd_weights(
@@ -261,6 +273,8 @@ def _entry(file: str, model: str, metric: float, recipe: str) -> Any:
         std=MOBILE_STD if mobile else VGG_STD, dataset="VOC2007 trainval + VOC2012 trainval",
         metrics={"VOC2007-test": {"mAP": metric}}, metrics_source=_README, recipe=recipe,
         where_to_get=_WHERE.format(file=file, model=model), licence="MIT (per the GitHub repository)",
+        source_commit=f"qfgaohao/pytorch-ssd@{_COMMITS[model]}; configs as at {_CONFIG_COMMIT[:8]}, README as at "
+                      f"{_README_COMMIT[:8]}",
     )
 
 

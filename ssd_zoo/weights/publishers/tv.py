@@ -163,6 +163,7 @@ class SSDLite320_MobileNet_V3_Large_Weights(WeightsEnum):
                        "torchvision.models.detection.ssdlite320_mobilenet_v3_large.html",
         recipe="https://github.com/pytorch/vision/tree/main/references/detection#ssdlite320-mobilenetv3-large",
         postprocess=POSTPROCESS, num_params=3440060, licence="BSD-3-Clause (torchvision)",
+        source_commit="pytorch/vision@caf45fd0600d1c2cf1d349ab731a9c28d1707b14 (torchvision/models/detection/ssdlite.py)",
     )
     DEFAULT = COCO_V1
 
