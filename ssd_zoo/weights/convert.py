@@ -4,8 +4,9 @@ Each layout is data, described once: a table ``ssd_zoo key -> other project's ke
 permutations it needs (conv1_1's input channels for BGR-trained weights). The conversion in either direction
 reads that table, and any missing or unexpected key raises an error that lists them all (mis-shaped tensors
 are reported when the result is loaded, see :func:`ssd_zoo.weights.resolve.load_state_dict`). This module imports
-nothing else of ssd_zoo but :mod:`ssd_zoo.ops.default_boxes` (a conversion for a project that decodes with its own
-default boxes refuses a model trained with others: :func:`check_torchvision_boxes`).
+nothing else of ssd_zoo: a conversion for a project that decodes with its own default boxes refuses a model trained
+with others through the check a publisher module registers on the layout (:func:`set_check`; torchvision's:
+:func:`ssd_zoo.weights.publishers.tv.check_torchvision_boxes`).
 
 Layouts are registered (:class:`Layout`, :func:`register_layout`): detection (:func:`detect_layout`) and
 conversion (:func:`to_ssd_zoo`, :func:`from_ssd_zoo`) dispatch through the registry. The three below are
@@ -21,6 +22,7 @@ copied unchanged. Command line: ``ssd-zoo convert --from ssd.pytorch IN.pth OUT.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +31,6 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ssd_zoo.ops.default_boxes import DefaultBoxSpec, preset
 
 InputOrder = Literal["rgb", "bgr"]
 
@@ -138,34 +139,6 @@ def from_torchvision(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
 TORCHVISION_ANCHORS = "coco"
 
 
-def check_torchvision_boxes(state_dict: Mapping[str, Tensor], anchors: str | None = None,
-                            where: str = "state dict") -> None:
-    """Refuse a conversion to torchvision's layout that torchvision would decode against other default boxes.
-
-    The model's boxes: its ssd_zoo record, else ``anchors`` (what the caller knows it was trained with: "voc" or
-    "coco"; e.g. the layout it came from). ValueError where they are not torchvision's (or not known), or where
-    the model has other than 6 head levels (torchvision's ssd300_vgg16 is an SSD300).
-    """
-    levels = num_levels(state_dict)
-    if levels != 6:
-        raise ValueError(f"{where} has {levels} head levels; torchvision's ssd300_vgg16 has 6 (SSD300)")
-    theirs = preset(300, TORCHVISION_ANCHORS)
-    record = split_record(state_dict)[1]
-    if record is not None:
-        ours = DefaultBoxSpec.from_dict(record["default_boxes"])
-    elif anchors is not None:
-        ours = preset(300, anchors)
-    else:
-        raise ValueError(f"{where} does not say which default boxes it was trained with; torchvision's ssd300_vgg16 "
-                         f"uses anchors='coco' ({theirs.describe()}). Pass anchors='coco' (command line: --anchors coco) "
-                         "if that is the model's, else keep it in ssd_zoo's layout")
-    if ours != theirs:
-        raise ValueError(
-            f"{where} was trained with default boxes {ours.describe()}, but torchvision's ssd300_vgg16 decodes with its "
-            f"own anchors='coco' ({theirs.describe()}): every detection would be decoded against the wrong boxes. Use "
-            "the model with ssd_zoo (ssd_zoo.build('ssd300_vgg16', weights=FILE)) instead")
-
-
 def _torchvision_keys(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return _rename(split_record(state_dict)[0], _torchvision_table(), "ssd_zoo")
 
@@ -174,10 +147,9 @@ def to_torchvision(state_dict: Mapping[str, Tensor], anchors: str | None = None,
                    where: str = "state dict") -> dict[str, Tensor]:
     """ssd_zoo ``ssd300_vgg16`` state dict -> one that torchvision's ``ssd300_vgg16`` loads with ``strict=True``
     (ssd_zoo's model record is left out: torchvision has no place for it). A model whose default boxes are not
-    torchvision's, or not known (no record and no ``anchors``), raises ValueError (:func:`check_torchvision_boxes`),
-    as ``ssd-zoo convert --to torchvision`` does."""
-    check_torchvision_boxes(state_dict, anchors, where)
-    return _torchvision_keys(state_dict)
+    torchvision's, or not known (no record and no ``anchors``: "voc" or "coco"), raises ValueError (the layout's
+    check, :func:`ssd_zoo.weights.publishers.tv.check_torchvision_boxes`), as ``ssd-zoo convert --to torchvision``."""
+    return from_ssd_zoo(state_dict, "torchvision", anchors=anchors, where=where)
 
 
 def from_ssd_pytorch(state_dict: Mapping[str, Tensor], input_order: InputOrder = "rgb") -> dict[str, Tensor]:
@@ -294,6 +266,12 @@ def register_layout(layout: Layout) -> Layout:
     return layout
 
 
+def set_check(name: str, check: Callable[[Mapping[str, Tensor], str | None, str], None]) -> None:
+    """Give the registered layout ``name`` its :attr:`Layout.check` (a publisher module that knows the default
+    boxes the layout's code decodes with does it, e.g. torchvision's)."""
+    _LAYOUTS[name] = dataclasses.replace(get_layout(name), check=check)
+
+
 def get_layout(name: str) -> Layout:
     """The registered layout ``name``; ValueError naming the known ones."""
     if name not in _LAYOUTS:
@@ -384,7 +362,7 @@ register_layout(Layout(
 register_layout(Layout(
     "torchvision", _has_prefix("backbone.scale_weight"), from_torchvision, _torchvision_keys, TORCHVISION_ANCHORS,
     lambda sd: _vgg16_model(num_levels(sd, "head.regression_head.module_list.{}.weight"), "torchvision"),
-    "torchvision ssd300_vgg16: backbone.scale_weight", label_spaces={91: COCO_91}, check=check_torchvision_boxes))
+    "torchvision ssd300_vgg16: backbone.scale_weight", label_spaces={91: COCO_91}))
 register_layout(Layout(
     "ssd.pytorch", _has_prefix("L2Norm.weight"), from_ssd_pytorch, to_ssd_pytorch, "voc",
     lambda sd: _vgg16_model(num_levels(sd, "loc.{}.weight"), "ssd.pytorch"),
