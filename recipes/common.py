@@ -53,7 +53,8 @@ def build_model(cfg: TrainConfig, num_classes: int, class_names: Sequence[str] |
     ``pad_to_square`` builds it with ``resize="letterbox"`` (:func:`resize_kwargs`).
     ``class_names`` (labels ``1..K``, no background) become the model's. ``init_weights`` (default
     ``cfg.init_weights``): weights to start from, through head surgery where their classes differ
-    (:func:`ssd_zoo.build`); they replace ``backbone_init``.
+    (:func:`ssd_zoo.build`; ``cfg.weights_class_names`` names their classes where they record none); they
+    replace ``backbone_init``.
     """
     init_weights = init_weights if init_weights is not None else cfg.init_weights
     kwargs = dict(cfg.model_kwargs, **resize_kwargs(cfg))
@@ -65,7 +66,7 @@ def build_model(cfg: TrainConfig, num_classes: int, class_names: Sequence[str] |
         kwargs["input_size"] = cfg.input_size
     if init_weights is not None:  # an input size or default boxes in cfg must agree with the weights' record
         return ssd_zoo.build(cfg.model, weights=init_weights, num_classes=num_classes, class_names=class_names,
-                             **kwargs)
+                             weights_class_names=cfg.weights_class_names, **kwargs)
     model = ssd_zoo.build(cfg.model, num_classes=num_classes, class_names=class_names, **kwargs)
     if cfg.backbone_init:
         init_vgg16_backbone(model, cfg.backbone_init)

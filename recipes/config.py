@@ -28,6 +28,8 @@ class TrainConfig:
     init_weights: str | None = None  # start from these weights: any ssd_zoo.build weights= (a published name such as
     #   COCO_V1, a checkpoint path in any layout, a URL); the dataset's class names go through head surgery (the rows
     #   of classes the weights know are kept). The weights bring the backbone: backbone_init is not used.
+    weights_class_names: list[str] | None = None  # the classes of init_weights (and of eval_voc.py's --weights), labels
+    #   1..K in the file's order, for a file that records none; overrides what the file records or implies
     freeze: str = "none"  # "none" | "backbone" | "backbone+extras": no gradient, BatchNorm statistics fixed
     head_lr_mult: float = 1.0  # the heads' learning rate as a multiple of lr (e.g. 10 with a frozen or slow backbone)
     # --- data (a VOCdevkit folder; own data: VOC layout with class_names, or COCO JSON via coco_*) ---

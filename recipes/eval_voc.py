@@ -64,18 +64,22 @@ def load_model(cfg: TrainConfig, weights: str, class_names: Sequence[str]) -> tu
     """The model to evaluate, labelling the test set's ``class_names`` (no background), and the config it
     was built from (a recipe checkpoint brings its own). Weights that name the classes in another order, or
     other classes, go through head surgery (:func:`ssd_zoo.build`): each test class gets the weights' row of
-    the same name (e.g. COCO weights on VOC), or a fresh one, with a warning, where the weights lack it."""
+    the same name (e.g. COCO weights on VOC), or a fresh one, with a warning, where the weights lack it.
+    Weights that record no names are named as :mod:`ssd_zoo.weights.file_classes` says (``weights_class_names``
+    in the config, their layout's label space, or in order where the counts agree); other counts raise."""
     if os.path.isfile(weights):
         state = read_file(weights)  # a truncated or corrupt file: an error that says so, with the path
         if isinstance(state, dict) and "model" in state and "config" in state:  # written by train_voc.py
-            cfg = dataclasses.replace(cfg, **{k: state["config"][k] for k in MODEL_KEYS}, backbone_init=None,
-                                      init_weights=None)
+            # (its own class names, saved next to the weights, name its rows; weights_class_names overrides them)
+            cfg = dataclasses.replace(cfg, **{k: state["config"][k] for k in MODEL_KEYS if k in state["config"]},
+                                      backbone_init=None, init_weights=None)
             return build_model(cfg, len(class_names) + 1, class_names, init_weights=weights), cfg
     if cfg.model == "ssd":
         raise ValueError(f"--weights {weights!r}: model='ssd' needs a checkpoint written by train_voc.py")
     kwargs: dict[str, Any] = dict(cfg.model_kwargs, **({"backbone": cfg.backbone} if cfg.backbone else {}),
                                   **resize_kwargs(cfg))
-    return ssd_zoo.build(cfg.model, weights=weights, class_names=class_names, **kwargs), cfg
+    return ssd_zoo.build(cfg.model, weights=weights, class_names=class_names,
+                         weights_class_names=cfg.weights_class_names, **kwargs), cfg
 
 
 class Deployed(torch.nn.Module):

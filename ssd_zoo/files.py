@@ -52,7 +52,7 @@ def download(url: str, *, file_name: str | None = None, sha256: str | None = Non
     sha256 = sha256 if sha256 is not None else hash_prefix(file_name)
     what = what or url
     cache = Path(torch.hub.get_dir()) / "checkpoints" / file_name
-    if cache.is_file() and sha256 and not _sha256(cache).startswith(sha256):
+    if cache.is_file() and sha256 and not file_sha256(cache).startswith(sha256):
         raise InputError(f"{what}: cached file {cache} does not match sha256 prefix {sha256}; delete it to re-download")
     try:
         return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=progress, check_hash=sha256 is not None,
@@ -67,7 +67,8 @@ def download(url: str, *, file_name: str | None = None, sha256: str | None = Non
                            f"({error}); it was not kept in {cache}") from error
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """The file's SHA-256, hex."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -42,6 +42,11 @@ class HeadSurgeryWarning(UserWarning):
     """Class-predictor rows were initialised afresh (``warnings.filterwarnings("ignore", category=...)``)."""
 
 
+class ClassNamesWarning(UserWarning):
+    """A file's class names were not recorded but inferred: from its layout's label space, or its rows taken in
+    the order of the names asked for (see :mod:`ssd_zoo.weights.file_classes`)."""
+
+
 def _plain(name: str) -> str:
     return re.sub(r"[\s_\-]+", "", name.lower())
 
@@ -128,10 +133,15 @@ class ClassMap:
 
 
 def plan(source_classes: int | None, source_names: Sequence[str] | None, num_classes: int,
-         class_names: Sequence[str] | None) -> ClassMap | None:
+         class_names: Sequence[str] | None, *, fresh_rows: bool = False, where: str = "weights") -> ClassMap | None:
     """The :class:`ClassMap` from weights of ``source_classes`` (names ``source_names``, background first)
     to a model of ``num_classes`` named ``class_names`` (background first, or None); None where the weights
-    fit as they are (or their class count is unknown: the load then reports the shapes)."""
+    fit as they are (or their class count is unknown: the load then reports the shapes).
+
+    Weights without names (``source_names`` None) and a model with names: the same class count carries every
+    row in order, with a :class:`ClassNamesWarning` that the order was assumed; another count starts the class
+    rows afresh only with ``fresh_rows`` (the caller asked for ``num_classes``), else raises ValueError saying
+    how to name the weights' classes. ``where``: the weights, for messages."""
     if source_classes is None:
         return None
     names = tuple(class_names) if class_names is not None else None
@@ -140,6 +150,21 @@ def plan(source_classes: int | None, source_names: Sequence[str] | None, num_cla
         if num_classes == source_classes:
             return None
         rows: list[int | None] = [None] * num_classes  # no names: nothing says which class is which
+    elif known is None:
+        if num_classes == source_classes:
+            warnings.warn(f"{where} records no class names: its {source_classes - 1} classes are taken to be "
+                          f"{list(names[1:])} in that order (label 1 = {names[1]!r}); if the file's order differs, "
+                          "pass weights_class_names=[...] (its labels 1..K in order; recipes: weights_class_names)",
+                          ClassNamesWarning, stacklevel=4)
+            return None
+        if not fresh_rows:
+            raise ValueError(
+                f"{where} records no class names and was trained for {source_classes - 1} classes, the model asks for "
+                f"{num_classes - 1} ({list(names[1:6])}{'...' if num_classes > 6 else ''}): nothing says which row is "
+                "which class. Name the file's classes with weights_class_names=[...] (its labels 1.."
+                f"{source_classes - 1} in order; recipes: the weights_class_names key), or pass num_classes="
+                f"{num_classes} as well to start every class row afresh (head surgery)")
+        rows = match_classes(names, None)  # the background only
     else:
         if known is not None and num_classes == source_classes and names[1:] == known[1:]:
             return None

@@ -29,10 +29,10 @@ from ssd_zoo.models.builder import assemble_ssd
 from ssd_zoo.models.head import SSDHead
 from ssd_zoo.models.ssd import SSD
 from ssd_zoo.ops.default_boxes import DefaultBoxSpec
-from ssd_zoo.weights.published import register_weights, ssd_weights
+from ssd_zoo.weights.published import COCO80_CATEGORIES, register_weights, ssd_weights
 from ssd_zoo.registry import register_model
 from ssd_zoo.transform import IMAGENET_MEAN, IMAGENET_STD
-from ssd_zoo.weights.resolve import default_categories, fetch_weights
+from ssd_zoo.weights.resolve import fetch_weights
 
 MODEL = "nvidia_ssd300_resnet50"
 LAYOUT = "nvidia"
@@ -152,7 +152,8 @@ def _model(state_dict: dict[str, Tensor]) -> tuple[str, dict]:
 
 convert.register_layout(convert.Layout(
     LAYOUT, lambda sd: any(k.startswith("feature_extractor.feature_extractor.") for k in sd), from_nvidia, to_nvidia,
-    None, _model, "NVIDIA DeepLearningExamples SSD300: feature_extractor.feature_extractor.N, additional_blocks.N"))
+    None, _model, "NVIDIA DeepLearningExamples SSD300: feature_extractor.feature_extractor.N, additional_blocks.N",
+    label_spaces={81: convert.COCO_80}))
 
 
 class NVIDIA_SSD300_ResNet50_Weights(WeightsEnum):
@@ -161,13 +162,15 @@ class NVIDIA_SSD300_ResNet50_Weights(WeightsEnum):
     COCO_AMP_200703 = ssd_weights(
         "https://api.ngc.nvidia.com/v2/models/nvidia/ssd_pyt_ckpt_amp/versions/20.06.0/files/nvidia_ssdpyt_amp_200703.pt",
         model=MODEL, input_size=300, layout=LAYOUT, num_classes=NUM_CLASSES, anchors=None,
-        categories=default_categories(NUM_CLASSES), dataset="COCO train2017", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        categories=COCO80_CATEGORIES, dataset="COCO train2017", mean=IMAGENET_MEAN, std=IMAGENET_STD,
         metrics={"COCO-val2017": {"box_map": 26.5}},
         metrics_source="https://github.com/NVIDIA/DeepLearningExamples/tree/master/PyTorch/Detection/SSD#training-stability-test"
                        " (median AMP mAP 0.26529 over 15 seeds)",
         recipe="https://github.com/NVIDIA/DeepLearningExamples/tree/master/PyTorch/Detection/SSD#quick-start-guide",
         postprocess=POSTPROCESS, torch_hub="torch.hub.load('NVIDIA/DeepLearningExamples:torchhub', 'nvidia_ssd')",
         licence="Apache-2.0 code; checkpoint on NGC under NVIDIA's terms",
+        source_commit="NVIDIA/DeepLearningExamples@0b3f770b0a87a5bfc549c2ecaaf140f749f24ce0 (PyTorch/Detection/SSD/ssd/"
+                      "model.py; ssd/utils.py dboxes300_coco and evaluate.py as at 04099020)",
     )
     DEFAULT = COCO_AMP_200703
 
