@@ -14,7 +14,7 @@ import ssd_zoo
 from ssd_zoo.models.record import split_record
 from ssd_zoo import files
 from ssd_zoo.finetune.surgery import ClassNamesWarning, HeadSurgeryWarning, class_predictors
-from ssd_zoo.weights import convert, published
+from ssd_zoo.weights import published
 from ssd_zoo.weights.file_classes import file_classes
 from ssd_zoo.weights.published import COCO_CATEGORIES, VOC_CATEGORIES, ssd_weights
 
