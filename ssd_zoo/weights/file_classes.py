@@ -77,7 +77,8 @@ def file_classes(num_classes: int | None, *, given: Sequence[str] | None, record
         if entry is not None and entry.meta["num_classes"] == num_classes and entry.meta.get("categories"):
             return FileClasses(tuple(entry.meta["categories"]),
                                f"those of the published {weights_name(entry)} (SHA-256 prefix {entry.meta['sha256']})")
-    space = convert.get_layout(layout).label_spaces.get(num_classes)
+    # A graph read by a file reader (TF Object Detection API) has no state-dict layout, so no label space.
+    space = convert.get_layout(layout).label_spaces.get(num_classes) if layout in convert.LAYOUTS else None
     if space is not None:
         origin = f"the {layout} layout's label space for {num_classes} classes, {space}"
         warnings.warn(f"{where} records no class names: its {num_classes} classes are taken as {origin} (its "
