@@ -47,7 +47,7 @@ def main() -> None:
         paths = {
             "fp32 (PyTorch)": [],
             "bf16 autocast (`--amp`)": ["--amp"],
-            "int8 PT2E (`--int8`)": ["--int8"],
+            "int8 PT2E (`--int8 --int8-backend pt2e`)": ["--int8", "--int8-backend", "pt2e"],
             "ONNX Runtime int8 QDQ": ["--backend", "onnxruntime", "--model-file", str(files["onnx_int8"])],
             "OpenVINO fp32, f32 forced": ["--backend", "openvino", "--model-file", str(files["ov_fp32"]),
                                           "--precision", "f32"],
@@ -55,7 +55,7 @@ def main() -> None:
                                                  "--precision", "f32"],
         }
         ran = {"fp32 (PyTorch)": "fp32", "bf16 autocast (`--amp`)": "bf16 autocast",
-               "int8 PT2E (`--int8`)": "int8 (oneDNN)"}
+               "int8 PT2E (`--int8 --int8-backend pt2e`)": "int8 (oneDNN)"}
         for name, key in (("ONNX Runtime int8 QDQ", "onnx_int8"), ("OpenVINO fp32, f32 forced", "ov_fp32"),
                           ("OpenVINO int8 (NNCF), f32 forced", "ov_int8")):
             runner = load_runner(files[key], precision="f32" if key.startswith("ov") else None)
