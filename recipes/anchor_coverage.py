@@ -1,4 +1,4 @@
-"""How well a config's default boxes cover a dataset's objects (the README's demo study), through ssd_zoo.finetune.
+"""How well a config's default boxes cover a dataset's objects (docs/demo.md's default-box study), through ssd_zoo.finetune.
 
     python recipes/anchor_coverage.py --config recipes/configs/shapes_quick.yaml --data-root data/shapes
     python recipes/anchor_coverage.py --config recipes/configs/shapes_quick.yaml --data-root data/shapes \

@@ -1,5 +1,5 @@
-"""Checkpoint files as they are stored: downloaded into torch.hub's cache (hash-checked), read from disk, and
-written atomically.
+"""Files as they are stored: checkpoints downloaded into torch.hub's cache (hash-checked), read from disk and
+written atomically; images read as tensors.
 
 Reading always loads with ``weights_only=True``: a checkpoint is data, never code. What the files hold (their key
 layout) is :mod:`ssd_zoo.weights.convert`'s business; which file a name means is :mod:`ssd_zoo.weights`'.
@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 from ssd_zoo.errors import CheckpointError, InputError
 
@@ -90,6 +93,23 @@ def read_file(path: str | os.PathLike) -> dict[str, Any]:
         raise PermissionError(f"weights: cannot read the checkpoint file {where}: permission denied") from error
     except Exception as error:  # unpickling refused or a corrupt file: say which file, in plain words
         raise CheckpointError(f"{_unreadable(error, path)} ({_first_line(error)})") from error
+
+
+def read_image(path: str | os.PathLike) -> Tensor:
+    """An image file as float32 ``[3, H, W]`` RGB in ``[0, 1]`` (what datasets and detection read).
+
+    Raises FileNotFoundError naming ``path`` when there is no such file, ValueError naming it and the decoder's
+    reason when it is no readable image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:  # PIL: torchvision.io's codecs are deprecated since 0.29
+        with Image.open(path) as picture:
+            pixels = pil_to_tensor(picture.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:  # PIL's errors for corrupt files
+        raise ValueError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
+    return pixels.float().div_(255.0)
 
 
 def _first_line(error: BaseException) -> str:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import torchvision
 
 import ssd_zoo
+from ssd_zoo.models.record import split_record
 from ssd_zoo.weights import convert
 from ssd_zoo.cli import main
 from ssd_zoo.weights.resolve import load_state_dict
@@ -103,7 +104,7 @@ def test_from_ssd_pytorch_gives_the_same_outputs(input_order: str) -> None:
 @pytest.mark.parametrize("name", ["ssd300_vgg16", "ssd512_vgg16"])
 @pytest.mark.parametrize("input_order", ["rgb", "bgr"])
 def test_ssd_pytorch_round_trip_is_exact(name: str, input_order: str) -> None:
-    state, _ = convert.split_record(ssd_zoo.build(name, num_classes=3).state_dict())  # ssd.pytorch has no record
+    state, _ = split_record(ssd_zoo.build(name, num_classes=3).state_dict())  # ssd.pytorch has no record
     other = convert.to_ssd_pytorch(state, input_order=input_order)
     assert "L2Norm.weight" in other and "vgg.33.weight" in other and "extras.7.weight" in other
     back = convert.from_ssd_pytorch(other, input_order=input_order)
@@ -114,7 +115,7 @@ def test_ssd_pytorch_round_trip_is_exact(name: str, input_order: str) -> None:
 
 
 def test_torchvision_round_trip_is_exact_and_loads_strictly() -> None:
-    state, _ = convert.split_record(ssd_zoo.build("ssd300_vgg16", num_classes=91, anchors="coco").state_dict())
+    state, _ = split_record(ssd_zoo.build("ssd300_vgg16", num_classes=91, anchors="coco").state_dict())
     tv = torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None, num_classes=91)
     tv.load_state_dict(convert.to_torchvision(state), strict=True)
     back = convert.from_torchvision(tv.state_dict())
@@ -172,7 +173,7 @@ def test_converting_voc_default_boxes_to_torchvision_is_refused(tmp_path: Path) 
     torch.save(state, tmp_path / "zoo.pth")
     with pytest.raises(SystemExit, match="trained with default boxes input 300, sizes 30/60"):
         main(["convert", "--to", "torchvision", str(tmp_path / "zoo.pth"), str(tmp_path / "tv.pth")])
-    torch.save(convert.split_record(state)[0], tmp_path / "old.pth")  # as saved before ssd_zoo 0.2: no record
+    torch.save(split_record(state)[0], tmp_path / "old.pth")  # as saved before ssd_zoo 0.2: no record
     with pytest.raises(SystemExit, match="does not say which default boxes.*--anchors coco"):
         main(["convert", "--to", "torchvision", str(tmp_path / "old.pth"), str(tmp_path / "tv.pth")])
     with pytest.raises(SystemExit, match="trained with default boxes input 300, sizes 30/60"):

@@ -172,7 +172,7 @@ def test_calibration_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no .jpg"):
         read_calibration_images(tmp_path)
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
-    with pytest.raises(ValueError, match="broken.jpg: cannot be read"):
+    with pytest.raises(ValueError, match="broken.jpg: not a readable image"):
         read_calibration_images(tmp_path)
     with pytest.raises(ValueError, match="found none"):
         quantize(tiny_model(), [])

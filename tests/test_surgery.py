@@ -13,6 +13,7 @@ from test_weights import save_hashed
 from torchvision.models import WeightsEnum
 
 import ssd_zoo
+from ssd_zoo.models.record import decode_record, encode_record, split_record
 from ssd_zoo.weights import convert
 from ssd_zoo.finetune.surgery import SYNONYMS, HeadSurgeryWarning, check_class_names, class_predictors, match_classes, name_key
 from ssd_zoo.weights.published import COCO_CATEGORIES, VOC_CATEGORIES, ssd_weights
@@ -99,9 +100,9 @@ def test_surgery_on_every_registered_model(name: str, tmp_path: Path) -> None:
     theirs = dict(init)
     for key in keys:
         theirs[key] = torch.randn(init[key].shape[0] // 5 * 4, *init[key].shape[1:])
-    record = convert.decode_record(init["_record"])
-    theirs["_record"] = convert.encode_record({**record, "num_classes": 4,
-                                               "categories": ["__background__", "cat", "dog", "bird"]})
+    record = decode_record(init["_record"])
+    theirs["_record"] = encode_record({**record, "num_classes": 4,
+                                       "categories": ["__background__", "cat", "dog", "bird"]})
     torch.save({"model": theirs, "epoch": 1}, tmp_path / "source.pth")  # a training checkpoint
     torch.manual_seed(1)
     model, caught = built_quietly(name, weights=tmp_path / "source.pth", class_names=["bird", "fox", "Cat", "owl"],
@@ -170,7 +171,7 @@ def test_every_file_layout_with_num_classes(layout: str, tmp_path: Path) -> None
 def test_a_file_without_names_carries_background_only(tmp_path: Path) -> None:
     torch.manual_seed(0)
     source = ssd_zoo.build("ssd", backbone="resnet10t", input_size=128, num_classes=3)
-    torch.save(convert.split_record(source.state_dict())[0], tmp_path / "bare.pth")  # as saved before 0.2
+    torch.save(split_record(source.state_dict())[0], tmp_path / "bare.pth")  # as saved before 0.2
     model, caught = built_quietly("ssd", backbone="resnet10t", input_size=128, weights=tmp_path / "bare.pth",
                                   class_names=["a", "b"])
     assert len(caught) == 1 and "records no class names" in str(caught[0].message)

@@ -16,6 +16,7 @@ import torch
 from torchvision.models import WeightsEnum
 
 import ssd_zoo
+from ssd_zoo.models.record import split_record
 from ssd_zoo.weights import convert
 from ssd_zoo.models.vgg import VGG16Backbone
 from ssd_zoo.ops.default_boxes import preset
@@ -79,7 +80,7 @@ def make_weights_enum(url: str, sha256: str | None, layout: str = "ssd.pytorch",
 
 def assert_same(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     own = model.state_dict()
-    tensors, _ = convert.split_record(state)  # the weights; the model record has tests of its own
+    tensors, _ = split_record(state)  # the weights; the model record has tests of its own
     assert own.keys() == tensors.keys() | {"_record"} and all(torch.equal(own[k], v) for k, v in tensors.items())
 
 
@@ -267,7 +268,7 @@ def test_coco_default_boxes_survive_a_plain_state_dict(tmp_path: Path) -> None:
         ssd_zoo.build("ssd512_vgg16", weights=tmp_path / "coco.pth")
     with pytest.raises(ValueError, match="trained with default_boxes input 300, sizes 21/45/99.*this model has input 300, sizes 30/60"):
         ssd_zoo.build("ssd300_vgg16", num_classes=4).load_state_dict(torch.load(tmp_path / "coco.pth", weights_only=True))
-    old, _ = convert.split_record(source.state_dict())  # as saved before the record existed
+    old, _ = split_record(source.state_dict())  # as saved before the record existed
     torch.save(old, tmp_path / "old.pth")
     with pytest.warns(UserWarning, match="carries no ssd_zoo model record"):
         ssd_zoo.build("ssd300_vgg16", weights=tmp_path / "old.pth")

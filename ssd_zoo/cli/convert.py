@@ -12,6 +12,7 @@ from torch import Tensor
 
 from ssd_zoo.cli.args import Subparsers
 from ssd_zoo.files import read_file, save_atomic
+from ssd_zoo.models.record import split_record
 from ssd_zoo.ops.default_boxes import DefaultBoxSpec, preset
 from ssd_zoo.registry import build
 from ssd_zoo.weights import convert as layouts
@@ -47,7 +48,7 @@ def _check_torchvision_can_use(state: dict[str, Tensor], anchors: str | None, wh
     if levels != 6:
         raise SystemExit(f"ssd-zoo convert: {where} has {levels} head levels; torchvision's ssd300_vgg16 has 6 (SSD300)")
     theirs = preset(300, TORCHVISION_ANCHORS)
-    record = layouts.split_record(state)[1]
+    record = split_record(state)[1]
     if record is not None:
         ours = DefaultBoxSpec.from_dict(record["default_boxes"])
     elif anchors is not None:

@@ -1,4 +1,4 @@
-"""Helpers shared by the datasets: reading images and cleaning boxes.
+"""Helpers shared by the datasets: their target format and cleaning boxes (images: :func:`ssd_zoo.files.read_image`).
 
 Every dataset in ``ssd_zoo.data`` returns ``(image, target)`` in torchvision's detection format, with
 torchvision's types, so that any ``torchvision.transforms.v2`` transform moves the boxes with the image:
@@ -20,36 +20,17 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import Tensor
 from torchvision import tv_tensors
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 # A dataset transform: (image, target) -> (image, target), e.g. SSDAugmentation().
 Transforms = Callable[[Tensor, dict], tuple[Tensor, dict]]
 
 # Per-box entries of a target: whatever filters boxes must filter these alongside.
 PER_BOX_KEYS: tuple[str, ...] = ("labels", "difficult", "area", "iscrowd")
-
-
-def read_image(path: str | Path) -> Tensor:
-    """Read an image file as float32 ``[3, H, W]`` RGB in ``[0, 1]``.
-
-    Raises ``FileNotFoundError`` or ``ValueError`` naming ``path`` when it is missing or unreadable.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as image:
-            pixels = pil_to_tensor(image.convert("RGB"))
-    except OSError as err:  # PIL's UnidentifiedImageError and truncated files are OSErrors
-        raise ValueError(f"{path}: cannot decode image ({err})") from err
-    return pixels.float().div_(255.0)
 
 
 def per_box_entries(inputs: Any) -> tuple[Tensor, ...]:

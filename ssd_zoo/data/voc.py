@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ssd_zoo.data.common import Transforms, as_tv_tensors, clean_boxes, read_image
+from ssd_zoo.data.common import Transforms, as_tv_tensors, clean_boxes
+from ssd_zoo.files import read_image
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

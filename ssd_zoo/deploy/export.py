@@ -27,11 +27,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
+from ssd_zoo.errors import require
+from ssd_zoo.models.record import RECORD_METADATA_KEY, record_to_json
 from ssd_zoo.models.ssd import SSD
-from ssd_zoo.ops.postprocess import class_scores_and_boxes, clip_boxes
+from ssd_zoo.ops.postprocess import DEFAULT_THRESHOLDS, class_scores_and_boxes, clip_boxes
 
 OUTPUT_NAMES = ["num_detections", "boxes", "scores", "labels"]
-RECORD_KEY = "ssd_zoo.record"  # metadata key of the model's record (SSD.record() as JSON) in exported files
 THRESHOLDS_KEY = "ssd_zoo.thresholds"  # the post-processing settings the graph was exported with (JSON)
 FORMATS = {"onnx": ".onnx", "openvino": ".xml"}
 
@@ -67,11 +68,11 @@ def padded_detections(
     boxes: Tensor,
     image_size: tuple[int, int],
     *,
-    score_thresh: float = 0.01,
-    nms_thresh: float = 0.45,
-    topk_candidates: int = 400,
-    detections_per_img: int = 200,
-    clip_before_nms: bool = True,
+    score_thresh: float = DEFAULT_THRESHOLDS.score_thresh,
+    nms_thresh: float = DEFAULT_THRESHOLDS.nms_thresh,
+    topk_candidates: int = DEFAULT_THRESHOLDS.topk_candidates,
+    detections_per_img: int = DEFAULT_THRESHOLDS.detections_per_img,
+    clip_before_nms: bool = DEFAULT_THRESHOLDS.clip_before_nms,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """:func:`ssd_zoo.ops.postprocess.select_detections` with fixed-size, zero-padded outputs.
 
@@ -167,19 +168,9 @@ def export_onnx(model: SSD, path: str | os.PathLike, *, opset: int = 17, batch_s
         model.train(was_training).to(device)
 
 
-def require(package: str, extra: str) -> object:
-    """Import ``package``, or ImportError naming the extra that installs it (``pip install 'ssd_zoo[extra]'``)."""
-    import importlib
-
-    try:
-        return importlib.import_module(package)
-    except ImportError as error:
-        raise ImportError(f"{package} is not installed ({error}); install it with pip install 'ssd_zoo[{extra}]'") from None
-
-
 def metadata(model: SSD) -> dict[str, str]:
-    """What an exported file carries about its model: ``{RECORD_KEY: record JSON, THRESHOLDS_KEY: JSON}``."""
-    return {RECORD_KEY: json.dumps(model.record()), THRESHOLDS_KEY: json.dumps(model.thresholds)}
+    """What an exported file carries about its model: ``{RECORD_METADATA_KEY: record JSON, THRESHOLDS_KEY: JSON}``."""
+    return {RECORD_METADATA_KEY: record_to_json(model.record()), THRESHOLDS_KEY: json.dumps(model.thresholds)}
 
 
 def _write_onnx_metadata(path: str | os.PathLike, entries: dict[str, str]) -> None:
@@ -223,7 +214,7 @@ def export(model: SSD, path: str | os.PathLike, *, format: str = "onnx", int8: b
     """Write ``model`` with decoding and NMS inside as ``format`` ("onnx": one ``.onnx`` file; "openvino": IR,
     ``.xml`` + ``.bin``), float32 or, with ``int8``, statically quantized on ``calibration_images`` (ONNX:
     onnxruntime QDQ; OpenVINO: NNCF). Inputs/outputs as in the module docstring; the file's metadata holds the
-    model's record (:data:`RECORD_KEY`) and thresholds, which :func:`ssd_zoo.deploy.runtime.load_runner` reads."""
+    model's record (:data:`~ssd_zoo.models.record.RECORD_METADATA_KEY`) and thresholds, which :func:`ssd_zoo.deploy.runtime.load_runner` reads."""
     if format not in FORMATS:
         raise ValueError(f"export: expected format {' or '.join(FORMATS)}, found {format!r}")
     if int8 and not calibration_images:

@@ -27,19 +27,14 @@ import torch
 from torch import Tensor, nn
 
 from ssd_zoo.deploy.cpu import has_vnni
+from ssd_zoo.errors import require
 from ssd_zoo.models.ssd import SSD
 
-INSTALL = "pip install 'ssd_zoo[int8]'"
-
-
-def _torchao() -> Any:
-    """The PT2E pieces of torchao, or ImportError naming the install command."""
-    try:
-        from torchao.quantization.pt2e import quantize_pt2e
-        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
-    except ImportError as error:
-        raise ImportError(f"ssd_zoo.deploy.quantize needs torchao ({error}); install it with {INSTALL}") from None
-    return quantize_pt2e, x86_inductor_quantizer
+def _torchao() -> tuple[Any, Any]:
+    """torchao's PT2E modules ``(quantize_pt2e, x86_inductor_quantizer)``, or ImportError naming the install
+    command."""
+    pt2e = "torchao.quantization.pt2e"
+    return require(f"{pt2e}.quantize_pt2e", "int8"), require(f"{pt2e}.quantizer.x86_inductor_quantizer", "int8")
 
 
 class _Inference(nn.Module):

@@ -30,6 +30,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from ssd_zoo.deploy.cpu import cpu_kind, int8_isa
+from ssd_zoo.files import read_image
 from ssd_zoo.models.ssd import SSD
 
 
@@ -152,20 +153,10 @@ def read_calibration_images(folder: str | os.PathLike, count: int = 32) -> list[
     """The first ``count`` images (by name) of ``folder`` (and its subfolders) as float ``[3, H, W]`` in [0, 1].
 
     Raises FileNotFoundError for a folder without images, ValueError naming an image that cannot be read."""
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms.functional import pil_to_tensor
-
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"calibration images: expected a folder of photos, found nothing at {root}")
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
     if not paths:
         raise FileNotFoundError(f"calibration images: no {'/'.join(IMAGE_SUFFIXES)} files in {root}")
-    images = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                images.append(pil_to_tensor(image.convert("RGB")).float().div(255))
-        except (OSError, UnidentifiedImageError) as error:
-            raise ValueError(f"calibration image {path}: cannot be read ({error})") from None
-    return images
+    return [read_image(path) for path in paths]

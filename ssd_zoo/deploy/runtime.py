@@ -21,7 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ssd_zoo.deploy.export import RECORD_KEY, THRESHOLDS_KEY, require
+from ssd_zoo.deploy.export import THRESHOLDS_KEY
+from ssd_zoo.errors import require
+from ssd_zoo.models.record import RECORD_METADATA_KEY, record_from_json
 from ssd_zoo.transform import SSDTransform
 
 BACKENDS = ("onnxruntime", "openvino")
@@ -43,7 +45,7 @@ def _openvino(path: Path, threads: int | None, precision: str | None) -> tuple[C
     core = ov.Core()
     graph = core.read_model(str(path))
     meta = {key: str(graph.get_rt_info(["ssd_zoo", key]).astype(str))
-            for key in (RECORD_KEY, THRESHOLDS_KEY) if graph.has_rt_info(["ssd_zoo", key])}
+            for key in (RECORD_METADATA_KEY, THRESHOLDS_KEY) if graph.has_rt_info(["ssd_zoo", key])}
     config: dict[str, Any] = {}
     if precision is not None:
         config["INFERENCE_PRECISION_HINT"] = precision
@@ -75,11 +77,11 @@ class Runner:
 
     def __init__(self, path: Path, run: Callable[[np.ndarray], list[np.ndarray]], meta: dict[str, str],
                  precision: str, score_thresh: float | None) -> None:
-        if RECORD_KEY not in meta:
-            raise ValueError(f"{path}: no ssd_zoo model record in its metadata (key {RECORD_KEY!r}); export it with "
-                             "ssd-zoo export, which stores it")
+        if RECORD_METADATA_KEY not in meta:
+            raise ValueError(f"{path}: no ssd_zoo model record in its metadata (key {RECORD_METADATA_KEY!r}); export "
+                             "it with ssd-zoo export, which stores it")
         self.path, self._run, self.precision = path, run, precision
-        self.record: dict[str, Any] = json.loads(meta[RECORD_KEY])
+        self.record: dict[str, Any] = record_from_json(meta[RECORD_METADATA_KEY])
         self.thresholds: dict[str, float] = json.loads(meta.get(THRESHOLDS_KEY, "{}"))
         self.num_classes = int(self.record["num_classes"])
         self.categories = self.record.get("categories") or [f"class {i}" for i in range(self.num_classes)]

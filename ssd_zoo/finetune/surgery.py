@@ -14,7 +14,7 @@ the spellings VOC and COCO use for the same class.
     >>> ssd_zoo.build("ssd300_vgg16", weights="COCO_V1", class_names=["aeroplane", ..., "tvmonitor"])  # VOC
     >>> ssd_zoo.build("ssd300_vgg16", weights="VOC0712", num_classes=4)   # 3 new classes, all rows fresh
 
-This module imports nothing of ssd_zoo but :mod:`ssd_zoo.weights.convert` (the model record's encoding).
+This module imports nothing of ssd_zoo but :mod:`ssd_zoo.models.record` (the model record's encoding).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ssd_zoo.weights import convert
+from ssd_zoo.models.record import RECORD_STATE_KEY, encode_record, split_record
 
 BACKGROUND = "__background__"
 # Spellings of the same class in VOC (left) and COCO (right); matched both ways. "dining table" and
@@ -187,7 +187,7 @@ def _check_the_rest(own: dict[str, Tensor], state: dict[str, Tensor], skip: set[
     shapes = {k: (tuple(own[k].shape), tuple(state[k].shape)) for k in sorted(mine & theirs)
               if own[k].shape != state[k].shape}
     if missing or unexpected or shapes:
-        saved = (convert.split_record(state)[1] or {}).get("builder")
+        saved = (split_record(state)[1] or {}).get("builder")
         origin = ""
         if saved:
             arguments = ", ".join(f"{k}={v!r}" for k, v in saved["kwargs"].items())
@@ -207,18 +207,17 @@ def apply(model: nn.Module, state_dict: dict[str, Tensor], class_map: ClassMap,
     own = model.state_dict()
     predictors = class_predictors(model)
     keys = {f"{name}.{param}" for name, conv in predictors.items() for param, _ in conv.named_parameters(recurse=False)}
-    _check_the_rest(own, state_dict, keys | {convert.RECORD_KEY}, where)
+    _check_the_rest(own, state_dict, keys | {RECORD_STATE_KEY}, where)
     out = dict(state_dict)
     with torch.no_grad():
         for key in sorted(keys):
             if key not in state_dict:
                 raise ValueError(f"{where}: expected the class predictor {key!r}, found no such key")
             out[key] = _carry_rows(state_dict[key], own[key], class_map, key, where)
-    record = convert.split_record(state_dict)[1]
+    record = split_record(state_dict)[1]
     if record is not None:
         names = list(class_map.target_names) if class_map.target_names is not None else None
-        out[convert.RECORD_KEY] = convert.encode_record({**record, "num_classes": class_map.target_classes,
-                                                         "categories": names})
+        out[RECORD_STATE_KEY] = encode_record({**record, "num_classes": class_map.target_classes, "categories": names})
     if None in class_map.rows:
         warnings.warn(class_map.describe(where), HeadSurgeryWarning, stacklevel=2)
     return out

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from ssd_zoo.ops.default_boxes import grid_sides as ssd_grid  # noqa: F401  (re-exported: the grid lives with the default boxes)
 from ssd_zoo.transform import IMAGENET_MEAN, IMAGENET_STD
+from ssd_zoo.errors import require
 from ssd_zoo.models.layers import conv_norm_act
 from ssd_zoo.models.ssdlite import lite_extra_block
 
@@ -32,11 +33,7 @@ MAX_GRID_MISMATCH = 2
 
 def _timm() -> ModuleType:
     """timm, imported on first use so that ``import ssd_zoo`` works without the ``timm`` extra."""
-    try:
-        import timm
-    except ImportError as err:
-        raise ImportError("timm backbones need timm: pip install 'ssd_zoo[timm]' (or pip install timm)") from err
-    return timm
+    return require("timm", "timm")
 
 
 def _close_matches(name: str) -> str:

@@ -4,7 +4,8 @@ Each layout is data, described once: a table ``ssd_zoo key -> other project's ke
 permutations it needs (conv1_1's input channels for BGR-trained weights). The conversion in either direction
 reads that table, and any missing or unexpected key raises an error that lists them all (mis-shaped tensors
 are reported when the result is loaded, see :func:`ssd_zoo.weights.resolve.load_state_dict`). This module imports
-nothing else of ssd_zoo.
+nothing else of ssd_zoo but :mod:`ssd_zoo.models.record` (a leaf), so that a converter takes ``model.state_dict()``
+as it is and leaves ssd_zoo's model record out.
 
 Layouts are registered (:class:`Layout`, :func:`register_layout`): detection (:func:`detect_layout`) and
 conversion (:func:`to_ssd_zoo`, :func:`from_ssd_zoo`) dispatch through the registry. The three below are
@@ -20,13 +21,14 @@ copied unchanged. Command line: ``ssd-zoo convert --from ssd.pytorch IN.pth OUT.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor
+
+from ssd_zoo.models.record import split_record
 
 InputOrder = Literal["rgb", "bgr"]
 
@@ -155,28 +157,6 @@ def to_ssd_pytorch(state_dict: Mapping[str, Tensor], input_order: InputOrder = "
     model record is left out)."""
     state = _permute_first_conv(split_record(state_dict)[0], input_order)
     return _rename(state, _ssd_pytorch_table(num_levels(state, "head.regression.{}.weight")), "ssd_zoo")
-
-
-# ssd_zoo's model record in a state dict (see ``SSD.record``: default boxes, input size, normalisation, classes),
-# a uint8 tensor of UTF-8 JSON, so that every tool that handles state dicts of tensors handles it; the other
-# layouts have none.
-RECORD_KEY = "_record"
-
-
-def encode_record(record: dict[str, object]) -> Tensor:
-    """A JSON-able dict -> uint8 ``[N]`` tensor (UTF-8 JSON)."""
-    return torch.tensor(list(json.dumps(record, sort_keys=True).encode()), dtype=torch.uint8)
-
-
-def decode_record(tensor: Tensor) -> dict[str, object]:
-    """What :func:`encode_record` wrote."""
-    return json.loads(bytes(tensor.cpu().tolist()).decode())
-
-
-def split_record(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict | None]:
-    """``(the other tensors, ssd_zoo's model record decoded, or None)`` of a state dict."""
-    tensors = {k: v for k, v in state_dict.items() if k != RECORD_KEY}
-    return tensors, decode_record(state_dict[RECORD_KEY]) if RECORD_KEY in state_dict else None
 
 
 def head_classes(state_dict: Mapping[str, Tensor]) -> int | None:

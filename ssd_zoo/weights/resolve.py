@@ -21,6 +21,7 @@ from torchvision.models import WeightsEnum
 
 from ssd_zoo import files
 from ssd_zoo.finetune import surgery
+from ssd_zoo.models.record import RECORD_STATE_KEY, split_record
 from ssd_zoo.ops.default_boxes import DefaultBoxSpec
 from ssd_zoo.weights import convert
 from ssd_zoo.weights.published import COCO_CATEGORIES, VOC_CATEGORIES, list_weights, lookup_weights, weights_name
@@ -247,7 +248,7 @@ def checkpoint_from(raw: dict[str, Tensor], source: str, input_order: str | None
     """A :class:`Checkpoint` from a state dict in any registered ``layout`` (recognised from its keys if None)."""
     layout = layout or convert.detect_layout(raw, where=source)
     state = convert.to_ssd_zoo(raw, layout, input_order or "rgb", where=source)
-    record = convert.split_record(state)[1]
+    record = split_record(state)[1]
     num_classes = record["num_classes"] if record else convert.head_classes(state)
     return Checkpoint(lambda: state, source, layout, num_classes, convert.LAYOUT_ANCHORS[layout], record=record,
                       architecture=lambda: convert.fitting_model(raw, layout, where=source))
@@ -279,10 +280,10 @@ def load_state_dict(module: nn.Module, state_dict: dict[str, Tensor], source: st
     """
     own = module.state_dict()
     # A state dict without ssd_zoo's model record (another layout's, converted) loads as the model's own.
-    missing = [] if partial else sorted(set(own) - set(state_dict) - {convert.RECORD_KEY})
+    missing = [] if partial else sorted(set(own) - set(state_dict) - {RECORD_STATE_KEY})
     unexpected = sorted(set(state_dict) - set(own))
     shapes = {k: (tuple(own[k].shape), tuple(v.shape)) for k, v in state_dict.items()
-              if k in own and k != convert.RECORD_KEY and own[k].shape != v.shape}  # the model checks its record
+              if k in own and k != RECORD_STATE_KEY and own[k].shape != v.shape}  # the model checks its record
     if missing or unexpected or shapes:
         raise ValueError(f"{source} does not fit {type(module).__name__}: missing keys {missing}, unexpected keys "
                          f"{unexpected}, mis-shaped keys (expected, found) {shapes}")

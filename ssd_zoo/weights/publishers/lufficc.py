@@ -29,6 +29,7 @@ from torch import Tensor
 from torchvision.models import WeightsEnum
 
 from ssd_zoo.weights import convert
+from ssd_zoo.models.record import split_record
 from ssd_zoo.models.builder import assemble_ssd
 from ssd_zoo.models.head import SSDHead
 from ssd_zoo.models.mobilenet_v3_dli14 import EXTRAS as MOBILE_V3_EXTRAS
@@ -207,7 +208,7 @@ def to_ssd_zoo(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
 def from_ssd_zoo(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """ssd_zoo state dict of a ``lufficc_*`` model -> lufficc's (what its ``CheckPointer`` loads from
     ``checkpoint["model"]``)."""
-    state = convert.split_record(state_dict)[0]
+    state = split_record(state_dict)[0]
     backbone = _backbone(state, "ours")
     if backbone is None:
         return _swap_prefixes(convert.to_ssd_pytorch(state), {v: k for k, v in _PREFIXES.items()}, "ssd_zoo")
@@ -245,8 +246,8 @@ def _lufficc_vgg(name: str, input_size: int, weights: Any, num_classes: int | No
         raise ValueError(f"{name}: anchors={dataset!r}: expected 'voc' or 'coco' (lufficc's configs)")
     spec = BOXES[(input_size, dataset)]
     defaults = {**THRESHOLDS, "topk_candidates": num_default_boxes(spec)}
-    return assemble_ssd(VGG16Backbone(input_size), SSDHead, spec, num_classes, checkpoint, mean=MEAN, std=STD,
-                        explicit_boxes=anchors is not None, **{**defaults, **kwargs})
+    return assemble_ssd(lambda _: VGG16Backbone(input_size), SSDHead, spec, num_classes, checkpoint, mean=MEAN,
+                        std=STD, explicit_boxes=anchors is not None, thresholds=defaults, **kwargs)
 
 
 @register_model

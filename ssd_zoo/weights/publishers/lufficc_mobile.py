@@ -64,8 +64,8 @@ def _build(name: str, backbone: Callable[[Checkpoint | None], nn.Module], head: 
     num_classes, _ = builder_config(checkpoint, num_classes, None)
     # lufficc's evaluation settings; every box above the score enters NMS (topk = all default boxes).
     defaults = {**THRESHOLDS, "topk_candidates": num_default_boxes(spec)}
-    return assemble_ssd(backbone(checkpoint), head, spec, num_classes, checkpoint, mean=MEAN, std=STD,
-                        **{**defaults, **kwargs})
+    return assemble_ssd(lambda _: backbone(checkpoint), head, spec, num_classes, checkpoint, mean=MEAN, std=STD,
+                        thresholds=defaults, **kwargs)
 
 
 def _mobilenet_v3(checkpoint: Checkpoint | None, extra_kernel: int | None) -> MobileNetV3DLi14Backbone:

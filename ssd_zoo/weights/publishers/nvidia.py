@@ -24,12 +24,14 @@ from torchvision.models import WeightsEnum
 from torchvision.models.resnet import resnet50
 
 from ssd_zoo.weights import convert
+from ssd_zoo.models.record import split_record
+from ssd_zoo.models.builder import assemble_ssd
 from ssd_zoo.models.head import SSDHead
 from ssd_zoo.models.ssd import SSD
-from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
+from ssd_zoo.ops.default_boxes import DefaultBoxSpec
 from ssd_zoo.weights.published import register_weights, ssd_weights
 from ssd_zoo.registry import register_model
-from ssd_zoo.transform import IMAGENET_MEAN, IMAGENET_STD, SSDTransform
+from ssd_zoo.transform import IMAGENET_MEAN, IMAGENET_STD
 from ssd_zoo.weights.resolve import default_categories, fetch_weights
 
 MODEL = "nvidia_ssd300_resnet50"
@@ -87,17 +89,8 @@ def nvidia_ssd300_resnet50(*, weights: Any = None, num_classes: int | None = Non
     """
     checkpoint = fetch_weights(weights, MODEL, pretrained=kwargs.pop("pretrained", None))
     num_classes = checkpoint.config(num_classes, None)[0] if checkpoint is not None else num_classes or NUM_CLASSES
-    spec, (mean, std), categories = DEFAULT_BOXES, (IMAGENET_MEAN, IMAGENET_STD), None
-    if checkpoint is not None:
-        spec = checkpoint.default_boxes(spec, explicit=False)
-        (mean, std), categories = checkpoint.normalisation(mean, std), checkpoint.categories
-    backbone = NvidiaResNet50Backbone()
-    head = SSDHead(backbone.out_channels, spec.boxes_per_location, num_classes)
-    model = SSD(backbone, head, DefaultBoxGenerator(spec), SSDTransform(300, mean, std), num_classes,
-                categories=categories, **{**POSTPROCESS, **kwargs})
-    if checkpoint is not None:
-        checkpoint.load_into(model)
-    return model
+    return assemble_ssd(lambda _: NvidiaResNet50Backbone(), SSDHead, DEFAULT_BOXES, num_classes, checkpoint,
+                        mean=IMAGENET_MEAN, std=IMAGENET_STD, thresholds=POSTPROCESS, **kwargs)
 
 
 # --- the layout ---
@@ -137,7 +130,7 @@ def from_nvidia(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def to_nvidia(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """ssd_zoo's ``nvidia_ssd300_resnet50`` state dict -> one their ``SSD300`` loads (ssd_zoo's record left out)."""
-    tensors = convert.split_record(state_dict)[0]
+    tensors = split_record(state_dict)[0]
     boxes = _boxes_per_level(tensors, "head.regression.{}.weight")
     state = _renamed(tensors, _PREFIXES, "ssd_zoo")
     for level, k in enumerate(boxes):

@@ -28,6 +28,7 @@ from torch import Tensor
 from torchvision.models import WeightsEnum
 
 from ssd_zoo.weights import convert
+from ssd_zoo.models.record import split_record
 from ssd_zoo.models.builder import assemble_ssd
 from ssd_zoo.models.head import SSDHead
 from ssd_zoo.models.mobilenet_v2_ssdlite import MobileNetV2LiteBackbone, SeparableLiteHead
@@ -170,7 +171,7 @@ def to_ssd_zoo(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 def from_ssd_zoo(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """ssd_zoo state dict of a ``qfgaohao_*`` model (or any VGG16 SSD300) -> qfgaohao's keys (its ``net.load``)."""
-    state = convert.split_record(state_dict)[0]
+    state = split_record(state_dict)[0]
     if "backbone.features.conv1_1.weight" in state:
         return _rekey(convert.to_ssd_pytorch(state), _VGG_FROM_SSD_PYTORCH, "ssd_zoo")
     table = _TABLES["mb2-ssd-lite" if "backbone.features.0.0.weight" in state else "mb1-ssd"]
@@ -191,8 +192,8 @@ def _build(name: str, backbone: Any, head: Any, spec: Any, mean: tuple, std: tup
            num_classes: int | None, **kwargs: Any) -> SSD:
     checkpoint = fetch_weights(weights, name, pretrained=kwargs.pop("pretrained", None))
     num_classes, _ = builder_config(checkpoint, num_classes, None)
-    return assemble_ssd(backbone(), head, spec, num_classes, checkpoint, mean=mean, std=std,
-                        **{**_thresholds(num_classes), **kwargs})
+    return assemble_ssd(lambda _: backbone(), head, spec, num_classes, checkpoint, mean=mean, std=std,
+                        thresholds=_thresholds(num_classes), **kwargs)
 
 
 def _mobilenet_v1() -> TimmBackbone:

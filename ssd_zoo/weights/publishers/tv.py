@@ -22,12 +22,12 @@ from torchvision.models.detection.ssdlite import SSDLiteFeatureExtractorMobileNe
 from torchvision.models.mobilenetv3 import mobilenet_v3_large
 
 from ssd_zoo.weights import convert
+from ssd_zoo.models.record import split_record
+from ssd_zoo.models.builder import assemble_ssd
 from ssd_zoo.models.ssd import SSD
 from ssd_zoo.models.ssdlite import SSDLiteHead, ssdlite_spec
-from ssd_zoo.ops.default_boxes import DefaultBoxGenerator
 from ssd_zoo.weights.published import COCO_CATEGORIES, register_weights, ssd_weights
 from ssd_zoo.registry import register_model
-from ssd_zoo.transform import SSDTransform
 from ssd_zoo.weights.resolve import fetch_weights
 
 MODEL = "ssdlite320_mobilenet_v3_large"
@@ -82,17 +82,9 @@ def ssdlite320_mobilenet_v3_large(*, weights: Any = None, num_classes: int | Non
     if checkpoint is not None:
         num_classes = checkpoint.config(num_classes, None)[0]  # the weights' classes; a conflict raises
     num_classes = num_classes or 91
-    spec, (mean, std), categories = ssdlite_spec(INPUT_SIZE), (MEAN, STD), None
-    if checkpoint is not None:
-        spec = checkpoint.default_boxes(spec, explicit=False)
-        (mean, std), categories = checkpoint.normalisation(mean, std), checkpoint.categories
-    backbone = MobileNetV3SSDLiteBackbone(reduced_tail)
-    head = SSDLiteHead(backbone.out_channels, spec.boxes_per_location, num_classes, norm_layer=torchvision_norm)
-    model = SSD(backbone, head, DefaultBoxGenerator(spec), SSDTransform(INPUT_SIZE, mean, std), num_classes,
-                categories=categories, **{**POSTPROCESS, **kwargs})
-    if checkpoint is not None:
-        checkpoint.load_into(model)
-    return model
+    return assemble_ssd(lambda _: MobileNetV3SSDLiteBackbone(reduced_tail),
+                        partial(SSDLiteHead, norm_layer=torchvision_norm), ssdlite_spec(INPUT_SIZE), num_classes,
+                        checkpoint, mean=MEAN, std=STD, thresholds=POSTPROCESS, **kwargs)
 
 
 # --- the layout: torchvision's head keys <-> ssd_zoo's (the backbone's keys are the same on both sides) ---
@@ -120,7 +112,7 @@ def from_torchvision_ssdlite(state_dict: dict[str, Tensor]) -> dict[str, Tensor]
 
 def to_torchvision_ssdlite(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """ssd_zoo ``ssdlite320_mobilenet_v3_large`` state dict -> one torchvision's loads with ``strict=True``."""
-    tensors = convert.split_record(state_dict)[0]
+    tensors = split_record(state_dict)[0]
     return convert.rename(tensors, _key_table(tensors), "ssd_zoo")
 
 
