@@ -63,20 +63,23 @@ PREFERENCE: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
-def choose_backend(kind: str | None = None, installed: Sequence[str] | None = None) -> tuple[str, str]:
-    """``(backend, reason)``: the first of ``installed`` (default: those whose modules import) in
-    :data:`PREFERENCE`'s order for ``kind`` (default: this CPU's), and why. ImportError when none is."""
+def choose_backend(kind: str | None = None, installed: Sequence[str] | None = None,
+                   among: Sequence[str] = tuple(BACKENDS)) -> tuple[str, str]:
+    """``(backend, reason)``: the first of ``among`` that is installed (``installed``, default: those whose
+    modules are there) in :data:`PREFERENCE`'s order for ``kind`` (default: this CPU's kind), and why.
+    ImportError naming the extras when none is. ``among=("openvino", "onnxruntime")``: those that write a file."""
     here = kind is None
     kind = cpu_kind() if here else kind
     order, measured = PREFERENCE[kind]
-    installed = [name for name, b in BACKENDS.items() if b.installed()] if installed is None else installed
-    missing = [f"{name} not installed (pip install 'ssd_zoo[{BACKENDS[name].extra}]')" for name in order
-               if name not in installed]
+    order = tuple(name for name in order if name in among)
+    installed = [name for name in order if BACKENDS[name].installed()] if installed is None else installed
+    missing = {name: f"{name} not installed (pip install 'ssd_zoo[{BACKENDS[name].extra}]')" for name in order
+               if name not in installed}
     chosen = next((name for name in order if name in installed), None)
     if chosen is None:
         raise ImportError(f"quantize: expected one of the int8 backends {', '.join(order)} installed, found none: "
-                          f"{'; '.join(missing)}")
-    skipped = missing[:order.index(chosen)]
+                          f"{'; '.join(missing.values())}")
+    skipped = [missing[name] for name in order[:order.index(chosen)]]
     cpu = f"this {kind} CPU ({int8_isa()})" if here else f"a {kind} CPU"
     return chosen, f"fastest installed on {cpu}: {measured}" + "".join(f"; {text}" for text in skipped)
 
