@@ -87,20 +87,24 @@ def _lower(converted: nn.Module, example: Tensor | list[Tensor]) -> nn.Module:
     return graph
 
 
-def _quantize_module(module: nn.Module, batches: list[Any], keep_float: Sequence[str], prefix: str,
-                     reduce_range: bool, compile: bool) -> nn.Module:
-    """Export ``module`` batch-dynamic, insert int8 observers, calibrate on ``batches`` (inputs of ``module``),
-    convert, and (``compile``) lower to oneDNN's int8 kernels. ``keep_float``: names within the model."""
+@torch.no_grad()
+def int8_graph(module: nn.Module, batches: list[Any], *, keep_float: Sequence[str] = (), prefix: str = "",
+               reduce_range: bool | None = None, compile: bool = True) -> nn.Module:
+    """``module`` (float32, eval, CPU; batch-first input: a tensor or a list of tensors) as a batch-dynamic
+    int8 graph: exported, observed on ``batches`` (inputs of ``module``), converted and (``compile``) lowered to
+    oneDNN's int8 kernels. ``keep_float``: module names, within the model whose ``prefix`` submodule
+    ``module`` is, that stay float32. ``reduce_range`` default: only on a CPU without VNNI."""
+    reduce_range = not has_vnni() if reduce_range is None else reduce_range
     quantize_pt2e, xiq = _torchao()
     example = _at_least_two(batches[0])
     graph = torch.export.export(module, (example,), dynamic_shapes=_batch_axis(example)).module()
     quantizer = xiq.X86InductorQuantizer().set_global(
         xiq.get_default_x86_inductor_quantization_config(reduce_range=reduce_range))
     for name in keep_float:
-        if name.startswith(prefix + "."):
+        if prefix and name.startswith(prefix + "."):
             quantizer.set_module_name_qconfig(name[len(prefix) + 1:], None)
     prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
-    for batch in batches:  # min/max per tensor: the same ranges whatever the batching
+    for batch in batches:  # the activation observers (a histogram per tensor) see every image
         prepared(batch)
     converted = quantize_pt2e.convert_pt2e(prepared)
     return _Inference(_lower(converted, example) if compile else converted)
@@ -123,13 +127,14 @@ def pt2e_int8(model: SSD, calibration_images: Sequence[Tensor], *, batch_size: i
     if unknown:
         raise ValueError(f"quantize: keep_float names {unknown} are not modules of the model (e.g. 'head', "
                          "'backbone.features.conv1_1')")
-    reduce_range = not has_vnni() if reduce_range is None else reduce_range
     qmodel = copy.deepcopy(model).eval().cpu().float()
     images = list(calibration_images)
     inputs = [qmodel.transform(images[i:i + batch_size]).images for i in range(0, len(images), batch_size)]
     features = [qmodel.backbone(x) for x in inputs]  # the float model's: what the head is calibrated on
     if "backbone" not in keep_float:
-        qmodel.backbone = _quantize_module(qmodel.backbone, inputs, keep_float, "backbone", reduce_range, compile)
+        qmodel.backbone = int8_graph(qmodel.backbone, inputs, keep_float=keep_float, prefix="backbone",
+                                     reduce_range=reduce_range, compile=compile)
     if "head" not in keep_float:
-        qmodel.head = _quantize_module(qmodel.head, features, keep_float, "head", reduce_range, compile)
+        qmodel.head = int8_graph(qmodel.head, features, keep_float=keep_float, prefix="head",
+                                 reduce_range=reduce_range, compile=compile)
     return qmodel

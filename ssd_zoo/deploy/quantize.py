@@ -91,7 +91,7 @@ def quantize(model: SSD, calibration_images: Sequence[Tensor], *, backend: str =
     Args:
         model: an ssd_zoo ``SSD``.
         calibration_images: float ``[3, H, W]`` images in [0, 1] (a few dozen photos like the ones it will
-            see); the activation ranges are their min/max, per tensor.
+            see); each activation's range, per tensor, comes from them.
         backend: "auto" (:func:`choose_backend`), "openvino", "pt2e" or "onnxruntime".
         batch_size: images per calibration pass (PT2E; the exported backends calibrate in batches of 8).
         keep_float: (PT2E only) module names of ``model`` that stay float32: ``"head"`` or ``"backbone"`` as a
