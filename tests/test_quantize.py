@@ -2,6 +2,7 @@
 kept, a batch run as one batch, detections close to float32, clear errors."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import ssd_zoo
 from ssd_zoo.models.vgg import CeilMaxPool2d
 from ssd_zoo.deploy.cpu import cpu_kind, has_vnni, int8_isa
 from ssd_zoo.deploy.quantize import BACKENDS, PREFERENCE, choose_backend, quantize, read_calibration_images
+from ssd_zoo.deploy.runtime import DeployedSSD
 
 pytest.importorskip("torchao")
 pytest.importorskip("timm")
@@ -121,6 +123,9 @@ def test_auto_takes_the_fastest_installed_backend_and_says_why(float_model, auto
     assert auto_model.quantized_with == {"backend": backend, "reason": reason}
     assert f"'backend': '{backend}'" in repr(auto_model) and PREFERENCE[cpu_kind()][1] in repr(auto_model)
     assert auto_model.eval() is auto_model and not auto_model.training
+    if isinstance(auto_model, DeployedSSD):  # an exported graph: inference only
+        with pytest.raises(ValueError, match="runs inference only; expected eval"):
+            auto_model.train()
     assert auto_model.categories == auto_model.class_names == float_model.categories
     assert auto_model.input_size == float_model.input_size and auto_model.thresholds == float_model.thresholds
     assert auto_model.record() == float_model.record()
@@ -147,6 +152,15 @@ def test_the_choice_is_the_measured_table() -> None:
 def test_cpu_kind_from_flags(flags: set[str], isa: str, kind: str) -> None:
     assert int8_isa(frozenset(flags)) == isa and cpu_kind(frozenset(flags)) == kind
     assert has_vnni(frozenset(flags)) == (kind != "none")
+
+
+def test_without_openvino_auto_takes_the_next_and_asking_for_it_names_the_extra(float_model, sample_images,
+                                                                                monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed: importing it raises ImportError
+    backend, reason = choose_backend()
+    assert backend == "pt2e" and reason.endswith("openvino not installed (pip install 'ssd_zoo[openvino]')")
+    with pytest.raises(ImportError, match=r"backend 'openvino' needs openvino, nncf, onnx; .*'ssd_zoo\[openvino\]'"):
+        quantize(float_model, sample_images, backend="openvino")
 
 
 def test_backend_errors(float_model, sample_images) -> None:

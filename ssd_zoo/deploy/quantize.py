@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,7 +43,9 @@ class Backend:
     extra: str
 
     def installed(self) -> bool:
-        return all(importlib.util.find_spec(name) is not None for name in self.modules)
+        """Whether every module can be imported (one set to None in ``sys.modules`` cannot: import raises)."""
+        return all(sys.modules[name] is not None if name in sys.modules else importlib.util.find_spec(name) is not None
+                   for name in self.modules)
 
 
 BACKENDS = {"openvino": Backend(("openvino", "nncf", "onnx"), "openvino"),
@@ -56,8 +59,9 @@ PREFERENCE: dict[str, tuple[tuple[str, ...], str]] = {
     "AMX": (("openvino", "pt2e", "onnxruntime"),
             "measured on a 2-core Xeon with AMX: OpenVINO int8 8.5x torchvision fp32, PT2E int8 3.7x, "
             "ONNX Runtime int8 1.25x"),
-    "VNNI": (("openvino", "pt2e", "onnxruntime"),
-             "measured on a 2-core EPYC with AVX-512 VNNI: OpenVINO int8 6.2x torchvision fp32, PT2E int8 3.7x"),
+    "VNNI": (("openvino", "pt2e", "onnxruntime"),  # and docs/benchmarks.md's table
+             "measured on a 2-core EPYC with AVX-512 VNNI: OpenVINO int8 6.2x torchvision fp32, PT2E int8 3.7x, "
+             "ONNX Runtime int8 1.6x"),
     "none": (("openvino", "pt2e", "onnxruntime"),
              "not measured on a CPU without VNNI; the order measured on AMX and VNNI CPUs"),
 }
@@ -112,20 +116,7 @@ def quantize(model: SSD, calibration_images: Sequence[Tensor], *, backend: str =
     if not images:
         raise ValueError("quantize: expected calibration images (a few dozen photos), found none")
     given = {"keep_float": bool(keep_float), "reduce_range": reduce_range is not None, "compile": not compile}
-    pt2e_options = [name for name, is_given in given.items() if is_given]
-    if backend == "auto":
-        backend, reason = (("pt2e", f"asked for {', '.join(pt2e_options)}, which only PT2E has") if pt2e_options
-                           else choose_backend())
-    elif backend in BACKENDS:
-        reason = "asked for (backend=)"
-        if pt2e_options and backend != "pt2e":
-            raise ValueError(f"quantize: {', '.join(pt2e_options)} apply to backend 'pt2e' only, found "
-                             f"backend={backend!r}")
-        if not BACKENDS[backend].installed():
-            raise ImportError(f"quantize: backend {backend!r} needs {', '.join(BACKENDS[backend].modules)}; install "
-                              f"them with pip install 'ssd_zoo[{BACKENDS[backend].extra}]'")
-    else:
-        raise ValueError(f"quantize: expected backend 'auto' or one of {', '.join(BACKENDS)}, found {backend!r}")
+    backend, reason = _resolve(backend, [name for name, is_given in given.items() if is_given])
     quantized_with = {"backend": backend, "reason": reason}
     if backend == "pt2e":
         from ssd_zoo.deploy.pt2e import pt2e_int8
@@ -135,6 +126,21 @@ def quantize(model: SSD, calibration_images: Sequence[Tensor], *, backend: str =
         qmodel.quantized_with = quantized_with
         return qmodel
     return _exported_int8(model, images, backend, quantized_with)
+
+
+def _resolve(backend: str, pt2e_options: list[str]) -> tuple[str, str]:
+    """``(backend, reason)`` for ``quantize(backend=...)``; ``pt2e_options``: the PT2E-only options given."""
+    if backend == "auto":
+        return ("pt2e", f"asked for {', '.join(pt2e_options)}, which only PT2E has") if pt2e_options \
+            else choose_backend()
+    if backend not in BACKENDS:
+        raise ValueError(f"quantize: expected backend 'auto' or one of {', '.join(BACKENDS)}, found {backend!r}")
+    if pt2e_options and backend != "pt2e":
+        raise ValueError(f"quantize: {', '.join(pt2e_options)} apply to backend 'pt2e' only, found backend={backend!r}")
+    if not BACKENDS[backend].installed():
+        raise ImportError(f"quantize: backend {backend!r} needs {', '.join(BACKENDS[backend].modules)}; install "
+                          f"them with pip install 'ssd_zoo[{BACKENDS[backend].extra}]'")
+    return backend, "asked for (backend=)"
 
 
 def _exported_int8(model: SSD, images: list[Tensor], backend: str, quantized_with: dict[str, str]) -> nn.Module:
