@@ -110,6 +110,10 @@ def test_a_batch_runs_as_one_batch_with_the_detections_of_single_images(which: s
         # one pass of 3: PT2E's backbone, then its head; an exported graph once
         assert seen == ([3, 3] if isinstance(qmodel, ssd_zoo.SSD) else [3])
         singles = [qmodel([image])[0] for image in sample_images]
+    if isinstance(qmodel, ssd_zoo.SSD):  # one lowered graph per batch size, made on first use and kept
+        lowered = dict(qmodel.backbone.lowered)
+        assert {"1", "3"} <= set(lowered) and qmodel(sample_images) is not None
+        assert all(qmodel.backbone.lowered[key] is graph for key, graph in lowered.items())
     for i, (b, s) in enumerate(zip(batch, singles)):
         n = min(20, len(s["scores"]))
         assert n > 3, f"image {i}: the test wants detections to compare"

@@ -5,12 +5,14 @@
 
 The backbone and the head are each captured with ``torch.export`` with a dynamic batch axis, annotated by
 torchao's ``X86InductorQuantizer`` (int8 activations per tensor, int8 weights per output channel, symmetric),
-observed on the calibration batches (``prepare_pt2e``), converted (``convert_pt2e``) and lowered: exported
-again, still batch-dynamic, and rewritten by Inductor's freezing passes and constant folding, which turn each
-int8 convolution into oneDNN's kernel (``onednn.qconv_pointwise``) on a weight packed once. One graph serves
-every batch size, so a batch of N images is one pass of N, never N passes of one. (A static shape would let
-the packing pick a layout for it; with the batch unknown it packs for the weights alone, and oneDNN's
-verbose log shows the same kernels on the same packed layout, no reorder per call, on an AVX-512 VNNI CPU.)
+observed on the calibration batches (``prepare_pt2e``) and converted (``convert_pt2e``), once. Each batch size
+is then lowered on its first use, and kept: torchao's ``lower_pt2e_quantized_to_x86`` (Inductor's freezing
+passes and constant folding) turns each int8 convolution into oneDNN's kernel (``onednn.qconv_pointwise``) on
+a weight packed once for that input shape. A batch of N images is one pass of N, never N passes of one. (A
+graph lowered with the batch axis left dynamic serves every size, but its weights are packed for no shape in
+particular: in a rough check on a busy 2-core EPYC with AVX-512 VNNI, one thread, interleaved, SSD300-VGG16's
+backbone took 1.48 s per batch of 2 that way against 1.22 s lowered for the batch size; the same graph ran image
+by image took 1.50 s, so the packing, not the batching, made the difference.)
 
 The result is a copy of the SSD whose ``backbone`` and ``head`` are these graphs: resizing, normalisation,
 default boxes, decoding and NMS are the float model's, unchanged, so ``forward`` and ``dense_predictions``
@@ -30,11 +32,12 @@ from ssd_zoo.deploy.cpu import has_vnni
 from ssd_zoo.errors import require
 from ssd_zoo.models.ssd import SSD
 
-def _torchao() -> tuple[Any, Any]:
-    """torchao's PT2E modules ``(quantize_pt2e, x86_inductor_quantizer)``, or ImportError naming the install
-    command."""
+def _torchao() -> tuple[Any, Any, Any]:
+    """torchao's PT2E modules ``(quantize_pt2e, x86_inductor_quantizer, lowering)``, or ImportError naming the
+    install command."""
     pt2e = "torchao.quantization.pt2e"
-    return require(f"{pt2e}.quantize_pt2e", "int8"), require(f"{pt2e}.quantizer.x86_inductor_quantizer", "int8")
+    return (require(f"{pt2e}.quantize_pt2e", "int8"), require(f"{pt2e}.quantizer.x86_inductor_quantizer", "int8"),
+            require(f"{pt2e}.lowering", "int8"))
 
 
 class _Inference(nn.Module):
@@ -53,6 +56,23 @@ class _Inference(nn.Module):
         return self.graph(inputs)
 
 
+class _LoweredPerBatchSize(_Inference):
+    """A converted int8 graph (batch-dynamic, calibrated) lowered to oneDNN for each batch size on its first
+    use: ``lowered[str(batch size)]``, kept for the next batch of that size. Inputs: a tensor ``[B, ...]`` or a
+    list of them (the head's feature maps), B the batch size."""
+
+    def __init__(self, converted: nn.Module) -> None:
+        super().__init__(converted)
+        self.lowered = nn.ModuleDict()
+
+    def forward(self, inputs: Tensor | list[Tensor]) -> Any:
+        key = str(len(inputs) if isinstance(inputs, Tensor) else len(inputs[0]))
+        if key not in self.lowered:
+            with torch.no_grad():  # freezing folds the weights into constants: no autograd graph to keep
+                self.lowered[key] = _torchao()[2].lower_pt2e_quantized_to_x86(self.graph, (inputs,))
+        return self.lowered[key](inputs)
+
+
 def _batch_axis(example: Tensor | list[Tensor]) -> tuple[Any, ...]:
     """``dynamic_shapes`` for ``module(example)``: axis 0 of the tensor (or of each tensor of the list) is the batch."""
     batch = torch.export.Dim("batch", min=1)
@@ -64,38 +84,15 @@ def _at_least_two(example: Tensor | list[Tensor]) -> Tensor | list[Tensor]:
     return torch.cat([example, example]) if isinstance(example, Tensor) else [torch.cat([x, x]) for x in example]
 
 
-def _lower(converted: nn.Module, example: Tensor | list[Tensor]) -> nn.Module:
-    """torchao's ``lower_pt2e_quantized_to_x86`` with the batch axis kept dynamic: export (strict), the
-    post-autograd decompositions, Inductor's freezing passes (int8 conv -> ``onednn.qconv_pointwise`` on a
-    weight packed by ``onednn.qconv_prepack``), constant folding (the packing runs here, once)."""
-    from torch._inductor.constant_folding import constant_fold
-    from torch._inductor.fx_passes.freezing_patterns import freezing_passes
-
-    decompositions = {op: fn for op, fn in torch.export.default_decompositions().items()
-                      if torch._export.utils._is_cia_op(op)}  # post-autograd: leave the prim ops alone
-    graph = torch.export.export(converted, (example,), dynamic_shapes=_batch_axis(example), strict=True)
-    graph = graph.run_decompositions(decompositions).module()
-    for node in list(graph.graph.nodes):  # the freezing patterns expect permute where aten.t stands
-        if node.target == torch.ops.aten.t.default:
-            with graph.graph.inserting_before(node):
-                node.replace_all_uses_with(graph.graph.call_function(torch.ops.aten.permute.default,
-                                                                     (node.args[0], [1, 0])))
-            graph.graph.erase_node(node)
-    graph.recompile()
-    freezing_passes(graph, (example,))
-    constant_fold(graph)
-    return graph
-
-
 @torch.no_grad()
 def int8_graph(module: nn.Module, batches: list[Any], *, keep_float: Sequence[str] = (), prefix: str = "",
                reduce_range: bool | None = None, compile: bool = True) -> nn.Module:
-    """``module`` (float32, eval, CPU; batch-first input: a tensor or a list of tensors) as a batch-dynamic
-    int8 graph: exported, observed on ``batches`` (inputs of ``module``), converted and (``compile``) lowered to
-    oneDNN's int8 kernels. ``keep_float``: module names, within the model whose ``prefix`` submodule
+    """``module`` (float32, eval, CPU; batch-first input: a tensor or a list of tensors) as an int8 graph for
+    any batch size: exported, observed on ``batches`` (inputs of ``module``), converted and (``compile``) lowered
+    to oneDNN's int8 kernels for each batch size on its first use. ``keep_float``: module names, within the model whose ``prefix`` submodule
     ``module`` is, that stay float32. ``reduce_range`` default: only on a CPU without VNNI."""
     reduce_range = not has_vnni() if reduce_range is None else reduce_range
-    quantize_pt2e, xiq = _torchao()
+    quantize_pt2e, xiq, _ = _torchao()
     example = _at_least_two(batches[0])
     graph = torch.export.export(module, (example,), dynamic_shapes=_batch_axis(example)).module()
     quantizer = xiq.X86InductorQuantizer().set_global(
@@ -107,7 +104,7 @@ def int8_graph(module: nn.Module, batches: list[Any], *, keep_float: Sequence[st
     for batch in batches:  # the activation observers (a histogram per tensor) see every image
         prepared(batch)
     converted = quantize_pt2e.convert_pt2e(prepared)
-    return _Inference(_lower(converted, example) if compile else converted)
+    return _LoweredPerBatchSize(converted) if compile else _Inference(converted)
 
 
 @torch.no_grad()
@@ -120,7 +117,7 @@ def pt2e_int8(model: SSD, calibration_images: Sequence[Tensor], *, batch_size: i
     quantize/dequantize around float ops: the same numbers, slowly; for inspection).
 
     Returns:
-        An ``SSD`` whose ``backbone`` and ``head`` are batch-dynamic int8 graphs, with the input transform,
+        An ``SSD`` whose ``backbone`` and ``head`` are int8 graphs for any batch size, with the input transform,
         default boxes, thresholds, categories and record of ``model``; call it in eval mode, like ``model``.
     """
     unknown = [name for name in keep_float if name not in dict(model.named_modules())]
