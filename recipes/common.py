@@ -5,7 +5,6 @@ import json
 import os
 import random
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,6 @@ from torch import Tensor, nn
 import ssd_zoo
 from ssd_zoo.errors import InputError
 from ssd_zoo.files import read_file, save_atomic  # noqa: F401  (the recipes' checkpoints, written atomically)
-from ssd_zoo.ops.default_boxes import DefaultBoxSpec, default_box_spec
 from ssd_zoo.weights.published import VGG16_Backbone_Weights
 from ssd_zoo.weights.resolve import load_vgg16_backbone
 
@@ -36,23 +34,6 @@ def init_vgg16_backbone(model: nn.Module, path: str) -> None:
             f"{urls[0]} (or torchvision's {urls[1]}) and put it at that path, or pass "
             "--set backbone_init=/path/to/vgg16_reducedfc.pth (backbone_init=null trains from scratch)")
     load_vgg16_backbone(model.backbone, path)
-
-
-def small_input_spec(input_size: int, anchors: str = "coco", box_sizes: Sequence[float] | None = None,
-                     aspect_ratios: Sequence[Sequence[float]] | None = None) -> DefaultBoxSpec:
-    """Deprecated: :func:`ssd_zoo.ops.default_boxes.default_box_spec` (whose ``anchors`` default is "voc")."""
-    warnings.warn("recipes.common.small_input_spec is deprecated; use ssd_zoo.ops.default_boxes.default_box_spec",
-                  DeprecationWarning, stacklevel=2)
-    return default_box_spec(input_size, anchors, box_sizes, aspect_ratios)
-
-
-def small_input_ssd(backbone: str, input_size: int, num_classes: int, *, anchors: str = "coco",
-                    extra_channels: Sequence[int] = (256, 256, 128), **kwargs: Any) -> ssd_zoo.SSD:
-    """Deprecated: ``ssd_zoo.build("ssd", backbone=..., input_size=..., ...)`` with this function's old defaults."""
-    warnings.warn('recipes.common.small_input_ssd is deprecated; use ssd_zoo.build("ssd", backbone=..., input_size=...)',
-                  DeprecationWarning, stacklevel=2)
-    return ssd_zoo.build("ssd", backbone=backbone, input_size=input_size, num_classes=num_classes, anchors=anchors,
-                         extra_channels=extra_channels, **kwargs)
 
 
 PAD_FILL = (0.5, 0.5, 0.5)  # the colour pad_to_square pads with (RGB, 0..1), in the data and in the model

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,21 +42,3 @@ def test_the_1500_image_split_is_a_prefix_of_trainval(tmp_path: Path) -> None:
     assert (folder / "trainval1500.txt").read_text().split() == [f"{i:05d}" for i in range(1500)]
     with pytest.raises(SystemExit, match="lists 2000 images, fewer than 3000"):
         demo_ablations.subset_split(tmp_path, "big", 3000)
-
-
-def test_moved_builders_keep_their_old_names_with_a_warning(tmp_path: Path) -> None:
-    import ssd_zoo
-    from recipes import common
-    from ssd_zoo.models.zoo import load_checkpoint
-    from ssd_zoo.ops.default_boxes import default_box_spec
-
-    with pytest.warns(DeprecationWarning, match="default_box_spec"):
-        assert common.small_input_spec(128) == default_box_spec(128, "coco")
-    kwargs = {"timm_kwargs": {"channels": [8, 8, 16, 16], "stem_width": 8}}
-    with pytest.warns(DeprecationWarning, match='ssd_zoo.build\\("ssd"'):
-        old = common.small_input_ssd("resnet18", 64, 3, **kwargs)
-    assert old.default_boxes.spec == default_box_spec(64, "coco") and old.backbone.out_channels[-1] == 256  # the old default extras
-    torch.save(old.state_dict(), tmp_path / "old.pth")
-    with pytest.warns(DeprecationWarning, match="ssd_zoo.build\\(name, weights=path\\)"):
-        load_checkpoint(ssd_zoo.build("ssd", backbone="resnet18", input_size=64, num_classes=3, anchors="coco",
-                                      extra_channels=(256, 256, 128), **kwargs), tmp_path / "old.pth")

@@ -214,7 +214,7 @@ def test_pad_to_square_keeps_boxes_and_pixels() -> None:
     assert torch.all(padded[:, 20:] == 0.5) and same is target
 
 
-def test_small_input_spec_takes_the_datas_box_sizes() -> None:
+def test_default_box_spec_takes_the_datas_box_sizes() -> None:
     from ssd_zoo.ops.default_boxes import default_box_spec
 
     spec = default_box_spec(128, "coco", box_sizes=(18, 34, 52, 84, 109, 134), aspect_ratios=((2, 3),) * 4 + ((2,),))

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ssd_zoo.data.common import Transforms, as_tv_tensors, clean_boxes
+from ssd_zoo.data.common import Transforms, dataset_item
 from ssd_zoo.files import read_image
 
 
@@ -157,10 +157,14 @@ class CocoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def annotations_of(self, index: int) -> list[dict]:
+        """The JSON annotations of image ``index`` that its target holds, in the target's box order (each with a
+        ``label`` key added: its ``1..K`` label)."""
+        return self._annotations.get(self.images[index]["id"], [])
+
     def target_of(self, index: int) -> dict:
         """The raw target of image ``index`` (before clamping to the image): see the class doc."""
-        image = self.images[index]
-        anns = self._annotations.get(image["id"], [])
+        anns = self.annotations_of(index)
         xywh = torch.tensor([ann["bbox"] for ann in anns], dtype=torch.float32).reshape(-1, 4)
         boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
         area = [float(ann.get("area", w * h)) for ann, (w, h) in zip(anns, xywh[:, 2:].tolist())]
@@ -180,11 +184,7 @@ class CocoDataset(Dataset):
         info = self.images[index]
         image = read_image(self.image_dir / info["file_name"])
         where = f"{self.ann_file}, image {info['id']} ({info['file_name']})"
-        target = clean_boxes(self.target_of(index), image.shape[-2], image.shape[-1], where=where)
-        image, target = as_tv_tensors(image, target, index)
-        if self.transforms is not None:
-            image, target = self.transforms(image, target)
-        return image, target
+        return dataset_item(image, self.target_of(index), index, where, self.transforms)
 
     def __repr__(self) -> str:
         return (

@@ -30,7 +30,7 @@ from torchvision.ops import batched_nms
 from ssd_zoo.errors import require
 from ssd_zoo.models.record import RECORD_METADATA_KEY, record_to_json
 from ssd_zoo.models.ssd import SSD
-from ssd_zoo.ops.postprocess import DEFAULT_THRESHOLDS, class_scores_and_boxes, clip_boxes
+from ssd_zoo.ops.postprocess import Thresholds, class_scores_and_boxes, clip_boxes
 
 OUTPUT_NAMES = ["num_detections", "boxes", "scores", "labels"]
 THRESHOLDS_KEY = "ssd_zoo.thresholds"  # the post-processing settings the graph was exported with (JSON)
@@ -63,51 +63,44 @@ class _NonMaxSuppression(torch.autograd.Function):
         )
 
 
-def padded_detections(
-    scores: Tensor,
-    boxes: Tensor,
-    image_size: tuple[int, int],
-    *,
-    score_thresh: float = DEFAULT_THRESHOLDS.score_thresh,
-    nms_thresh: float = DEFAULT_THRESHOLDS.nms_thresh,
-    topk_candidates: int = DEFAULT_THRESHOLDS.topk_candidates,
-    detections_per_img: int = DEFAULT_THRESHOLDS.detections_per_img,
-    clip_before_nms: bool = DEFAULT_THRESHOLDS.clip_before_nms,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def padded_detections(scores: Tensor, boxes: Tensor, image_size: tuple[int, int],
+                      **thresholds: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """:func:`ssd_zoo.ops.postprocess.select_detections` with fixed-size, zero-padded outputs.
 
     Args: as ``select_detections``: ``scores [B, A, C]`` and ``boxes [B, A, 4]`` from
-    :meth:`ssd_zoo.SSD.dense_predictions`, ``image_size = (H, W)`` of the network input.
+    :meth:`ssd_zoo.SSD.dense_predictions`, ``image_size = (H, W)`` of the network input; ``thresholds``: any of
+    :class:`~ssd_zoo.ops.postprocess.Thresholds`' keywords (the others at their defaults; another name raises).
 
     Returns:
         ``(num_detections [B] int64, boxes [B, K, 4], scores [B, K], labels [B, K] int64)`` with
         ``K = detections_per_img``, each image's detections best first, zeros past ``num_detections``.
     """
+    settings = Thresholds(**thresholds)
     num_anchors, num_classes = scores.shape[1], scores.shape[2]
-    scores, boxes = class_scores_and_boxes(scores, boxes, image_size, clip=clip_before_nms)
+    scores, boxes = class_scores_and_boxes(scores, boxes, image_size, clip=settings.clip_before_nms)
 
     # Per image and class, the best k candidates; those at or below the threshold get score -1.
-    k = min(topk_candidates, int(num_anchors))  # a Python int: ONNX NonMaxSuppression takes it as a constant
-    top_scores, top_index = scores.masked_fill(scores <= score_thresh, -1.0).topk(k, dim=-1)  # (B, C-1, k)
+    k = min(settings.topk_candidates, int(num_anchors))  # a Python int: ONNX NonMaxSuppression takes it as a constant
+    top_scores, top_index = scores.masked_fill(scores <= settings.score_thresh, -1.0).topk(k, dim=-1)  # (B, C-1, k)
     candidates = torch.gather(
         boxes[:, None].expand(-1, num_classes - 1, -1, -1), 2, top_index[..., None].expand(-1, -1, -1, 4)
     )  # (B, C-1, k, 4)
 
     # NMS per (image, class) pair; mark the survivors in a dense (B, C-1, k) mask.
     selected = _NonMaxSuppression.apply(
-        candidates.flatten(0, 1), top_scores.flatten(0, 1)[:, None], k, nms_thresh, score_thresh
+        candidates.flatten(0, 1), top_scores.flatten(0, 1)[:, None], k, settings.nms_thresh, settings.score_thresh
     )  # (S, 3): pair, 0, candidate
     flat_scores = top_scores.flatten()
     survivor = torch.zeros_like(flat_scores).scatter(0, selected[:, 0] * k + selected[:, 2], 1.0)
     kept_scores = torch.where(survivor > 0, flat_scores, -1.0).view_as(top_scores).flatten(1)  # (B, (C-1)*k)
 
     # Best K survivors per image; pad when fewer than K candidates exist at all.
-    best_scores, best = kept_scores.topk(min(detections_per_img, kept_scores.shape[1]), dim=1)
-    valid = best_scores > score_thresh
+    best_scores, best = kept_scores.topk(min(settings.detections_per_img, kept_scores.shape[1]), dim=1)
+    valid = best_scores > settings.score_thresh
     best_boxes = torch.gather(candidates.flatten(1, 2), 1, best[..., None].expand(-1, -1, 4))
-    best_boxes = best_boxes if clip_before_nms else clip_boxes(best_boxes, image_size)
+    best_boxes = best_boxes if settings.clip_before_nms else clip_boxes(best_boxes, image_size)
     labels = torch.div(best, k, rounding_mode="floor") + 1
-    pad = detections_per_img - best.shape[1]
+    pad = settings.detections_per_img - best.shape[1]
     out_boxes = F.pad(torch.where(valid[..., None], best_boxes, 0.0), (0, 0, 0, pad))
     out_scores = F.pad(torch.where(valid, best_scores, 0.0), (0, pad))
     out_labels = F.pad(torch.where(valid, labels, 0), (0, pad))

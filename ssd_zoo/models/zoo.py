@@ -1,27 +1,16 @@
 """Registered SSD variants: one short builder each, merging its defaults with the caller's keywords."""
 from __future__ import annotations
 
-import os
-import warnings
-from pathlib import Path
 from typing import Any
 
 from ssd_zoo.ops.default_boxes import default_box_spec
 from ssd_zoo.registry import register_model
 from ssd_zoo.transform import CAFFE_MEAN, CAFFE_STD
-from ssd_zoo.weights.resolve import builder_config, fetch_weights, read_weights
+from ssd_zoo.weights.resolve import builder_config, fetch_weights
 from ssd_zoo.models.builder import assemble_ssd
 from ssd_zoo.models.head import SSDHead
 from ssd_zoo.models.ssd import SSD
 from ssd_zoo.models.vgg import VGG16Backbone
-
-
-def load_checkpoint(model: SSD, path: str | os.PathLike) -> SSD:
-    """Deprecated: load a local checkpoint of any layout into a built ``model``; use
-    ``ssd_zoo.build(name, weights=path)`` (which also restores the default boxes the file records)."""
-    warnings.warn("ssd_zoo.models.zoo.load_checkpoint is deprecated; use ssd_zoo.build(name, weights=path)",
-                  DeprecationWarning, stacklevel=2)
-    return read_weights(Path(path)).load_into(model)
 
 
 def _vgg16_ssd(name: str, input_size: int, weights: Any, num_classes: int | None, anchors: str | None,

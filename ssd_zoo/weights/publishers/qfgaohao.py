@@ -59,22 +59,20 @@ def _thresholds(num_classes: int) -> dict[str, float]:
 
 
 # ---- the layout ----------------------------------------------------------------------------------------------
-# vgg16-ssd: qfgaohao key <-> ssd.pytorch key (same modules and tensors; its extras are Sequential(conv, ReLU,
-# conv, ReLU) blocks where ssd.pytorch has one flat list of convs).
-_VGG_TO_SSD_PYTORCH = [
-    (r"^base_net\.(\d+)\.", lambda m: f"vgg.{m[1]}."),
-    (r"^source_layer_add_ons\.0\.scale$", lambda m: "L2Norm.weight"),
-    (r"^extras\.(\d+)\.([02])\.", lambda m: f"extras.{2 * int(m[1]) + int(m[2]) // 2}."),
-    (r"^classification_headers\.", lambda m: "conf."),
-    (r"^regression_headers\.", lambda m: "loc."),
-]
-_VGG_FROM_SSD_PYTORCH = [
-    (r"^vgg\.(\d+)\.", lambda m: f"base_net.{m[1]}."),
-    (r"^L2Norm\.weight$", lambda m: "source_layer_add_ons.0.scale"),
-    (r"^extras\.(\d+)\.", lambda m: f"extras.{int(m[1]) // 2}.{2 * (int(m[1]) % 2)}."),
-    (r"^conf\.", lambda m: "classification_headers."),
-    (r"^loc\.", lambda m: "regression_headers."),
-]
+def _prefix_rules(table: dict[str, str]) -> list:
+    """Key-prefix table (``"base_net.": "vgg."``) -> :func:`_rekey` rules (the rest of each key kept)."""
+    return [("^" + re.escape(src), lambda m, dst=dst: dst) for src, dst in table.items()]
+
+
+# vgg16-ssd: qfgaohao key prefix -> ssd.pytorch key prefix (same modules and tensors).
+_VGG_PREFIXES = {"base_net.": "vgg.", "source_layer_add_ons.0.scale": "L2Norm.weight",
+                 "classification_headers.": "conf.", "regression_headers.": "loc."}
+# Its extras are Sequential(conv, ReLU, conv, ReLU) blocks (extras.B.0, extras.B.2) where ssd.pytorch has one flat
+# list of convs (extras.2B, extras.2B+1).
+_VGG_TO_SSD_PYTORCH = _prefix_rules(_VGG_PREFIXES) + [
+    (r"^extras\.(\d+)\.([02])\.", lambda m: f"extras.{2 * int(m[1]) + int(m[2]) // 2}.")]
+_VGG_FROM_SSD_PYTORCH = _prefix_rules({new: old for old, new in _VGG_PREFIXES.items()}) + [
+    (r"^extras\.(\d+)\.", lambda m: f"extras.{int(m[1]) // 2}.{2 * (int(m[1]) % 2)}.")]
 
 
 def _rekey(state_dict: Mapping[str, Tensor], rules: list, source: str) -> dict[str, Tensor]:
@@ -95,7 +93,7 @@ def _rekey(state_dict: Mapping[str, Tensor], rules: list, source: str) -> dict[s
 
 def _module_rules(table: dict[str, str]) -> list:
     """Module-name table (``"base_net.0.0": "backbone.body.conv_stem"``) -> :func:`_rekey` rules (params kept)."""
-    return [(re.escape(src) + r"\.", lambda m, dst=dst: dst + ".") for src, dst in table.items()]
+    return _prefix_rules({f"{src}.": f"{dst}." for src, dst in table.items()})
 
 
 def _head_table(levels: int, lite: bool) -> dict[str, str]:
