@@ -32,6 +32,7 @@ from ssd_zoo.deploy.cpu import has_vnni
 from ssd_zoo.errors import require
 from ssd_zoo.models.ssd import SSD
 
+
 def _torchao() -> tuple[Any, Any, Any]:
     """torchao's PT2E modules ``(quantize_pt2e, x86_inductor_quantizer, lowering)``, or ImportError naming the
     install command."""
