@@ -45,7 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--amp", action="store_true", help="fp16 autocast on CUDA, bf16 on the CPU")
     p.add_argument("--draw", type=int, default=0, help="save this many test images with detections drawn")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    p.add_argument("--int8", action="store_true", help="evaluate the PT2E int8 model (ssd_zoo.deploy.quantize; CPU)")
+    p.add_argument("--int8", action="store_true", help="evaluate the int8 model of ssd_zoo.quantize (CPU)")
+    p.add_argument("--int8-backend", default="auto", choices=["auto", "openvino", "pt2e", "onnxruntime"],
+                   help="--int8: the backend (default: ssd_zoo.quantize's choice for this CPU)")
     p.add_argument("--calibration", type=Path, help="--int8: folder of calibration photos (default: the first "
                    "--calibration-count images of the config's training split)")
     p.add_argument("--calibration-count", type=int, default=32, help="--int8: calibration images (default 32)")
@@ -103,7 +105,8 @@ def training_images(cfg: TrainConfig, count: int) -> list[torch.Tensor]:
 
 
 def deployed_model(args: argparse.Namespace, cfg: TrainConfig, class_names: Sequence[str]) -> torch.nn.Module:
-    """``--backend``/``--model-file``, or the ``--int8`` PT2E model, checked against the test set's classes."""
+    """``--backend``/``--model-file``, or the ``--int8`` model (``--int8-backend``), checked against the test
+    set's classes."""
     num_classes = len(class_names) + 1
     if args.backend != "torch":
         from ssd_zoo.deploy.runtime import load_runner
@@ -123,7 +126,8 @@ def deployed_model(args: argparse.Namespace, cfg: TrainConfig, class_names: Sequ
             images = read_calibration_images(args.calibration, args.calibration_count)
         else:
             images = training_images(cfg, args.calibration_count)
-        model = quantize(model.eval(), images)
+        model = quantize(model.eval(), images, backend=args.int8_backend)
+        print(f"int8: {model.quantized_with['backend']} ({model.quantized_with['reason']})", flush=True)
     return model
 
 
@@ -146,7 +150,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     return evaluate_and_report(model, loader, device, args.amp, cfg.output_dir, args.draw, cfg.draw_score,
                                {"weights": str(args.weights), "model": cfg.model, "backbone": cfg.backbone,
-                                "int8": args.int8, "backend": args.backend, "model_file": args.model_file})
+                                "int8": args.int8,
+                                "int8_backend": model.quantized_with["backend"] if args.int8 else None,
+                                "backend": args.backend, "model_file": args.model_file})
 
 
 if __name__ == "__main__":

@@ -232,6 +232,13 @@ class SSD(nn.Module):
                                  activation=self.score_activation, **self.thresholds)
         return self.transform.postprocess(detections, batch.original_sizes)
 
+    def extra_repr(self) -> str:
+        """``repr``'s first line: classes, input size and, for an int8 copy made by ``ssd_zoo.quantize``, which
+        backend made it and why (its ``quantized_with``)."""
+        text = f"num_classes={self.num_classes}, input_size={self.input_size}"
+        quantized_with = getattr(self, "quantized_with", None)
+        return text + (f", quantized_with={quantized_with}" if quantized_with else "")
+
     @property
     def thresholds(self) -> dict[str, float]:
         """The post-processing settings, as keywords of :func:`~ssd_zoo.ops.postprocess.select_detections`."""
