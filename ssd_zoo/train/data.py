@@ -1,4 +1,4 @@
-"""Datasets and loaders for the recipes: VOC-format (or COCO-format) data, seeded augmentation, resumable order.
+"""Datasets and loaders for training: VOC-format (or COCO-format) data, seeded augmentation, resumable order.
 
 Exact resume needs the same images in the same order with the same augmentation, whatever the number of
 loader workers and wherever the run was cut. So the order is a function of ``(seed, epoch)`` (a
@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ssd_zoo.data import CocoDataset, PadToSquare, SSDAugmentation, VOCDataset, collate
 
-from .common import PAD_FILL
-from .config import TrainConfig
+from ssd_zoo.train.config import TrainConfig
+from ssd_zoo.train.model import PAD_FILL
 
 
 def make_dataset(cfg: TrainConfig, train: bool, transforms: object = None) -> Dataset:
@@ -23,7 +23,7 @@ def make_dataset(cfg: TrainConfig, train: bool, transforms: object = None) -> Da
 
     With ``cfg.pad_to_square`` every training image is first padded to a square (see :class:`PadToSquare`),
     before augmentation (a flip then moves the padding too, as the demo has always trained); test images are
-    not: the model letterboxes them itself, with the same colour (:func:`recipes.common.resize_kwargs`), which
+    not: the model letterboxes them itself, with the same colour (:func:`ssd_zoo.train.model.resize_kwargs`), which
     gives the same pixels as padding here. A square image is left as it is by the model's letterbox.
     """
     if cfg.pad_to_square and train:
@@ -37,6 +37,12 @@ def make_dataset(cfg: TrainConfig, train: bool, transforms: object = None) -> Da
     splits = cfg.train_splits if train else cfg.test_split
     return VOCDataset(cfg.data_root, splits, keep_difficult=cfg.keep_difficult or not train,
                       transforms=transforms, class_names=cfg.class_names)
+
+
+def training_source(cfg: TrainConfig) -> str:
+    """Where the training boxes are, for :func:`ssd_zoo.finetune.load_boxes`: the COCO JSON of ``coco_train``,
+    else the VOCdevkit folder ``data_root``."""
+    return cfg.coco_train[1] if cfg.coco_train else cfg.data_root
 
 
 class SeededAugmentation(Dataset):
