@@ -10,7 +10,7 @@ kernels), and the files ``ssd_zoo.deploy.export.export`` writes, run by ``ssd_zo
 (QDQ) in onnxruntime, OpenVINO IR with f32 forced (``INFERENCE_PRECISION_HINT``) and int8 (NNCF). The int8
 models are calibrated on the sample photos. Rows: latency at batch 1, images/s at batch 8, the precision each
 backend ran, the file size, the ratio against torchvision fp32, and the share of torchvision's top 20
-detections found (random weights: agreement, not accuracy; the demo model's mAP measures accuracy, see README).
+detections found (random weights: agreement, not accuracy; the demo model's mAP measures accuracy, see docs/benchmarks.md).
 ``--quick``: batch 1 only, one round.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The README's models table: each named model's backbone, input size, default boxes, parameters, GFLOPs, latency.
+"""The models table of docs/benchmarks.md: each named model's backbone, input size, default boxes, parameters, GFLOPs, latency.
 
     python -m benchmarks.models_table [--repeat 5] [--warmup 1] [--threads 1] [--pattern "ssd300*"] [--quick]
 
@@ -71,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed rounds (median)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the README's table: 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (docs/benchmarks.md's table: 1)")
     parser.add_argument("--pattern", default="*", help="fnmatch pattern over ssd_zoo.list_models()")
     parser.add_argument("--quick", action="store_true", help="one round of three small models")
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """Sliced inference on a large image of many small objects: recall of the demo's model with and without tiles.
 
-    python -m benchmarks.tile_recall [--checkpoint runs/demo/best.pth] [--picture assets/tiles_example.png]
+    python -m benchmarks.tile_recall [--checkpoint runs/demo/best.pth] [--picture docs/tiles_example.png]
 
 The image: 4000 x 3000 px, tiled with shapes images drawn by the demo's own generator
 (``ssd_zoo.data.shapes.render_shapes_image``, 128-160 px each, their textured backgrounds and 1-6 objects of

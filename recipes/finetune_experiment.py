@@ -1,4 +1,4 @@
-"""The README's fine-tuning experiment: the demo's model fine-tuned on new classes against the same run from scratch.
+"""The fine-tuning experiment of docs/finetuning.md: the demo's model fine-tuned on new classes against the same run from scratch.
 
     python recipes/finetune_experiment.py                       # every run below, then the table
     python recipes/finetune_experiment.py --runs scratch,finetune

@@ -1,4 +1,4 @@
-"""torchrun with two processes of batch B trains the same model as one process of batch 2B (the README's
+"""torchrun with two processes of batch B trains the same model as one process of batch 2B (docs/recipes.md:
 "8 per GPU = the same global batch 32, same lr and schedule"), and the two processes see different images.
 
 Why it holds: each process takes a disjoint half of every global batch (``ResumableSampler``, a

@@ -1,5 +1,5 @@
 """Fine-tuning: ssd_zoo.finetune.freezing, the recipe's init_weights / freeze / head_lr_mult (with exact resume), and the
-shapes generator's other classes (--classes) that the README's experiment fine-tunes on."""
+shapes generator's other classes (--classes) that docs/finetuning.md's experiment fine-tunes on."""
 from __future__ import annotations
 
 import hashlib

@@ -156,10 +156,14 @@ class CocoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def annotations_of(self, index: int) -> list[dict]:
+        """The JSON annotations of image ``index`` that its target holds, in the target's box order (each with a
+        ``label`` key added: its ``1..K`` label)."""
+        return self._annotations.get(self.images[index]["id"], [])
+
     def target_of(self, index: int) -> dict:
         """The raw target of image ``index`` (before clamping to the image): see the class doc."""
-        image = self.images[index]
-        anns = self._annotations.get(image["id"], [])
+        anns = self.annotations_of(index)
         xywh = torch.tensor([ann["bbox"] for ann in anns], dtype=torch.float32).reshape(-1, 4)
         boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
         area = [float(ann.get("area", w * h)) for ann, (w, h) in zip(anns, xywh[:, 2:].tolist())]

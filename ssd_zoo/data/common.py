@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,39 @@ def as_tv_tensors(image: Tensor, target: dict, index: int) -> tuple[tv_tensors.I
     return tv_tensors.Image(image), dict(target, boxes=boxes, image_id=torch.tensor(index, dtype=torch.int64))
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a dataset's files, found by a reader that reports instead of raising.
+
+    ``kind``: one of ``PROBLEM_KINDS``; ``file``: the file it is in; ``line``: the 1-based line of a YOLO label
+    file, else None; ``message``: what was expected and what was found. ``str()`` is ``file:line: kind: message``.
+    """
+
+    kind: str
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.kind}: {self.message}"
+
+
+# What a data check reports (ssd_zoo.data.check): a label that cannot be read, a class outside the names, a box of
+# no area once clamped to its image (the datasets drop these with a warning), an image that cannot be decoded,
+# an image whose bytes are those of another.
+PROBLEM_KINDS: tuple[str, ...] = ("bad-label", "unknown-class", "degenerate-box", "unreadable-image", "duplicate-image")
+
+
+def clamp_boxes(boxes: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """``boxes`` float ``[N, 4]`` xyxy pixels clamped to ``[0, width] x [0, height]``, and the bool ``[N]`` mask
+    of those with a positive width and height afterwards (False for NaN): the boxes :func:`clean_boxes` keeps."""
+    boxes = boxes.clone()
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+    return boxes, (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+
+
 def clean_boxes(target: dict, height: int, width: int, where: str) -> dict:
     """Clamp ``target["boxes"]`` to the ``width x height`` image and drop boxes left degenerate.
 
@@ -84,10 +118,7 @@ def clean_boxes(target: dict, height: int, width: int, where: str) -> dict:
 
     Returns a new dict; ``target`` is not modified.
     """
-    boxes = target["boxes"].clone()
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
-    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # False for NaN too
+    boxes, keep = clamp_boxes(target["boxes"], height, width)
     out = dict(target, boxes=boxes)
     dropped = int((~keep).sum())
     if dropped:

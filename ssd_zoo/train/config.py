@@ -25,7 +25,7 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # more builder keywords (anchors, extra_channels...)
     backbone_init: str | None = None  # VGG16 only: vgg16_reducedfc.pth or torchvision's vgg16_features-*.pth
     sync_bn: bool = False  # SyncBatchNorm across processes (BN backbones under torchrun)
-    # --- fine-tuning (README "Fine-tune on your data") ---
+    # --- fine-tuning (docs/finetuning.md) ---
     init_weights: str | None = None  # start from these weights: any ssd_zoo.build weights= (a published name such as
     #   COCO_V1, a checkpoint path in any layout, a URL); the dataset's class names go through head surgery (the rows
     #   of classes the weights know are kept). The weights bring the backbone: backbone_init is not used.
