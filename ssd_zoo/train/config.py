@@ -31,7 +31,9 @@ class TrainConfig:
     #   of classes the weights know are kept). The weights bring the backbone: backbone_init is not used.
     freeze: str = "none"  # "none" | "backbone" | "backbone+extras": no gradient, BatchNorm statistics fixed
     head_lr_mult: float = 1.0  # the heads' learning rate as a multiple of lr (e.g. 10 with a frozen or slow backbone)
-    # --- data (a VOCdevkit folder; own data: VOC layout with class_names, or COCO JSON via coco_*) ---
+    # --- data (a VOCdevkit folder; own data: VOC layout with class_names, or COCO JSON via coco_*, or any format via data) ---
+    data: str | None = None  # a dataset in any format ssd_zoo.data.open_dataset opens (VOC folder, COCO .json or a folder
+    #   of them, YOLO data.yaml): train_splits and test_split then name its splits (train, val, test); data_root unused
     data_root: str = "data/VOCdevkit"
     train_splits: str = "2007-trainval+2012-trainval"
     test_split: str = "2007-test"

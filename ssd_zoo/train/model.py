@@ -17,6 +17,7 @@ from ssd_zoo.files import read_file
 from ssd_zoo.models.ssd import SSD
 from ssd_zoo.registry import build
 from ssd_zoo.train.config import TrainConfig
+from ssd_zoo.weights.convert import RECORD_KEY
 from ssd_zoo.weights.published import VGG16_Backbone_Weights
 from ssd_zoo.weights.resolve import load_vgg16_backbone
 
@@ -92,3 +93,18 @@ def model_to_evaluate(cfg: TrainConfig, weights: str, class_names: Sequence[str]
         raise ValueError(f"--weights {weights!r}: model='ssd' needs a checkpoint written by training")
     return build(cfg.model, weights=weights, class_names=class_names, **builder_kwargs(cfg)), cfg
 
+
+
+def with_default_boxes(model: SSD, cfg: TrainConfig) -> SSD:
+    """``model``'s weights in the model ``cfg`` builds for the same classes, whose default boxes may differ (sizes
+    and ratios fitted to new data, the same boxes per location, so every tensor keeps its shape). Weights refuse
+    boxes other than those they were trained with (:func:`ssd_zoo.build`); this is the deliberate way past that:
+    the box regression then learns the new boxes' offsets from a start that is close."""
+    fresh = build_model(dataclasses.replace(cfg, init_weights=None, backbone_init=None), model.num_classes,
+                        model.class_names[1:] if model.class_names else None)
+    missing, unexpected = fresh.load_state_dict({k: v for k, v in model.state_dict().items() if k != RECORD_KEY},
+                                                strict=False)
+    if set(missing) - {RECORD_KEY} or unexpected:
+        raise ValueError(f"default boxes {cfg.model_kwargs}: expected the same tensors as the weights' model, found "
+                         f"missing {sorted(set(missing) - {RECORD_KEY})[:4]}, unexpected {sorted(unexpected)[:4]}")
+    return fresh
