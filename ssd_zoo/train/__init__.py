@@ -9,6 +9,7 @@ and ``ssd-zoo train`` call).
     engine.py        train_step, train_one_epoch, the evaluations, train(cfg)
     evaluation.py    VOC mAP over a loader, the AP table, metrics.json, results files, pictures
     distributed.py   torchrun processes; graceful.py: SIGTERM/SIGINT stop after the step; records.py: log.jsonl
+    from_data.py     the config that ``ssd-zoo train DATA`` makes from a dataset, weights and flags
 
     >>> from ssd_zoo.train import load_config, train
     >>> result = train(load_config("recipes/configs/shapes_quick.yaml", {"device": "cpu", "max_iters": 100}))
