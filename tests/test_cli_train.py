@@ -14,7 +14,7 @@ import ssd_zoo
 from ssd_zoo.cli import main
 from ssd_zoo.data import convert, open_dataset
 from ssd_zoo.data.shapes import generate_shapes_voc
-from ssd_zoo.train.from_data import SMALL_MODEL, config_for_data, data_splits, schedule_keys
+from ssd_zoo.train.from_data import AUGMENT, SMALL_MODEL, config_for_data, data_splits, schedule_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"backbone": "resnet18", "input_size": 64, "anchors": "coco", "extra_channels": [16, 16, 16],
@@ -97,7 +97,7 @@ def test_without_from_the_small_model_trains_from_scratch(datasets: dict[str, Pa
 
 def test_the_small_model_is_the_demos() -> None:
     demo = yaml.safe_load((ROOT / "recipes/configs/shapes_quick.yaml").read_text())
-    assert {key: demo[key] for key in SMALL_MODEL} == SMALL_MODEL
+    assert {key: demo[key] for key in SMALL_MODEL} == SMALL_MODEL and demo["augment"] == AUGMENT
 
 
 def test_input_size_where_the_model_takes_it(datasets: dict[str, Path], weights: Path) -> None:
