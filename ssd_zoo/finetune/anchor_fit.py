@@ -196,6 +196,9 @@ def fit(
     """
     before = coverage(model_or_spec, boxes, labels, iou_thresh=iou_thresh)
     spec = before.spec
+    if spec.shapes is not None:  # the fit moves sizes and ratios, which explicit shapes would override
+        raise ValueError(f"fit: the default boxes are given as explicit shapes ({spec.describe()}, e.g. a TF Object "
+                         "Detection API graph's anchors); expected the paper's sizes and aspect ratios to fit")
     xyxy = boxes.boxes if isinstance(boxes, GroundTruth) else boxes.float()
     if len(xyxy) > max_boxes:
         xyxy = xyxy[torch.randperm(len(xyxy), generator=torch.Generator().manual_seed(seed))[:max_boxes]]

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from ssd_zoo.weights import convert
 from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
 from ssd_zoo.ops.loss import ssd_loss
-from ssd_zoo.ops.postprocess import decode_predictions, postprocess
+from ssd_zoo.ops.postprocess import SCORE_ACTIVATIONS, decode_predictions, postprocess
 from ssd_zoo.transform import SSDTransform, check_target_values
 
 RECORD_FORMAT = "ssd_zoo.SSD/1"  # the version of the record below
@@ -57,6 +57,9 @@ class SSD(nn.Module):
         neg_pos_ratio: hard negatives per positive (training).
         score_thresh, nms_thresh, topk_candidates, detections_per_img, clip_before_nms: post-processing (eval),
             see :func:`ssd_zoo.ops.postprocess.select_detections`.
+        score_activation: ``"softmax"`` (the paper's: classes compete, background included) or ``"sigmoid"``
+            (each class scored on its own, as the TF Object Detection API's SSDs); see
+            :func:`ssd_zoo.ops.postprocess.decode_predictions`.
     """
 
     def __init__(
@@ -75,8 +78,12 @@ class SSD(nn.Module):
         topk_candidates: int = 400,
         detections_per_img: int = 200,
         clip_before_nms: bool = True,
+        score_activation: str = "softmax",
     ) -> None:
         super().__init__()
+        if score_activation not in SCORE_ACTIVATIONS:
+            raise ValueError(f"score_activation={score_activation!r}: expected one of {SCORE_ACTIVATIONS}")
+        self.score_activation = score_activation
         self.backbone = backbone
         self.head = head
         self.default_boxes = default_boxes
@@ -124,9 +131,12 @@ class SSD(nn.Module):
 
     def remember_builder(self, name: str, kwargs: dict[str, Any]) -> None:
         """Record the registered builder and its keywords (:func:`ssd_zoo.build` calls this), less those that
-        fetch backbone weights (the checkpoint brings all weights). Keywords that are not plain data (JSON)
+        fetch backbone weights (the checkpoint brings all weights), over those recorded already for the same
+        builder (a builder whose architecture comes from its weights file records it itself). Keywords that are not plain data (JSON)
         leave the builder unrecorded."""
         kwargs = {k: v for k, v in kwargs.items() if k not in ("pretrained", "pretrained_backbone", "backbone_weights")}
+        if self.builder is not None and self.builder["name"] == name:  # what the builder itself recorded stays
+            kwargs = {**self.builder["kwargs"], **kwargs}
         try:
             json.dumps(kwargs)
         except TypeError:
@@ -145,11 +155,13 @@ class SSD(nn.Module):
         """The record saved with the weights: ``format``, ``input_size``, ``default_boxes`` (the
         :class:`DefaultBoxSpec` as a dict), ``mean``/``std`` (RGB, 0..1 scale), ``num_classes``, ``categories``,
         ``builder`` (``{"name", "kwargs"}`` of :func:`ssd_zoo.build`, or None), ``resize`` (``"stretch"`` or
-        ``"letterbox"``) and ``pad_fill`` (the letterbox colour, None: the mean)."""
+        ``"letterbox"``), ``pad_fill`` (the letterbox colour, None: the mean), ``coordinates`` (where resized
+        pixels sample the image, see :class:`~ssd_zoo.transform.SSDTransform`) and ``score_activation``."""
         return {"format": RECORD_FORMAT, "input_size": self.input_size, "default_boxes": self.default_boxes.spec.to_dict(),
                 "mean": self.transform.mean.flatten().tolist(), "std": self.transform.std.flatten().tolist(),
                 "num_classes": self.num_classes, "categories": self.categories, "builder": self.builder,
-                "resize": self.transform.resize_mode, "pad_fill": self.transform.pad_fill}
+                "resize": self.transform.resize_mode, "pad_fill": self.transform.pad_fill,
+                "coordinates": self.transform.coordinates, "score_activation": self.score_activation}
 
     def _check_record(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         """Load pre-hook: a record that contradicts this model raises ValueError naming both; its class names
@@ -169,7 +181,8 @@ class SSD(nn.Module):
                     raise ValueError(
                         f"state dict: the weights were trained with {name} {theirs}, but this model has {mine}; build "
                         "the model from the file (ssd_zoo.build(name, weights=path)) to get the weights' own")
-            for name in ("resize", "pad_fill"):  # absent from records saved before the option: not known, not checked
+            # Absent from records saved before the option: not known, not checked.
+            for name in ("resize", "pad_fill", "coordinates", "score_activation"):
                 if name in saved and saved[name] != own[name]:
                     raise ValueError(f"state dict: the weights were trained with {name}={saved[name]!r}, but this "
                                      f"model has {name}={own[name]!r}; build the model from the file "
@@ -194,12 +207,13 @@ class SSD(nn.Module):
         A ``[B, 3, S, S]`` tensor at the model's input size is used as it is (no resizing).
 
         Returns:
-            ``scores``: ``[B, A, C]`` float32 softmax class probabilities, index 0 background;
+            ``scores``: ``[B, A, C]`` float32 class probabilities (softmax, or sigmoid per class: see
+            ``score_activation``), index 0 background;
             ``boxes``: ``[B, A, 4]`` float32 decoded xyxy in pixels of the ``S x S`` model input, not clipped;
             ``default_boxes``: ``[A, 4]`` xyxy input pixels.
             To map boxes to an image of ``(H, W)`` pixels, multiply x by ``W / S`` and y by ``H / S``.
         """
-        return decode_predictions(*self._network(self.transform(images).images))
+        return decode_predictions(*self._network(self.transform(images).images), activation=self.score_activation)
 
     def forward(
         self, images: list[Tensor] | Tensor, targets: list[dict[str, Tensor]] | None = None
@@ -213,8 +227,10 @@ class SSD(nn.Module):
             return ssd_loss(
                 cls_logits, box_regression, anchors, *batch.targets, iou_thresh=self.iou_thresh,
                 neg_pos_ratio=self.neg_pos_ratio, count_positives=_global_count if _distributed() else None,
+                activation=self.score_activation,
             )
-        detections = postprocess(cls_logits, box_regression, anchors, tuple(batch.images.shape[-2:]), **self.thresholds)
+        detections = postprocess(cls_logits, box_regression, anchors, tuple(batch.images.shape[-2:]),
+                                 activation=self.score_activation, **self.thresholds)
         return self.transform.postprocess(detections, batch.original_sizes)
 
     @property

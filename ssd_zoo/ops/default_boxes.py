@@ -26,6 +26,11 @@ class DefaultBoxSpec:
     would be centred at 304 px of 300), ``"none"`` nothing (Caffe SSD's ``clip: false``).
     ``grid`` gives the side of each level's square map where it is not ``ceil(input_size / step)`` (lufficc's
     MobileNet SSD320 keeps the steps 100/150/300 of a 300 input on its 3/2/1 maps); ``None``: derived.
+    ``shapes`` gives, per level, each box's ``(width, height)`` relative to the input, in the order of the head's
+    channels, where a publisher lays its boxes out otherwise than the paper (the TF Object Detection API's
+    ``MultipleGridAnchorGenerator``: ``(scale, ratio)`` pairs in its own order, a 0.1 box on the first level);
+    ``sizes`` and ``aspect_ratios`` then only describe them (the publisher's scales and ratios). ``None``: the
+    paper's boxes from ``sizes`` and ``aspect_ratios``.
     """
 
     input_size: int
@@ -34,6 +39,7 @@ class DefaultBoxSpec:
     steps: tuple[float, ...]  # pixels between centres; fractional where a side doesn't divide (SSDLite: 320 / 3)
     clip: str = "size"
     grid: tuple[int, ...] | None = None
+    shapes: tuple[tuple[tuple[float, float], ...], ...] | None = None
 
     def __post_init__(self) -> None:
         levels = len(self.aspect_ratios)
@@ -46,9 +52,15 @@ class DefaultBoxSpec:
             raise ValueError(f"DefaultBoxSpec.grid: expected {levels} map sides, found {list(self.grid)}")
         if self.clip not in ("size", "all", "none"):
             raise ValueError(f"DefaultBoxSpec.clip: expected 'size', 'all' or 'none', found {self.clip!r}")
+        if self.shapes is not None and (len(self.shapes) != levels or not all(
+                level and all(len(wh) == 2 for wh in level) for level in self.shapes)):
+            raise ValueError(f"DefaultBoxSpec.shapes: expected {levels} levels of (width, height) pairs, found "
+                             f"{self.shapes}")
 
     @property
     def boxes_per_location(self) -> list[int]:
+        if self.shapes is not None:
+            return [len(level) for level in self.shapes]
         return [2 + 2 * len(ratios) for ratios in self.aspect_ratios]
 
     def to_dict(self) -> dict[str, object]:
@@ -56,21 +68,25 @@ class DefaultBoxSpec:
         return {"input_size": self.input_size, "sizes": [float(s) for s in self.sizes],
                 "aspect_ratios": [[float(r) for r in level] for level in self.aspect_ratios],
                 "steps": [float(s) for s in self.steps], "clip": self.clip,
-                **({} if self.grid is None else {"grid": [int(side) for side in self.grid]})}
+                **({} if self.grid is None else {"grid": [int(side) for side in self.grid]}),
+                **({} if self.shapes is None else {"shapes": [[[float(w), float(h)] for w, h in level]
+                                                              for level in self.shapes]})}
 
     @classmethod
     def from_dict(cls, values: dict[str, object]) -> DefaultBoxSpec:
-        grid = values.get("grid")
+        grid, shapes = values.get("grid"), values.get("shapes")
         return cls(int(values["input_size"]), tuple(float(s) for s in values["sizes"]),
                    tuple(tuple(float(r) for r in level) for level in values["aspect_ratios"]),
                    tuple(float(s) for s in values["steps"]), str(values["clip"]),
-                   None if grid is None else tuple(int(side) for side in grid))
+                   None if grid is None else tuple(int(side) for side in grid),
+                   None if shapes is None else tuple(tuple((float(w), float(h)) for w, h in level) for level in shapes))
 
     def describe(self) -> str:
         """A short text for error messages: input, sizes, ratios, clip."""
         sizes = "/".join(f"{s:g}" for s in self.sizes)
         ratios = ",".join("+".join(f"{r:g}" for r in level) for level in self.aspect_ratios)
-        return f"input {self.input_size}, sizes {sizes} px, ratios {ratios}, clip={self.clip!r}"
+        boxes = "" if self.shapes is None else f", {'/'.join(map(str, self.boxes_per_location))} boxes per location as given"
+        return f"input {self.input_size}, sizes {sizes} px, ratios {ratios}, clip={self.clip!r}{boxes}"
 
 
 _RATIOS_300 = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
@@ -208,6 +224,8 @@ def default_box_spec(
 
 def box_shapes(spec: DefaultBoxSpec) -> list[Tensor]:
     """Per level, the ``[boxes_per_location, 2]`` widths and heights, relative to the input size."""
+    if spec.shapes is not None:
+        return [torch.tensor(level, dtype=torch.float32) for level in spec.shapes]
     shapes = []
     for k, ratios in enumerate(spec.aspect_ratios):
         s_k = spec.sizes[k] / spec.input_size

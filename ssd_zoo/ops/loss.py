@@ -5,6 +5,12 @@
 - ``L_loc``: smooth-L1 between the predicted and the encoded ground-truth offsets, positives only;
 - ``L_conf``: cross-entropy on the positives plus, per image, the ``neg_pos_ratio``-times-as-many
   background boxes that the network gets most wrong (hard negatives).
+
+For a head scored with a sigmoid per class (``activation="sigmoid"``: the TF Object Detection API's SSDs),
+``L_conf`` is instead that API's ``weighted_sigmoid`` loss: per default box, the binary cross-entropy of every
+class logit against the one-hot target, background column included, summed over the classes; the hard
+negatives are mined on it as above (the API's ``hard_example_miner`` with ``max_negatives_per_positive: 3``,
+``loss_type: CLASSIFICATION``, in its SSD configs), so a graph fine-tunes with the loss it was trained with.
 Everything runs on the whole batch: no loop over images, no host synchronisation.
 """
 from __future__ import annotations
@@ -42,6 +48,7 @@ def ssd_loss(
     iou_thresh: float = 0.5,
     neg_pos_ratio: int = 3,
     count_positives: Callable[[Tensor], Tensor] | None = None,
+    activation: str = "softmax",
 ) -> dict[str, Tensor]:
     """The SSD loss for a batch.
 
@@ -56,6 +63,8 @@ def ssd_loss(
             default ``max(1, count)``. Data-parallel training passes the global count over processes:
             ``max(1, sum) / world_size``, so that averaging the processes' gradients (DDP) gives one
             process's gradient on the whole global batch.
+        activation: ``"softmax"`` (cross-entropy over the classes) or ``"sigmoid"`` (binary cross-entropy per
+            class, summed: see the module docstring); the scoring the model's post-processing uses.
 
     Returns:
         ``{"bbox_regression": Tensor[], "classification": Tensor[]}``, each already divided by N.
@@ -74,7 +83,13 @@ def ssd_loss(
     box_loss = F.smooth_l1_loss(box_regression, targets.to(box_regression.dtype), reduction="none").sum(-1)
 
     labels = torch.gather(gt_labels, 1, index).masked_fill(~positive, 0)  # (B, A)
-    cls_loss = F.cross_entropy(cls_logits.flatten(0, 1), labels.flatten(), reduction="none").view_as(labels)
+    if activation == "softmax":
+        cls_loss = F.cross_entropy(cls_logits.flatten(0, 1), labels.flatten(), reduction="none").view_as(labels)
+    elif activation == "sigmoid":
+        one_hot = F.one_hot(labels, cls_logits.shape[-1]).to(cls_logits.dtype)  # (B, A, C), background column too
+        cls_loss = F.binary_cross_entropy_with_logits(cls_logits, one_hot, reduction="none").sum(-1)
+    else:
+        raise ValueError(f"ssd_loss: activation={activation!r}, expected 'softmax' or 'sigmoid'")
     selected = positive | hard_negatives(cls_loss, positive, neg_pos_ratio)
 
     num_positive = positive.sum()

@@ -11,6 +11,10 @@ from torchvision.ops import nms
 
 from ssd_zoo.ops import box_coder
 
+# How class logits become scores: "softmax" over the classes, background included (the SSD paper, torchvision);
+# "sigmoid" of each logit on its own (the TF Object Detection API's SSDs, trained with a sigmoid loss).
+SCORE_ACTIVATIONS = ("softmax", "sigmoid")
+
 
 def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float) -> Tensor:
     """NMS within each group, for boxes already sorted by group: ``torchvision.ops.batched_nms``'s result.
@@ -30,19 +34,25 @@ def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float
     return kept[scores[kept].sort(descending=True, stable=True).indices]
 
 
-def decode_predictions(cls_logits: Tensor, box_regression: Tensor, default_boxes: Tensor) -> dict[str, Tensor]:
+def decode_predictions(cls_logits: Tensor, box_regression: Tensor, default_boxes: Tensor,
+                       activation: str = "softmax") -> dict[str, Tensor]:
     """The head's outputs as probabilities and boxes, per default box (what :meth:`SSD.dense_predictions` returns).
 
     Args:
         cls_logits: ``[B, A, C]``, class 0 is background; box_regression: ``[B, A, 4]``;
-        default_boxes: ``[A, 4]`` xyxy pixels of the network input.
+        default_boxes: ``[A, 4]`` xyxy pixels of the network input;
+        activation: one of :data:`SCORE_ACTIVATIONS`.
 
     Returns:
-        ``scores`` float32 ``[B, A, C]`` softmax probabilities (index 0 background), ``boxes`` float32
-        ``[B, A, 4]`` decoded xyxy input pixels (not clipped), ``default_boxes`` ``[A, 4]`` as given.
+        ``scores`` float32 ``[B, A, C]`` probabilities (index 0 background; with "sigmoid" it is scored like any
+        class and the post-processing ignores it), ``boxes`` float32 ``[B, A, 4]`` decoded xyxy input pixels (not
+        clipped), ``default_boxes`` ``[A, 4]`` as given.
     """
+    if activation not in SCORE_ACTIVATIONS:
+        raise ValueError(f"activation={activation!r}: expected one of {SCORE_ACTIVATIONS}")
+    logits = cls_logits.float()
     return {
-        "scores": F.softmax(cls_logits.float(), dim=-1),
+        "scores": F.softmax(logits, dim=-1) if activation == "softmax" else torch.sigmoid(logits),
         "boxes": box_coder.decode(box_regression.float(), default_boxes),
         "default_boxes": default_boxes,
     }
@@ -67,14 +77,16 @@ def postprocess(
     box_regression: Tensor,
     default_boxes: Tensor,
     image_size: tuple[int, int],
+    activation: str = "softmax",
     **thresholds: float,
 ) -> list[dict[str, Tensor]]:
     """Detections for a batch from the head's outputs: :func:`decode_predictions`, then :func:`select_detections`.
 
     Args: ``cls_logits [B, A, C]`` (class 0 background), ``box_regression [B, A, 4]``, ``default_boxes [A, 4]``
-    xyxy pixels, ``image_size = (H, W)`` of the network input; ``thresholds`` as :func:`select_detections`.
+    xyxy pixels, ``image_size = (H, W)`` of the network input, ``activation`` as :func:`decode_predictions`;
+    ``thresholds`` as :func:`select_detections`.
     """
-    dense = decode_predictions(cls_logits, box_regression, default_boxes)
+    dense = decode_predictions(cls_logits, box_regression, default_boxes, activation)
     return select_detections(dense["scores"], dense["boxes"], image_size, **thresholds)
 
 
@@ -95,7 +107,7 @@ def select_detections(
         scores: ``[B, A, C]`` class probabilities, class 0 is background.
         boxes: ``[B, A, 4]`` decoded xyxy pixels of the network input; clipped to ``image_size`` here.
         image_size: ``(H, W)`` of the network input.
-        score_thresh: a detection needs a softmax score above this.
+        score_thresh: a detection needs a score above this.
         nms_thresh: IoU above which NMS suppresses the lower-scoring box of a class.
         topk_candidates: per image and class, the most boxes that enter NMS.
         detections_per_img: per image, the most detections kept (best scores first).

@@ -223,14 +223,34 @@ def builder_config(checkpoint: Checkpoint | None, num_classes: int | None, ancho
     return num_classes or DEFAULT_NUM_CLASSES, anchors or default_anchors
 
 
+# Files that are not torch checkpoints but carry a whole model (a TensorFlow frozen graph): file suffix -> the
+# function that reads one into a Checkpoint (its record and ``architecture`` name the model it fits). A publisher
+# module registers its own (:func:`register_file_reader`), so that this module imports none of them.
+_FILE_READERS: dict[str, Callable[[Path], Checkpoint]] = {}
+
+
+def register_file_reader(suffix: str, reader: Callable[[Path], Checkpoint]) -> None:
+    """Read files ending in ``suffix`` (e.g. ``".pb"``) with ``reader`` wherever weights are read; a suffix
+    registered twice raises ValueError."""
+    if suffix in _FILE_READERS:
+        raise ValueError(f"register_file_reader: files ending in {suffix!r} already have a reader")
+    _FILE_READERS[suffix] = reader
+
+
 def read_weights(weights: Resolved, input_order: str | None = None, progress: bool = True) -> Checkpoint:
     """A :class:`Checkpoint` in ssd_zoo's layout from what :func:`resolve_weights` returned.
 
     Named weights are downloaded on first use (they carry their layout and channel order); a file or URL is
-    read now and its layout recognised from its keys. ``input_order``: "bgr" for a file trained on BGR images.
+    read now and its layout recognised from its keys; a file with a registered suffix (:func:`register_file_reader`,
+    e.g. a TensorFlow ``.pb``) by its reader. ``input_order``: "bgr" for a file trained on BGR images.
     """
     if isinstance(weights, Checkpoint):
         return weights
+    suffix = Path(os.fspath(weights)).suffix if isinstance(weights, (Path, str)) else ""
+    if suffix in _FILE_READERS:
+        if not isinstance(weights, Path):
+            raise ValueError(f"{weights}: a {suffix} file is read from disk only; download it and pass its path")
+        return _FILE_READERS[suffix](weights)
     if isinstance(weights, WeightsEnum):
         meta = weights.meta
 

@@ -13,3 +13,4 @@ from ssd_zoo.weights.publishers import lufficc  # noqa: F401  lufficc/SSD's VGG1
 from ssd_zoo.weights.publishers import lufficc_mobile  # noqa: F401  lufficc/SSD's MobileNetV2/V3 SSDLite320, EfficientNet-B3 SSD300 (VOC)
 from ssd_zoo.weights.publishers import qfgaohao  # noqa: F401  qfgaohao/pytorch-ssd's vgg16-ssd, mb1-ssd, mb2-ssd-lite (VOC)
 from ssd_zoo.weights.publishers import nvidia  # noqa: F401  NVIDIA DeepLearningExamples SSD300 v1.1 (ResNet-50)
+from ssd_zoo.weights.publishers import tf_object_detection  # noqa: F401  TF Object Detection API frozen graphs (.pb)
