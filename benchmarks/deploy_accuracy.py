@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 from recipes import eval_voc
-from recipes.config import load_config
-from recipes.data import make_dataset
+from ssd_zoo.train.config import load_config
+from ssd_zoo.train.data import make_dataset
 from ssd_zoo.deploy.export import export
 from ssd_zoo.deploy.quantize import choose_backend
 from ssd_zoo.deploy.runtime import load_runner

@@ -12,8 +12,6 @@ VOC07 AP}, "ap_voc12": {...}, "num_images"}``), ``results/comp4_det_test_<class>
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,17 +19,13 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make `recipes` importable
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository's ssd_zoo first
 
-import ssd_zoo  # noqa: E402
 from ssd_zoo.errors import add_debug_flag, run_main  # noqa: E402
-from ssd_zoo.files import read_file  # noqa: E402
-from recipes.common import build_model, resize_kwargs  # noqa: E402
-from recipes.config import TrainConfig, load_config, parse_override  # noqa: E402
-from recipes.data import test_loader  # noqa: E402
-from recipes.evaluation import evaluate_and_report  # noqa: E402
-
-MODEL_KEYS = ("model", "backbone", "input_size", "model_kwargs", "pad_to_square")  # what a recipe checkpoint's config decides
+from ssd_zoo.train.config import TrainConfig, load_config, parse_override  # noqa: E402
+from ssd_zoo.train.data import make_dataset, test_loader  # noqa: E402
+from ssd_zoo.train.evaluation import evaluate_and_report  # noqa: E402
+from ssd_zoo.train.model import model_to_evaluate  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,9 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--amp", action="store_true", help="fp16 autocast on CUDA, bf16 on the CPU")
     p.add_argument("--draw", type=int, default=0, help="save this many test images with detections drawn")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    p.add_argument("--int8", action="store_true", help="evaluate the int8 model of ssd_zoo.quantize (CPU)")
-    p.add_argument("--int8-backend", default="auto", choices=["auto", "openvino", "pt2e", "onnxruntime"],
-                   help="--int8: the backend (default: ssd_zoo.quantize's choice for this CPU)")
+    p.add_argument("--int8", action="store_true", help="evaluate the PT2E int8 model (ssd_zoo.deploy.quantize; CPU)")
     p.add_argument("--calibration", type=Path, help="--int8: folder of calibration photos (default: the first "
                    "--calibration-count images of the config's training split)")
     p.add_argument("--calibration-count", type=int, default=32, help="--int8: calibration images (default 32)")
@@ -60,28 +52,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.draw < 0:
         raise ValueError(f"--draw: expected a number of images >= 0, found {args.draw}")
     return args
-
-
-def load_model(cfg: TrainConfig, weights: str, class_names: Sequence[str]) -> tuple[torch.nn.Module, TrainConfig]:
-    """The model to evaluate, labelling the test set's ``class_names`` (no background), and the config it
-    was built from (a recipe checkpoint brings its own). Weights that name the classes in another order, or
-    other classes, go through head surgery (:func:`ssd_zoo.build`): each test class gets the weights' row of
-    the same name (e.g. COCO weights on VOC), or a fresh one, with a warning, where the weights lack it.
-    Weights that record no names are named as :mod:`ssd_zoo.weights.file_classes` says (``weights_class_names``
-    in the config, their layout's label space, or in order where the counts agree); other counts raise."""
-    if os.path.isfile(weights):
-        state = read_file(weights)  # a truncated or corrupt file: an error that says so, with the path
-        if isinstance(state, dict) and "model" in state and "config" in state:  # written by train_voc.py
-            # (its own class names, saved next to the weights, name its rows; weights_class_names overrides them)
-            cfg = dataclasses.replace(cfg, **{k: state["config"][k] for k in MODEL_KEYS if k in state["config"]},
-                                      backbone_init=None, init_weights=None)
-            return build_model(cfg, len(class_names) + 1, class_names, init_weights=weights), cfg
-    if cfg.model == "ssd":
-        raise ValueError(f"--weights {weights!r}: model='ssd' needs a checkpoint written by train_voc.py")
-    kwargs: dict[str, Any] = dict(cfg.model_kwargs, **({"backbone": cfg.backbone} if cfg.backbone else {}),
-                                  **resize_kwargs(cfg))
-    return ssd_zoo.build(cfg.model, weights=weights, class_names=class_names,
-                         weights_class_names=cfg.weights_class_names, **kwargs), cfg
 
 
 class Deployed(torch.nn.Module):
@@ -98,15 +68,12 @@ class Deployed(torch.nn.Module):
 def training_images(cfg: TrainConfig, count: int) -> list[torch.Tensor]:
     """The first ``count`` training images of ``cfg``'s data (float ``[3, H, W]`` in [0, 1]): the default
     calibration set of every int8 path."""
-    from recipes.data import make_dataset
-
     train = make_dataset(cfg, train=True)
     return [train[i][0] for i in range(min(count, len(train)))]
 
 
 def deployed_model(args: argparse.Namespace, cfg: TrainConfig, class_names: Sequence[str]) -> torch.nn.Module:
-    """``--backend``/``--model-file``, or the ``--int8`` model (``--int8-backend``), checked against the test
-    set's classes."""
+    """``--backend``/``--model-file``, or the ``--int8`` PT2E model, checked against the test set's classes."""
     num_classes = len(class_names) + 1
     if args.backend != "torch":
         from ssd_zoo.deploy.runtime import load_runner
@@ -118,7 +85,7 @@ def deployed_model(args: argparse.Namespace, cfg: TrainConfig, class_names: Sequ
             raise ValueError(f"--model-file {args.model_file}: its model has {runner.num_classes} classes, the test "
                              f"set {num_classes} (background included)")
         return Deployed(runner)
-    model, cfg = load_model(cfg, args.weights, class_names)
+    model, cfg = model_to_evaluate(cfg, args.weights, class_names)
     if args.int8:
         from ssd_zoo.deploy.quantize import quantize, read_calibration_images
 
@@ -126,8 +93,7 @@ def deployed_model(args: argparse.Namespace, cfg: TrainConfig, class_names: Sequ
             images = read_calibration_images(args.calibration, args.calibration_count)
         else:
             images = training_images(cfg, args.calibration_count)
-        model = quantize(model.eval(), images, backend=args.int8_backend)
-        print(f"int8: {model.quantized_with['backend']} ({model.quantized_with['reason']})", flush=True)
+        model = quantize(model.eval(), images)
     return model
 
 
@@ -145,14 +111,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model = deployed_model(args, cfg, names)
         device = torch.device("cpu")
     else:
-        model, cfg = load_model(cfg, args.weights, names)
+        model, cfg = model_to_evaluate(cfg, args.weights, names)
     model.to(device).eval()
 
     return evaluate_and_report(model, loader, device, args.amp, cfg.output_dir, args.draw, cfg.draw_score,
                                {"weights": str(args.weights), "model": cfg.model, "backbone": cfg.backbone,
-                                "int8": args.int8,
-                                "int8_backend": model.quantized_with["backend"] if args.int8 else None,
-                                "backend": args.backend, "model_file": args.model_file})
+                                "int8": args.int8, "backend": args.backend, "model_file": args.model_file})
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from ssd_zoo.weights.published import COCO80_CATEGORIES, COCO_CATEGORIES, VOC_CA
 
 sys.path.insert(0, str(ROOT))
 from recipes import eval_voc  # noqa: E402
-from recipes.config import TrainConfig  # noqa: E402
+from ssd_zoo.train.config import TrainConfig  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

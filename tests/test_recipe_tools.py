@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recipes import anchor_coverage, demo_ablations  # noqa: E402
-from recipes.config import load_config, parse_override  # noqa: E402
+from ssd_zoo.train.config import load_config, parse_override  # noqa: E402
 
 
 def test_anchor_coverage_of_the_shapes_data(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Evaluation for the recipes: batched inference, VOC07 and VOC2010+ mAP, metrics.json, VOC results files,
+"""Evaluation during and after training: batched inference, VOC07 and VOC2010+ mAP, metrics.json, VOC results files,
 and pictures of detections."""
 from __future__ import annotations
 
