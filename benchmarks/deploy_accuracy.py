@@ -1,5 +1,5 @@
-"""The mAP cost of each CPU deployment path, for one trained model: fp32, bf16, int8 PT2E, ONNX Runtime int8,
-OpenVINO fp32 and int8, each evaluated by ``recipes/eval_voc.py`` on the same test set.
+"""The mAP cost of each CPU deployment path, for one trained model: fp32, bf16, ssd_zoo.quantize's own choice, int8
+PT2E, ONNX Runtime int8, OpenVINO fp32 and int8, each evaluated by ``recipes/eval_voc.py`` on the same test set.
 
     python -m benchmarks.deploy_accuracy [--config recipes/configs/shapes_quick.yaml] [--weights runs/demo/best.pth]
 
@@ -17,9 +17,10 @@ import tempfile
 from pathlib import Path
 
 from recipes import eval_voc
-from recipes.config import load_config
-from recipes.data import make_dataset
+from ssd_zoo.train.config import load_config
+from ssd_zoo.train.data import make_dataset
 from ssd_zoo.deploy.export import export
+from ssd_zoo.deploy.quantize import choose_backend
 from ssd_zoo.deploy.runtime import load_runner
 
 
@@ -47,7 +48,8 @@ def main() -> None:
         paths = {
             "fp32 (PyTorch)": [],
             "bf16 autocast (`--amp`)": ["--amp"],
-            "int8 PT2E (`--int8`)": ["--int8"],
+            "ssd_zoo.quantize's choice (`--int8`)": ["--int8"],
+            "int8 PT2E (`--int8 --int8-backend pt2e`)": ["--int8", "--int8-backend", "pt2e"],
             "ONNX Runtime int8 QDQ": ["--backend", "onnxruntime", "--model-file", str(files["onnx_int8"])],
             "OpenVINO fp32, f32 forced": ["--backend", "openvino", "--model-file", str(files["ov_fp32"]),
                                           "--precision", "f32"],
@@ -55,7 +57,8 @@ def main() -> None:
                                                  "--precision", "f32"],
         }
         ran = {"fp32 (PyTorch)": "fp32", "bf16 autocast (`--amp`)": "bf16 autocast",
-               "int8 PT2E (`--int8`)": "int8 (oneDNN)"}
+               "ssd_zoo.quantize's choice (`--int8`)": f"{choose_backend()[0]}, the CPU's default precision",
+               "int8 PT2E (`--int8 --int8-backend pt2e`)": "int8 (oneDNN)"}
         for name, key in (("ONNX Runtime int8 QDQ", "onnx_int8"), ("OpenVINO fp32, f32 forced", "ov_fp32"),
                           ("OpenVINO int8 (NNCF), f32 forced", "ov_int8")):
             runner = load_runner(files[key], precision="f32" if key.startswith("ov") else None)

@@ -47,9 +47,12 @@ NOTES = {
     "NMS": "`ssd_zoo.ops.postprocess.grouped_nms` against `torchvision.ops.batched_nms` (whole batch; and per "
     "image, as torchvision's SSD calls it) and one `nms` call with coordinate offsets, on the same clipped "
     "candidates; the kept boxes must be the same.",
-    "hardware limit": "GFLOP/s of `dense_predictions` (batch 8, channels_last) against the device's peak in that "
+    "hardware limit": "GOP/s of `dense_predictions` (batch 8, channels_last) against the device's peak in that "
     "precision: the datasheet's for known GPUs, else the faster of a large convolution and a large matmul measured "
-    "alongside. Outputs: finite, scores sum to 1 (there is no alternative output).",
+    "alongside in the same precision (`benchmarks.peak`; on a CPU also int8, through PT2E and oneDNN, with the "
+    "oneDNN kernels each ran and their instruction set: AMX, AVX512_VNNI, AVX512_BF16, AVX512). CPU paths: fp32, "
+    "bf16 autocast, PT2E int8, OpenVINO int8 (its convolution layers' time from OpenVINO's per-layer counters). "
+    "Outputs: finite, scores sum to 1 (there is no alternative output).",
     "bf16 accuracy": "the trained shapes demo's VOC07 mAP through `recipes/eval_voc.py`, with and without `--amp`; "
     "skipped without `make demo`.",
 }

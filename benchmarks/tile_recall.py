@@ -26,9 +26,9 @@ from benchmarks.harness import ROOT, describe, machine
 from ssd_zoo.detect import predict
 from ssd_zoo.data.shapes import SHAPES_CLASSES, render_shapes_image
 from ssd_zoo.registry import build
+from ssd_zoo.train.model import PAD_FILL  # the demo's padding colour
 from ssd_zoo.weights.resolve import read_weights
 
-PAD_FILL = (0.5, 0.5, 0.5)  # recipes.common.PAD_FILL: the demo's padding colour
 
 
 def large_image(height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

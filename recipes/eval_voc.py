@@ -12,8 +12,6 @@ VOC07 AP}, "ap_voc12": {...}, "num_images"}``), ``results/comp4_det_test_<class>
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,17 +19,13 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make `recipes` importable
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository's ssd_zoo first
 
-import ssd_zoo  # noqa: E402
 from ssd_zoo.errors import add_debug_flag, run_main  # noqa: E402
-from ssd_zoo.files import read_file  # noqa: E402
-from recipes.common import build_model, resize_kwargs  # noqa: E402
-from recipes.config import TrainConfig, load_config, parse_override  # noqa: E402
-from recipes.data import test_loader  # noqa: E402
-from recipes.evaluation import evaluate_and_report  # noqa: E402
-
-MODEL_KEYS = ("model", "backbone", "input_size", "model_kwargs", "pad_to_square")  # what a recipe checkpoint's config decides
+from ssd_zoo.train.config import TrainConfig, load_config, parse_override  # noqa: E402
+from ssd_zoo.train.data import make_dataset, test_loader  # noqa: E402
+from ssd_zoo.train.evaluation import evaluate_and_report  # noqa: E402
+from ssd_zoo.train.model import model_to_evaluate  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -60,24 +54,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def load_model(cfg: TrainConfig, weights: str, class_names: Sequence[str]) -> tuple[torch.nn.Module, TrainConfig]:
-    """The model to evaluate, labelling the test set's ``class_names`` (no background), and the config it
-    was built from (a recipe checkpoint brings its own). Weights that name the classes in another order, or
-    other classes, go through head surgery (:func:`ssd_zoo.build`): each test class gets the weights' row of
-    the same name (e.g. COCO weights on VOC), or a fresh one, with a warning, where the weights lack it."""
-    if os.path.isfile(weights):
-        state = read_file(weights)  # a truncated or corrupt file: an error that says so, with the path
-        if isinstance(state, dict) and "model" in state and "config" in state:  # written by train_voc.py
-            cfg = dataclasses.replace(cfg, **{k: state["config"][k] for k in MODEL_KEYS}, backbone_init=None,
-                                      init_weights=None)
-            return build_model(cfg, len(class_names) + 1, class_names, init_weights=weights), cfg
-    if cfg.model == "ssd":
-        raise ValueError(f"--weights {weights!r}: model='ssd' needs a checkpoint written by train_voc.py")
-    kwargs: dict[str, Any] = dict(cfg.model_kwargs, **({"backbone": cfg.backbone} if cfg.backbone else {}),
-                                  **resize_kwargs(cfg))
-    return ssd_zoo.build(cfg.model, weights=weights, class_names=class_names, **kwargs), cfg
-
-
 class Deployed(torch.nn.Module):
     """An exported file's runner (:func:`ssd_zoo.deploy.runtime.load_runner`) where the evaluation takes a module."""
 
@@ -92,8 +68,6 @@ class Deployed(torch.nn.Module):
 def training_images(cfg: TrainConfig, count: int) -> list[torch.Tensor]:
     """The first ``count`` training images of ``cfg``'s data (float ``[3, H, W]`` in [0, 1]): the default
     calibration set of every int8 path."""
-    from recipes.data import make_dataset
-
     train = make_dataset(cfg, train=True)
     return [train[i][0] for i in range(min(count, len(train)))]
 
@@ -111,7 +85,7 @@ def deployed_model(args: argparse.Namespace, cfg: TrainConfig, class_names: Sequ
             raise ValueError(f"--model-file {args.model_file}: its model has {runner.num_classes} classes, the test "
                              f"set {num_classes} (background included)")
         return Deployed(runner)
-    model, cfg = load_model(cfg, args.weights, class_names)
+    model, cfg = model_to_evaluate(cfg, args.weights, class_names)
     if args.int8:
         from ssd_zoo.deploy.quantize import quantize, read_calibration_images
 
@@ -137,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model = deployed_model(args, cfg, names)
         device = torch.device("cpu")
     else:
-        model, cfg = load_model(cfg, args.weights, names)
+        model, cfg = model_to_evaluate(cfg, args.weights, names)
     model.to(device).eval()
 
     return evaluate_and_report(model, loader, device, args.amp, cfg.output_dir, args.draw, cfg.draw_score,

@@ -15,10 +15,12 @@ as usual. Every program (``ssd-zoo``, ``python -m ssd_zoo.data.shapes``, ``recip
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from types import ModuleType
 
 DEBUG_ENV = "SSD_ZOO_DEBUG"
 DEBUG_FLAG = "--debug"
@@ -47,6 +49,15 @@ class CommandLineExit(SystemExit):
 
     def __str__(self) -> str:
         return self.message
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import the optional dependency ``module`` (e.g. ``"onnxruntime"``, ``"pycocotools.coco"``), or raise
+    ImportError naming it and the extra that installs it: ``pip install 'ssd_zoo[extra]'``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(f"{module} is not installed ({error}); install it with pip install 'ssd_zoo[{extra}]'") from None
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, ImportError, InputError)

@@ -1,5 +1,5 @@
-"""Checkpoint files as they are stored: downloaded into torch.hub's cache (hash-checked), read from disk, and
-written atomically.
+"""Files as they are stored: checkpoints downloaded into torch.hub's cache (hash-checked), read from disk and
+written atomically; images read as tensors.
 
 Reading always loads with ``weights_only=True``: a checkpoint is data, never code. What the files hold (their key
 layout) is :mod:`ssd_zoo.weights.convert`'s business; which file a name means is :mod:`ssd_zoo.weights`'.
@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 from ssd_zoo.errors import CheckpointError, InputError
 
@@ -49,7 +52,7 @@ def download(url: str, *, file_name: str | None = None, sha256: str | None = Non
     sha256 = sha256 if sha256 is not None else hash_prefix(file_name)
     what = what or url
     cache = Path(torch.hub.get_dir()) / "checkpoints" / file_name
-    if cache.is_file() and sha256 and not _sha256(cache).startswith(sha256):
+    if cache.is_file() and sha256 and not file_sha256(cache).startswith(sha256):
         raise InputError(f"{what}: cached file {cache} does not match sha256 prefix {sha256}; delete it to re-download")
     try:
         return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=progress, check_hash=sha256 is not None,
@@ -64,7 +67,8 @@ def download(url: str, *, file_name: str | None = None, sha256: str | None = Non
                            f"({error}); it was not kept in {cache}") from error
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """The file's SHA-256, hex."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -90,6 +94,23 @@ def read_file(path: str | os.PathLike) -> dict[str, Any]:
         raise PermissionError(f"weights: cannot read the checkpoint file {where}: permission denied") from error
     except Exception as error:  # unpickling refused or a corrupt file: say which file, in plain words
         raise CheckpointError(f"{_unreadable(error, path)} ({_first_line(error)})") from error
+
+
+def read_image(path: str | os.PathLike) -> Tensor:
+    """An image file as float32 ``[3, H, W]`` RGB in ``[0, 1]`` (what datasets and detection read).
+
+    Raises FileNotFoundError naming ``path`` when there is no such file, ValueError naming it and the decoder's
+    reason when it is no readable image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:  # PIL: torchvision.io's codecs are deprecated since 0.29
+        with Image.open(path) as picture:
+            pixels = pil_to_tensor(picture.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:  # PIL's errors for corrupt files
+        raise ValueError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
+    return pixels.float().div_(255.0)
 
 
 def _first_line(error: BaseException) -> str:

@@ -49,7 +49,8 @@ def get_builder(name: str) -> Builder:
 
 
 def build(name: str, *, weights: Any = None, num_classes: int | None = None,
-          class_names: Sequence[str] | None = None, **kwargs: Any) -> nn.Module:
+          class_names: Sequence[str] | None = None, weights_class_names: Sequence[str] | None = None,
+          **kwargs: Any) -> nn.Module:
     """Build the registered model ``name``; keyword arguments reach its builder (and the SSD constructor).
 
     ``class_names``: the names of labels ``1..K`` (no background); ``num_classes`` is then ``K + 1`` and the
@@ -58,15 +59,23 @@ def build(name: str, *, weights: Any = None, num_classes: int | None = None,
     loads but the class predictors, whose rows of classes the weights know (by name) are carried over and
     whose other rows start as the model initialises them, with one :class:`~ssd_zoo.finetune.surgery.HeadSurgeryWarning`.
 
+    The weights' own class names are what the file records, else what :mod:`ssd_zoo.weights.file_classes`
+    finds (a recognised published file, its layout's label space); ``weights_class_names`` (the file's labels
+    ``1..K`` in its order, no background) overrides them all. Weights that name no classes: with as many
+    classes as asked, every row is carried in order (a :class:`~ssd_zoo.finetune.surgery.ClassNamesWarning`);
+    with another count, ``class_names`` alone raises ValueError, ``num_classes=`` starts the class rows afresh.
+
     A model with ``remember_builder`` (every SSD) is told ``name`` and ``kwargs``, which its checkpoints record,
     so that a saved model can be rebuilt from its file alone (``ssd-zoo detect --weights FILE``).
     """
     builder = get_builder(name)
-    names = None
+    names, fresh_rows = None, num_classes is not None  # the caller asked for a class count itself
     if class_names is not None:
         names = [BACKGROUND, *check_class_names(class_names, num_classes)]
         num_classes = len(names)
-    model = builder(weights=retarget_weights(weights, name, num_classes, names), num_classes=num_classes, **kwargs)
+    weights = retarget_weights(weights, name, num_classes, names, weights_class_names=weights_class_names,
+                               fresh_rows=fresh_rows)
+    model = builder(weights=weights, num_classes=num_classes, **kwargs)
     if names is not None:
         model.class_names = names
     remember = getattr(model, "remember_builder", None)
@@ -84,11 +93,12 @@ def load(weights: Any, *, input_order: str | None = None, progress: bool = True,
             torchvision's, ssd.pytorch's or any publisher's in :mod:`ssd_zoo.weights.publishers`; or a published entry
             (a ``WeightsEnum`` member or ``"<model>.<MEMBER>"``).
         input_order: "bgr" for a file trained on BGR images (published entries know their own).
-        kwargs: reach the builder (e.g. ``score_thresh=0.5``).
+        kwargs: reach :func:`build` (``weights_class_names=[...]`` names the file's classes) and the builder
+            (e.g. ``score_thresh=0.5``).
 
     Returns:
-        The model (train mode, as ``ssd_zoo.build``); ``categories``: the file's, else those of
-        :func:`default_categories`.
+        The model (train mode, as ``ssd_zoo.build``); ``categories``: the file's (as
+        :mod:`ssd_zoo.weights.file_classes` finds them), else those of :func:`default_categories`.
 
     Raises:
         ValueError: a file in no known layout (naming the layouts and the file's first keys), or one whose

@@ -172,12 +172,12 @@ def test_fit_never_covers_worse_than_the_start(shapes: Path) -> None:
 
 def test_train_voc_prints_the_coverage_and_warns_below_90(shapes: Path, capsys: pytest.CaptureFixture) -> None:
     sys.path.insert(0, str(ROOT))
-    from recipes import train_voc
-    from recipes.common import build_model
-    from recipes.config import load_config
+    from ssd_zoo.train.config import load_config
+    from ssd_zoo.train.engine import report_coverage
+    from ssd_zoo.train.model import build_model
 
     cfg = load_config(CONFIG, {"data_root": str(shapes), "model_kwargs": {**TINY, "iou_thresh": 0.7}})
-    train_voc.report_coverage(cfg, build_model(cfg, 7))
+    report_coverage(cfg, build_model(cfg, 7))
     printed = capsys.readouterr().out
     assert "matching IoU 0.7" in printed and "warning: only" in printed and "worst classes: " in printed
 

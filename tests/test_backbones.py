@@ -16,8 +16,8 @@ from torchvision.models.detection.image_list import ImageList
 
 import ssd_zoo
 from ssd_zoo.models.ssdlite import SSDLiteHead, ssdlite_spec
-from ssd_zoo.models.timm_backbone import TimmBackbone, create_features, shrink_geometry, ssd_grid
-from ssd_zoo.ops.default_boxes import default_boxes, preset
+from ssd_zoo.models.timm_backbone import TimmBackbone, create_features, shrink_geometry
+from ssd_zoo.ops.default_boxes import default_boxes, grid_sides, preset
 
 GRID_300 = [38, 19, 10, 5, 3, 1]
 GRID_512 = [64, 32, 16, 8, 4, 2, 1]
@@ -72,9 +72,9 @@ def test_generic_ssd512_grid(name: str) -> None:
 
 
 def test_grid_comes_from_the_default_boxes() -> None:
-    assert ssd_grid(preset(300, "voc")) == GRID_300
-    assert ssd_grid(preset(512, "coco")) == GRID_512
-    assert ssd_grid(ssdlite_spec(320)) == [20, 10, 5, 3, 2, 1]
+    assert grid_sides(preset(300, "voc")) == GRID_300
+    assert grid_sides(preset(512, "coco")) == GRID_512
+    assert grid_sides(ssdlite_spec(320)) == [20, 10, 5, 3, 2, 1]
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
 
 import ssd_zoo
+from ssd_zoo.models.record import split_record
 from ssd_zoo.weights import convert
 from ssd_zoo.cli import main
 from ssd_zoo.detect.draw import upscale_factor
@@ -79,7 +80,7 @@ def test_detect_names_what_it_could_not_find(tmp_path: Path) -> None:
 
 def test_convert_subcommand(tmp_path: Path, built) -> None:
     """Through `python -m ssd_zoo.cli` in a subprocess: the console entry runs a command to its end."""
-    state, _ = convert.split_record(built("ssd300_vgg16", num_classes=4).state_dict())
+    state, _ = split_record(built("ssd300_vgg16", num_classes=4).state_dict())
     torch.save(convert.to_ssd_pytorch(state, input_order="bgr"), tmp_path / "bgr.pth")
     done = subprocess.run([sys.executable, "-m", "ssd_zoo.cli", "convert", "--input-order", "bgr",
                            str(tmp_path / "bgr.pth"), str(tmp_path / "zoo.pth")], capture_output=True, text=True)
@@ -103,7 +104,7 @@ def test_detect_never_overwrites_a_picture(tmp_path: Path) -> None:
 
 
 def test_convert_onto_its_own_input(tmp_path: Path, built) -> None:
-    state, _ = convert.split_record(built("ssd300_vgg16", num_classes=4).state_dict())
+    state, _ = split_record(built("ssd300_vgg16", num_classes=4).state_dict())
     path = tmp_path / "net.pth"
     torch.save(convert.to_ssd_pytorch(state), path)
     assert main(["convert", str(path), str(path)]) == 0  # ssd.pytorch -> ssd_zoo, in place

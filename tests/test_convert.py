@@ -11,6 +11,7 @@ import torchvision
 from helpers import run_in_process
 
 import ssd_zoo
+from ssd_zoo.models.record import split_record
 from ssd_zoo.weights import convert
 from ssd_zoo.cli import main
 from ssd_zoo.weights.resolve import load_state_dict
@@ -102,7 +103,7 @@ def test_from_ssd_pytorch_gives_the_same_outputs(input_order: str) -> None:
 @pytest.mark.parametrize("name", ["ssd300_vgg16", "ssd512_vgg16"])
 @pytest.mark.parametrize("input_order", ["rgb", "bgr"])
 def test_ssd_pytorch_round_trip_is_exact(name: str, input_order: str) -> None:
-    state, _ = convert.split_record(ssd_zoo.build(name, num_classes=3).state_dict())  # ssd.pytorch has no record
+    state, _ = split_record(ssd_zoo.build(name, num_classes=3).state_dict())  # ssd.pytorch has no record
     other = convert.to_ssd_pytorch(state, input_order=input_order)
     assert "L2Norm.weight" in other and "vgg.33.weight" in other and "extras.7.weight" in other
     back = convert.from_ssd_pytorch(other, input_order=input_order)
@@ -113,9 +114,9 @@ def test_ssd_pytorch_round_trip_is_exact(name: str, input_order: str) -> None:
 
 
 def test_torchvision_round_trip_is_exact_and_loads_strictly() -> None:
-    state, _ = convert.split_record(ssd_zoo.build("ssd300_vgg16", num_classes=91, anchors="coco").state_dict())
+    state, _ = split_record(ssd_zoo.build("ssd300_vgg16", num_classes=91, anchors="coco").state_dict())
     tv = torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None, num_classes=91)
-    tv.load_state_dict(convert.to_torchvision(state), strict=True)
+    tv.load_state_dict(convert.to_torchvision(state, anchors="coco"), strict=True)  # no record: the boxes said
     back = convert.from_torchvision(tv.state_dict())
     assert back.keys() == state.keys() and all(torch.equal(back[k], v) for k, v in state.items())
 
@@ -169,12 +170,33 @@ def test_converting_voc_default_boxes_to_torchvision_is_refused(tmp_path: Path) 
     torch.save(state, tmp_path / "zoo.pth")
     with pytest.raises(SystemExit, match="trained with default boxes input 300, sizes 30/60"):
         main(["convert", "--to", "torchvision", str(tmp_path / "zoo.pth"), str(tmp_path / "tv.pth")])
-    torch.save(convert.split_record(state)[0], tmp_path / "old.pth")  # as saved before ssd_zoo 0.2: no record
+    torch.save(split_record(state)[0], tmp_path / "old.pth")  # as saved before ssd_zoo 0.2: no record
     with pytest.raises(SystemExit, match="does not say which default boxes.*--anchors coco"):
         main(["convert", "--to", "torchvision", str(tmp_path / "old.pth"), str(tmp_path / "tv.pth")])
     with pytest.raises(SystemExit, match="trained with default boxes input 300, sizes 30/60"):
         main(["convert", "--to", "torchvision", "--anchors", "voc", str(tmp_path / "old.pth"), str(tmp_path / "tv.pth")])
     assert not (tmp_path / "tv.pth").exists()
+
+
+def test_python_converters_refuse_what_the_command_line_refuses() -> None:
+    """convert.to_torchvision and convert.from_ssd_zoo(..., "torchvision") check the default boxes as
+    ssd-zoo convert does, with the same words."""
+    voc = ssd_zoo.build("ssd300_vgg16", num_classes=21).state_dict()  # records its VOC boxes
+    for convert_it in (lambda s, **kw: convert.to_torchvision(s, **kw),
+                       lambda s, **kw: convert.from_ssd_zoo(s, "torchvision", **kw)):
+        with pytest.raises(ValueError, match=r"zoo.pth was trained with default boxes input 300, sizes 30/60/111/162/"
+                                             r"213/264/315 px.*its own anchors='coco' \(input 300, sizes 21/45/99"):
+            convert_it(voc, where="zoo.pth")
+        with pytest.raises(ValueError, match="state dict does not say which default boxes.*--anchors coco"):
+            convert_it(split_record(voc)[0])
+        with pytest.raises(ValueError, match="trained with default boxes input 300, sizes 30/60"):
+            convert_it(split_record(voc)[0], anchors="voc")
+        assert "backbone.scale_weight" in convert_it(split_record(voc)[0], anchors="coco")
+    coco = ssd_zoo.build("ssd300_vgg16", num_classes=21, anchors="coco").state_dict()
+    assert "backbone.scale_weight" in convert.to_torchvision(coco)
+    ssd512 = ssd_zoo.build("ssd512_vgg16", num_classes=21, anchors="coco").state_dict()
+    with pytest.raises(ValueError, match="has 7 head levels; torchvision's ssd300_vgg16 has 6"):
+        convert.to_torchvision(ssd512)
 
 
 def test_converted_coco_box_model_detects_the_same_in_torchvision(tmp_path: Path) -> None:

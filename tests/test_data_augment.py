@@ -157,8 +157,8 @@ def write_png_voc(root):
 
 
 def test_demo_pipeline_gives_the_same_samples_as_before(tmp_path):
-    from recipes.config import TrainConfig
-    from recipes.data import SeededAugmentation, make_dataset
+    from ssd_zoo.train.config import TrainConfig
+    from ssd_zoo.train.data import SeededAugmentation, make_dataset
 
     cfg = TrainConfig(data_root=str(write_png_voc(tmp_path)), train_splits="2007-trainval", class_names=["a", "b"],
                       pad_to_square=True, augment={"zoom_out": 1.0, "iou_crop": False, "photometric_p": 0.0})

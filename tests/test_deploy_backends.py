@@ -97,6 +97,19 @@ def test_cli_export_and_detect_with_a_backend(tmp_path: Path) -> None:
     assert all(abs(a - b) < 0.05 for d, e in zip(ours, theirs) for a, b in zip(d["box"], e["box"]))
 
 
+def test_cli_export_int8_says_which_backend_and_why(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from ssd_zoo.deploy.quantize import choose_backend
+
+    torch.save({"model": tiny_model().state_dict()}, tmp_path / "tiny.pth")
+    assert main(["export", "ssd", str(tmp_path / "tiny.onnx"), "--weights", str(tmp_path / "tiny.pth"), "--int8",
+                 "--calibration", str(SAMPLES), "--calibration-count", "2"]) == 0
+    best, reason = choose_backend(among=("openvino", "onnxruntime"))
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("int8: "))
+    assert line.startswith("int8: onnxruntime (static QDQ, --format onnx)") and f"{best} ({reason})" in line
+    assert line.endswith("--format openvino writes it") == (best == "openvino")
+    assert load_runner(tmp_path / "tiny.onnx").precision == "int8 (QDQ)"
+
+
 def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
     model = tiny_detector()
     export(model, tmp_path / "tiny.onnx")

@@ -38,7 +38,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recipes.data import ResumableSampler  # noqa: E402
+from ssd_zoo.train.data import ResumableSampler  # noqa: E402
 
 TRAIN = ROOT / "recipes" / "train_voc.py"
 SIDE = 64

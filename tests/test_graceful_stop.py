@@ -88,7 +88,7 @@ def test_a_second_signal_aborts_at_once(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import os, signal, sys, time
         sys.path.insert(0, {str(ROOT)!r})
-        from recipes.graceful import GracefulStop
+        from ssd_zoo.train.graceful import GracefulStop
         with GracefulStop() as stop:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.2)  # the first: noted, the process goes on
@@ -106,7 +106,7 @@ def test_a_second_signal_aborts_at_once(tmp_path: Path) -> None:
 RANK_SCRIPT = """
 import json, os, sys
 sys.path.insert(0, {root!r})
-from recipes.graceful import TrainingStopped
+from ssd_zoo.train.graceful import TrainingStopped
 from recipes.train_voc import train
 open(os.path.join({out!r}, f"pid{{os.environ['RANK']}}"), "w").write(str(os.getpid()))
 try:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import ssd_zoo
+from ssd_zoo.models.record import split_record
 from ssd_zoo.weights import convert
 from ssd_zoo.registry import get_builder
 
@@ -47,7 +48,7 @@ def test_torch_hub_load_local_builds_every_entry_point(name: str) -> None:
 def test_torch_hub_load_with_named_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, built) -> None:
     # weights="VOC0712" reaches the builder; the file comes from a seeded torch.hub cache, not the network.
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    state, _ = convert.split_record(built("ssd300_vgg16").state_dict())
+    state, _ = split_record(built("ssd300_vgg16").state_dict())
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(convert.to_ssd_pytorch(state), tmp_path / "hub" / "checkpoints" / "ssd300_mAP_77.43_v2.pth")
     model = torch.hub.load(str(REPO), "ssd300_vgg16", source="local", weights="VOC0712", score_thresh=0.3)

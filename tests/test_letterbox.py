@@ -63,8 +63,8 @@ def test_the_record_remembers_letterbox(tmp_path: Path) -> None:
 def test_pad_to_square_builds_a_letterboxing_model_that_sees_the_same_pixels() -> None:
     """The demo's pad_to_square: training images are still padded by the data (before flips, as always); test
     images now reach the model unpadded and its letterbox gives the pixels the data transform gave."""
-    from recipes.common import PAD_FILL, build_model
-    from recipes.config import TrainConfig
+    from ssd_zoo.train.config import TrainConfig
+    from ssd_zoo.train.model import PAD_FILL, build_model
 
     cfg = TrainConfig(model="ssd", backbone="resnet18", input_size=64, pad_to_square=True,
                       model_kwargs=TINY_MODEL_KWARGS)

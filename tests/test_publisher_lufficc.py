@@ -18,7 +18,8 @@ from ssd_zoo.weights import convert
 from ssd_zoo.weights.publishers import lufficc
 
 PIXEL_MEAN = torch.tensor([123.0, 117.0, 104.0]).view(1, 3, 1, 1)  # INPUT.PIXEL_MEAN, RGB
-# MODEL.PRIORS of configs/vgg_ssd{300,512}_{voc0712,coco_trainval35k}.yaml (and config/defaults.py).
+# MODEL.PRIORS of configs/vgg_ssd{300,512}_{voc0712,coco_trainval35k}.yaml (and config/defaults.py), as at lufficc/SSD
+# accc3109 (the README listing the release-1.2 files).
 PRIORS = {
     (300, "voc"): dict(feature_maps=[38, 19, 10, 5, 3, 1], strides=[8, 16, 32, 64, 100, 300],
                        min_sizes=[30, 60, 111, 162, 213, 264], max_sizes=[60, 111, 162, 213, 264, 315],

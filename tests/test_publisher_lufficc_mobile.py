@@ -25,9 +25,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 PIXEL_MEAN = torch.tensor([123.0, 117.0, 104.0]).view(1, 3, 1, 1)  # INPUT.PIXEL_MEAN, RGB (config/defaults.py)
 _MOBILE_PRIORS = dict(feature_maps=[20, 10, 5, 3, 2, 1], min_sizes=[60, 105, 150, 195, 240, 285],
                       max_sizes=[105, 150, 195, 240, 285, 330], aspect_ratios=[[2, 3]] * 6)
-# name -> (INPUT.IMAGE_SIZE, MODEL.PRIORS, MODEL.BACKBONE.OUT_CHANNELS, SSDLite predictor?) of its config.
+# name -> (INPUT.IMAGE_SIZE, MODEL.PRIORS, MODEL.BACKBONE.OUT_CHANNELS, SSDLite predictor?) of its config, as at
+# lufficc/SSD accc3109 (README "MODEL ZOO" of the release-1.2 files). mobilenet_v2_ssd320_voc0712.yaml's STRIDES:
+# [16, 32, 64, 107, 160, 320] since c16e459 ("fix #137", 2020-03-13: the _v2 file), [16, 32, 64, 100, 150, 300]
+# before (at 09fb318c: the first file).
 CONFIGS = {
-    "mobilenet_v2": (320, dict(_MOBILE_PRIORS, strides=[16, 32, 64, 100, 150, 300]), [96, 1280, 512, 256, 256, 64],
+    "mobilenet_v2": (320, dict(_MOBILE_PRIORS, strides=[16, 32, 64, 107, 160, 320]), [96, 1280, 512, 256, 256, 64],
                      True),
     "mobilenet_v3": (320, dict(_MOBILE_PRIORS, strides=[16, 32, 64, 107, 160, 320]), [112, 960, 512, 256, 256, 64],
                      True),
@@ -102,10 +105,14 @@ def test_dense_predictions_equal_lufficcs_forward(tmp_path, sample_images, net: 
     torch.testing.assert_close(again["scores"], dense["scores"], atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("net", ["mobilenet_v2", "mobilenet_v3"])
-def test_default_boxes_are_lufficcs_priors(net: str) -> None:
-    size, prior, _, _ = CONFIGS[net]
-    spec = ssd_zoo.build(MODELS[net]).default_boxes.spec
+V2_STEPS300_PRIORS = dict(_MOBILE_PRIORS, strides=[16, 32, 64, 100, 150, 300])  # the config at 09fb318c
+
+
+@pytest.mark.parametrize("net, kwargs", [("mobilenet_v2", {}), ("mobilenet_v2", {"anchors": "steps320"}),
+                                         ("mobilenet_v2_steps300", {"anchors": "steps300"}), ("mobilenet_v3", {})])
+def test_default_boxes_are_lufficcs_priors(net: str, kwargs: dict) -> None:
+    size, prior, _, _ = CONFIGS[net] if net in CONFIGS else (320, V2_STEPS300_PRIORS, None, None)
+    spec = ssd_zoo.build(MODELS[net.removesuffix("_steps300")], **kwargs).default_boxes.spec
     theirs = priors(size, **prior)
     theirs = torch.cat([theirs[:, :2] - theirs[:, 2:] / 2, theirs[:, :2] + theirs[:, 2:] / 2], 1) * size
     ours = default_boxes(spec, [(f, f) for f in prior["feature_maps"]], (size, size))
@@ -156,7 +163,29 @@ def test_thresholds_and_entries_follow_lufficcs_configs() -> None:
         "lufficc_efficient_net_b3_ssd300": 73.9}
     v2 = metrics["lufficc_mobilenet_v2_ssd320"]
     assert v2["file_name"] == "mobilenet_v2_ssd320_voc0712_v2.pth" and v2["licence"] == "MIT"
-    assert v2["recipe"].endswith("configs/mobilenet_v2_ssd320_voc0712.yaml")
+    assert v2["recipe"].endswith("/c16e459/configs/mobilenet_v2_ssd320_voc0712.yaml") and v2["anchors"] == "steps320"
+    first = ssd_zoo.get_weights("lufficc_mobilenet_v2_ssd320.VOC0712_STEPS300").meta
+    assert first["file_name"] == "mobilenet_v2_ssd320_voc0712.pth" and first["metrics"]["VOC2007-test"]["mAP"] == 68.8
+    assert first["anchors"] == "steps300" and "09fb318c" in first["source_commit"]
+
+
+@pytest.mark.parametrize("file_name, strides", [("mobilenet_v2_ssd320_voc0712_v2.pth", [16, 32, 64, 107, 160, 320]),
+                                                ("mobilenet_v2_ssd320_voc0712.pth", [16, 32, 64, 100, 150, 300])])
+def test_each_v2_release_file_gets_the_steps_it_was_trained_with(tmp_path, monkeypatch, file_name: str,
+                                                                 strides: list[int]) -> None:
+    """By name from the cache and by path: the _v2 file (c16e459's config) and the first file (the config before)."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"model": lufficc_state("mobilenet_v2")}, tmp_path / "checkpoints" / file_name)
+    member = "VOC0712" if file_name.endswith("_v2.pth") else "VOC0712_STEPS300"
+    want = priors(320, **dict(_MOBILE_PRIORS, strides=strides))
+    want = torch.cat([want[:, :2] - want[:, 2:] / 2, want[:, :2] + want[:, 2:] / 2], 1) * 320
+    for weights in (member, str(tmp_path / "checkpoints" / file_name)):
+        model = ssd_zoo.build("lufficc_mobilenet_v2_ssd320", weights=weights)
+        assert torch.allclose(anchor_boxes(model.default_boxes.spec), want, atol=1e-4), weights
+    other = "steps320" if member == "VOC0712_STEPS300" else "steps300"
+    with pytest.raises(ValueError, match=f"anchors='{other}' conflicts with weights .*{member}"):
+        ssd_zoo.build("lufficc_mobilenet_v2_ssd320", weights=member, anchors=other)
 
 
 def test_named_weights_load_from_the_cache(tmp_path, monkeypatch) -> None:

@@ -24,6 +24,7 @@ from ssd_zoo.weights import convert
 from ssd_zoo.cli import main
 
 MODEL = "nvidia_ssd300_resnet50"
+# ssd/utils.py dboxes300_coco and ssd/model.py as at NVIDIA/DeepLearningExamples 04099020 / 0b3f770b.
 BOXES = [4, 6, 6, 6, 4, 4]
 MAPS = [38, 19, 10, 5, 3, 1]
 MEAN, STD = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])

@@ -21,7 +21,8 @@ from ssd_zoo.ops.default_boxes import default_boxes
 from ssd_zoo.weights.publishers import qfgaohao
 
 NUM_CLASSES = 21
-# vision/ssd/config/vgg_ssd_config.py and mobilenetv1_ssd_config.py (also used by mb2-ssd-lite): SSDSpec lists.
+# vision/ssd/config/vgg_ssd_config.py and mobilenetv1_ssd_config.py (also used by mb2-ssd-lite): SSDSpec lists, as
+# at qfgaohao/pytorch-ssd af2e79be.
 VGG_SPECS = dict(feature_maps=[38, 19, 10, 5, 3, 1], strides=[8, 16, 32, 64, 100, 300],
                  min_sizes=[30, 60, 111, 162, 213, 264], max_sizes=[60, 111, 162, 213, 264, 315],
                  aspect_ratios=[[2], [2, 3], [2, 3], [2, 3], [2], [2]])
@@ -60,8 +61,10 @@ def inverted_residual_shapes(key: str, inp: int, oup: int, ratio: float) -> dict
 
 def state_for(net: str, seed: int = 0) -> dict[str, torch.Tensor]:
     """``create_<net>(21).state_dict()``'s keys and shapes, random values."""
-    if net == "vgg16-ssd":
-        shapes = {**vgg_shapes("base_net."), "source_layer_add_ons.0.scale": (512,)}
+    if net.startswith("vgg16-ssd"):
+        # vgg_ssd.py: ScaledL2Norm(512, 20) as at 00f90007 (the published file), BatchNorm2d(512) as at d0465093.
+        norm = bn_shapes("source_layer_add_ons.0", 512) if net == "vgg16-ssd-bn" else {"source_layer_add_ons.0.scale": (512,)}
+        shapes = {**vgg_shapes("base_net."), **norm}
         for b, (inp, mid, out, _, _) in enumerate(VGG_EXTRAS):
             shapes.update({f"extras.{b}.0.weight": (mid, inp, 1, 1), f"extras.{b}.0.bias": (mid,),
                            f"extras.{b}.2.weight": (out, mid, 3, 3), f"extras.{b}.2.bias": (out,)})
@@ -116,9 +119,10 @@ def inverted_residual(state, key: str, x, stride: int, ratio: float, stop: int |
 
 def qfgaohao_forward(net: str, state, x):
     """``SSD.forward`` (is_test=False: confidences and locations) for ``net``."""
-    if net == "vgg16-ssd":
-        x = run_vgg(state, "base_net.", x, 0, 23)
-        features = [l2norm_qfgaohao(x, state["source_layer_add_ons.0.scale"])]
+    if net.startswith("vgg16-ssd"):
+        x = run_vgg(state, "base_net.", x, 0, 23)  # source_layer_indexes[0] = (23, add-on): base_net[:23], then it
+        features = [batch_norm(state, "source_layer_add_ons.0", x) if net == "vgg16-ssd-bn"
+                    else l2norm_qfgaohao(x, state["source_layer_add_ons.0.scale"])]
         x = run_vgg(state, "base_net.", x, 23, 35)
         features.append(x)
         extras = VGG_EXTRAS
@@ -157,8 +161,11 @@ def qfgaohao_forward(net: str, state, x):
     return cls, reg
 
 
-MODELS = {"vgg16-ssd": "qfgaohao_vgg16_ssd", "mb1-ssd": "qfgaohao_mb1_ssd", "mb2-ssd-lite": "qfgaohao_mb2_ssd_lite"}
+MODELS = {"vgg16-ssd": "qfgaohao_vgg16_ssd", "vgg16-ssd-bn": "qfgaohao_vgg16_ssd", "mb1-ssd": "qfgaohao_mb1_ssd",
+          "mb2-ssd-lite": "qfgaohao_mb2_ssd_lite"}
+# image_mean / image_std of vision/ssd/config/vgg_ssd_config.py and mobilenetv1_ssd_config.py (as at af2e79be).
 MEANS = {"vgg16-ssd": (torch.tensor([123.0, 117.0, 104.0]).view(1, 3, 1, 1), 1.0),
+         "vgg16-ssd-bn": (torch.tensor([123.0, 117.0, 104.0]).view(1, 3, 1, 1), 1.0),
          "mb1-ssd": (torch.tensor(127.0), 128.0), "mb2-ssd-lite": (torch.tensor(127.0), 128.0)}
 
 
@@ -169,6 +176,7 @@ def test_dense_predictions_equal_qfgaohaos_forward(tmp_path, sample_images, net:
     torch.save(state, path)  # SSD.save: torch.save(self.state_dict(), path)
     model = ssd_zoo.load(path).eval()
     assert model.builder["name"] == MODELS[net] and model.categories[15] == "person"
+    assert model.builder["kwargs"] == ({"conv4_3_norm": "batch_norm"} if net == "vgg16-ssd-bn" else {})
 
     batch = torch.cat([F.interpolate(im[None], size=(300, 300), mode="bilinear", align_corners=False)
                        for im in sample_images])
@@ -176,13 +184,13 @@ def test_dense_predictions_equal_qfgaohaos_forward(tmp_path, sample_images, net:
     with torch.inference_mode():
         dense = model.dense_predictions(batch)
         cls, reg = qfgaohao_forward(net, state, (batch * 255 - mean) / std)
-    scores, boxes = predictions(cls, reg, priors(300, **(VGG_SPECS if net == "vgg16-ssd" else MOBILE_SPECS)))
+    scores, boxes = predictions(cls, reg, priors(300, **(VGG_SPECS if net.startswith("vgg16") else MOBILE_SPECS)))
     assert scores.max() > 0.5 and scores.std() > 1 / NUM_CLASSES  # not a comparison of near-uniform outputs
     torch.testing.assert_close(dense["scores"], scores, atol=1e-4, rtol=0)
     torch.testing.assert_close(dense["boxes"] / 300, boxes, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("net", sorted(MODELS))
+@pytest.mark.parametrize("net", ["mb1-ssd", "mb2-ssd-lite", "vgg16-ssd"])
 def test_default_boxes_are_generate_ssd_priors(net: str) -> None:
     specs = VGG_SPECS if net == "vgg16-ssd" else MOBILE_SPECS
     spec = qfgaohao.VGG_BOXES if net == "vgg16-ssd" else qfgaohao.MOBILE_BOXES

@@ -17,6 +17,7 @@ from torchvision.models import WeightsEnum
 from torchvision.models.detection import ssdlite320_mobilenet_v3_large as torchvision_ssdlite
 
 import ssd_zoo
+from ssd_zoo.models.record import RECORD_STATE_KEY, encode_record, split_record
 from ssd_zoo.finetune.surgery import HeadSurgeryWarning
 from ssd_zoo.weights import convert
 from ssd_zoo.ops.postprocess import select_detections
@@ -133,6 +134,16 @@ def test_round_trip_to_torchvision_is_exact(pair) -> None:
     assert all(torch.equal(back[k], v) for k, v in tv.state_dict().items())
     fresh = torchvision_ssdlite(weights=None, weights_backbone=None)
     fresh.load_state_dict(back, strict=True)
+    # A record of other default boxes (e.g. fine-tuned with its own): torchvision would decode against its own.
+    state = ours.state_dict()
+    record = split_record(state)[1]
+    other = dict(record["default_boxes"], sizes=[s * 0.9 for s in record["default_boxes"]["sizes"]])
+    state[RECORD_STATE_KEY] = encode_record({**record, "default_boxes": other})
+    for convert_it in (lambda: convert.from_ssd_zoo(state, "torchvision-ssdlite", where="tuned.pth"),
+                       lambda: publisher.to_torchvision_ssdlite(state, where="tuned.pth")):
+        with pytest.raises(ValueError, match=r"tuned.pth was trained with default boxes .* but torchvision's "
+                                             r"ssdlite320_mobilenet_v3_large decodes with its own"):
+            convert_it()
 
 
 def test_load_recognises_a_torchvision_file(pair, tmp_path: Path) -> None:

@@ -1,32 +1,36 @@
-"""The recipes' measuring tools: anchor coverage of a dataset, and the demo's ablation variants."""
+"""The recipes' measuring tools: anchor coverage of a dataset (ssd-zoo anchors --config), and the demo's ablation variants."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
-import torch
-from helpers import TINY_MODEL_KWARGS, TINY_YAML
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recipes import anchor_coverage, demo_ablations  # noqa: E402
-from recipes.config import load_config, parse_override  # noqa: E402
+from recipes import demo_ablations  # noqa: E402
+from ssd_zoo.cli import main  # noqa: E402
+from ssd_zoo.train.config import load_config, parse_override  # noqa: E402
 
 
-def test_anchor_coverage_of_the_shapes_data(tmp_path: Path) -> None:
+def test_anchor_coverage_of_the_shapes_data(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from ssd_zoo.data.shapes import generate_shapes_voc
 
     root = generate_shapes_voc(tmp_path / "shapes", num_train=8, num_test=2, seed=0)
+    tiny = "{anchors: coco, box_sizes: null, aspect_ratios: null, extra_channels: [16, 16, 16], iou_thresh: 0.5}"
     config = ROOT / "recipes/configs/shapes_quick.yaml"
-    sized = anchor_coverage.main(["--config", str(config), "--data-root", str(root), "--json", str(tmp_path / "c.json")])
-    coco = anchor_coverage.main(["--config", str(config), "--data-root", str(root), "--iou", "0.5",
-                                 "--set", f"model_kwargs={TINY_YAML}"])
-    names = {row["name"] for row in sized.rows() if row["kind"] == "class"}
+    assert main(["anchors", str(root), "--config", str(config), "--json", str(tmp_path / "c.json")]) == 0
+    sized = capsys.readouterr().out
+    assert main(["anchors", str(root), "--config", str(config), "--model-kwargs", tiny, "--json", str(tmp_path / "d.json")]) == 0
+    coco = capsys.readouterr().out
+    assert "matching IoU 0.4" in sized and "matching IoU 0.5" in coco and "circle" in sized
+    a, b = (json.loads((tmp_path / name).read_text())["before"] for name in ("c.json", "d.json"))
+    names = {row["name"] for row in a["rows"] if row["kind"] == "class"}
     assert names <= {"circle", "ellipse", "square", "rectangle", "triangle", "cross"} and names
-    assert len(sized.best_iou) == len(coco.best_iou) > 0 and (sized.iou_thresh, coco.iou_thresh) == (0.4, 0.5)
-    assert (tmp_path / "c.json").is_file()
+    assert a["rows"][0]["boxes"] == b["rows"][0]["boxes"] > 0 and (a["iou_thresh"], b["iou_thresh"]) == (0.4, 0.5)
+    assert a["default_boxes"] != b["default_boxes"]
 
 
 def test_every_ablation_is_a_valid_config_change() -> None:
@@ -44,20 +48,3 @@ def test_the_1500_image_split_is_a_prefix_of_trainval(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="lists 2000 images, fewer than 3000"):
         demo_ablations.subset_split(tmp_path, "big", 3000)
 
-
-def test_moved_builders_keep_their_old_names_with_a_warning(tmp_path: Path) -> None:
-    import ssd_zoo
-    from recipes import common
-    from ssd_zoo.models.zoo import load_checkpoint
-    from ssd_zoo.ops.default_boxes import default_box_spec
-
-    with pytest.warns(DeprecationWarning, match="default_box_spec"):
-        assert common.small_input_spec(128) == default_box_spec(128, "coco")
-    kwargs = {"timm_kwargs": TINY_MODEL_KWARGS["timm_kwargs"]}
-    with pytest.warns(DeprecationWarning, match='ssd_zoo.build\\("ssd"'):
-        old = common.small_input_ssd("resnet18", 64, 3, **kwargs)
-    assert old.default_boxes.spec == default_box_spec(64, "coco") and old.backbone.out_channels[-1] == 256  # the old default extras
-    torch.save(old.state_dict(), tmp_path / "old.pth")
-    with pytest.warns(DeprecationWarning, match="ssd_zoo.build\\(name, weights=path\\)"):
-        load_checkpoint(ssd_zoo.build("ssd", backbone="resnet18", input_size=64, num_classes=3, anchors="coco",
-                                      extra_channels=(256, 256, 128), **kwargs), tmp_path / "old.pth")

@@ -16,8 +16,13 @@ from helpers import checkpoint_weights, tiny_args
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recipes import common, eval_voc, train_voc  # noqa: E402
-from recipes.config import load_config, scale_to_batch  # noqa: E402
+from recipes import eval_voc, train_voc  # noqa: E402
+from ssd_zoo.files import save_atomic  # noqa: E402
+from ssd_zoo.train.config import load_config, scale_to_batch  # noqa: E402
+from ssd_zoo.train.engine import NonFiniteLoss  # noqa: E402
+from ssd_zoo.train.model import build_model  # noqa: E402
+from ssd_zoo.train.optim import lr_factor  # noqa: E402
+from ssd_zoo.train.state import load_checkpoint  # noqa: E402
 from ssd_zoo.files import read_file  # noqa: E402
 
 CLASSES = ("circle", "ellipse", "square", "rectangle", "triangle", "cross")
@@ -50,7 +55,7 @@ def test_resume_gives_the_same_weights(shapes_root: Path, tmp_path: Path) -> Non
 
 def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "last.pth"
-    common.save_atomic({"iteration": 1, "w": torch.ones(3)}, path)
+    save_atomic({"iteration": 1, "w": torch.ones(3)}, path)
 
     def crash_midway(obj: object, f: object) -> None:
         f.write(b"PK\x03\x04 half a checkpoint")  # what a killed process leaves behind
@@ -58,12 +63,12 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path: Path, mon
 
     monkeypatch.setattr(torch, "save", crash_midway)
     with pytest.raises(KeyboardInterrupt):
-        common.save_atomic({"iteration": 2, "w": torch.zeros(3)}, path)
+        save_atomic({"iteration": 2, "w": torch.zeros(3)}, path)
     monkeypatch.undo()
     state = read_file(path)
     assert state["iteration"] == 1 and torch.equal(state["w"], torch.ones(3))
     assert list(tmp_path.iterdir()) == [path]  # the half-written temporary file is gone
-    common.save_atomic({"iteration": 3}, path)
+    save_atomic({"iteration": 3}, path)
     assert read_file(path)["iteration"] == 3
 
 
@@ -85,9 +90,9 @@ def test_nonfinite_loss_stops_naming_iteration_and_checkpoint(
     shapes_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     nan_from_call(3, monkeypatch)
-    with pytest.raises(train_voc.NonFiniteLoss, match=r"at iteration 2; last good checkpoint: .*last\.pth"):
+    with pytest.raises(NonFiniteLoss, match=r"at iteration 2; last good checkpoint: .*last\.pth"):
         train_voc.train(tiny_args(shapes_root, tmp_path, "--max-iters", "4"))
-    assert common.load_checkpoint(tmp_path / "last.pth")["iteration"] == 2
+    assert load_checkpoint(tmp_path / "last.pth")["iteration"] == 2
 
 
 def test_nonfinite_loss_skipped_when_asked(shapes_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,8 +159,8 @@ def test_configs_load_and_name_registered_models(config: Path) -> None:
 def test_schedule_scales_with_the_batch() -> None:
     cfg = scale_to_batch(load_config(ROOT / "recipes/configs/ssd300_vgg16_voc0712.yaml", {"batch_size": 64}))
     assert (cfg.lr, cfg.max_iters, cfg.lr_steps) == (2e-3, 60000, [40000, 50000])
-    assert train_voc.lr_factor(cfg, 0) == pytest.approx(cfg.warmup_factor)
-    assert train_voc.lr_factor(cfg, 45000) == pytest.approx(0.1)
+    assert lr_factor(cfg, 0) == pytest.approx(cfg.warmup_factor)
+    assert lr_factor(cfg, 45000) == pytest.approx(0.1)
 
 
 def test_unknown_config_key_is_named() -> None:
@@ -166,7 +171,7 @@ def test_unknown_config_key_is_named() -> None:
 def test_missing_vgg16_file_says_where_to_put_it(tmp_path: Path) -> None:
     cfg = load_config(ROOT / "recipes/configs/ssd300_vgg16_voc0712.yaml", {"backbone_init": str(tmp_path / "vgg16_reducedfc.pth")})
     with pytest.raises(FileNotFoundError, match="vgg16_reducedfc.pth.*put it at that path"):
-        common.build_model(cfg, 21)
+        build_model(cfg, 21)
 
 
 def test_every_named_variant_has_a_voc_config() -> None:
@@ -189,7 +194,7 @@ def test_amp_on_cpu_trains_in_bfloat16(shapes_root: Path, tmp_path: Path) -> Non
 
 
 def test_pad_to_square_keeps_boxes_and_pixels() -> None:
-    from recipes.data import PadToSquare
+    from ssd_zoo.data import PadToSquare
 
     image = torch.rand(3, 20, 30)
     target = {"boxes": torch.tensor([[1.0, 2.0, 29.0, 19.0]]), "labels": torch.tensor([1])}
@@ -198,7 +203,7 @@ def test_pad_to_square_keeps_boxes_and_pixels() -> None:
     assert torch.all(padded[:, 20:] == 0.5) and same is target
 
 
-def test_small_input_spec_takes_the_datas_box_sizes() -> None:
+def test_default_box_spec_takes_the_datas_box_sizes() -> None:
     from ssd_zoo.ops.default_boxes import default_box_spec
 
     spec = default_box_spec(128, "coco", box_sizes=(18, 34, 52, 84, 109, 134), aspect_ratios=((2, 3),) * 4 + ((2,),))

@@ -12,8 +12,9 @@ from helpers import BUILD_KWARGS, NUM_CLASSES, save_hashed
 from torchvision.models import WeightsEnum
 
 import ssd_zoo
+from ssd_zoo.models.record import decode_record, encode_record, split_record
 from ssd_zoo.weights import convert
-from ssd_zoo.finetune.surgery import SYNONYMS, HeadSurgeryWarning, check_class_names, class_predictors, match_classes, name_key
+from ssd_zoo.finetune.surgery import SYNONYMS, ClassNamesWarning, HeadSurgeryWarning, check_class_names, class_predictors, match_classes, name_key
 from ssd_zoo.weights.published import COCO_CATEGORIES, VOC_CATEGORIES, ssd_weights
 
 VOC_NAMES = VOC_CATEGORIES[1:]
@@ -92,7 +93,7 @@ def test_surgery_on_every_registered_model(name: str, tmp_path: Path, built) -> 
     session's: one build per model here, the one with weights.)"""
     kwargs = BUILD_KWARGS.get(name, {})
     assert NUM_CLASSES == 5
-    fresh = built(name, num_classes=NUM_CLASSES, **kwargs)  # weights drawn after torch.manual_seed(0)
+    fresh = built(name, num_classes=NUM_CLASSES, **kwargs)  # the session's, weights drawn after manual_seed(0)
     init = fresh.state_dict()
     keys = predictor_keys(fresh)
     assert len(keys) == 2 * len(fresh.head.classification)
@@ -100,9 +101,9 @@ def test_surgery_on_every_registered_model(name: str, tmp_path: Path, built) -> 
     torch.manual_seed(1)
     for key in keys:
         theirs[key] = torch.randn(init[key].shape[0] // 5 * 4, *init[key].shape[1:])
-    record = convert.decode_record(init["_record"])
-    theirs["_record"] = convert.encode_record({**record, "num_classes": 4,
-                                               "categories": ["__background__", "cat", "dog", "bird"]})
+    record = decode_record(init["_record"])
+    theirs["_record"] = encode_record({**record, "num_classes": 4,
+                                       "categories": ["__background__", "cat", "dog", "bird"]})
     torch.save({"model": theirs, "epoch": 1}, tmp_path / "source.pth")  # a training checkpoint
     torch.manual_seed(0)
     model, caught = built_quietly(name, weights=tmp_path / "source.pth", class_names=["bird", "fox", "Cat", "owl"],
@@ -148,14 +149,18 @@ def test_published_name_from_a_seeded_cache(torch_home: Path, sample_images: lis
 
 
 @pytest.mark.parametrize("layout", ["torchvision", "ssd.pytorch", "ssd_zoo"])
-def test_every_file_layout_with_num_classes(layout: str, tmp_path: Path, built) -> None:
+def test_every_file_layout_with_num_classes(layout: str, tmp_path: Path) -> None:
     """num_classes alone: nothing says which class is which, so every class row (background too) is fresh."""
-    source = built("ssd300_vgg16")
-    state = convert.from_ssd_zoo(source.state_dict(), layout) if layout != "ssd_zoo" else source.state_dict()
+    torch.manual_seed(0)
+    source = ssd_zoo.build("ssd300_vgg16")
+    bare = split_record(source.state_dict())[0]  # written with the layout's own boxes (torchvision: coco)
+    state = convert.from_ssd_zoo(bare, layout, anchors=convert.LAYOUT_ANCHORS[layout]) if layout != "ssd_zoo" else \
+        source.state_dict()
     torch.save(state, tmp_path / "net.pth")
     torch.manual_seed(3)
     model, caught = built_quietly("ssd300_vgg16", weights=str(tmp_path / "net.pth"), num_classes=4)
-    init = built("ssd300_vgg16", seed=3, num_classes=4).state_dict()
+    torch.manual_seed(3)
+    init = ssd_zoo.build("ssd300_vgg16", num_classes=4).state_dict()
     assert len(caught) == 1 and "no class_names were given" in str(caught[0].message)
     assert model.num_classes == 4 and model.head.num_classes == 4
     own, theirs = model.state_dict(), source.state_dict()
@@ -165,15 +170,48 @@ def test_every_file_layout_with_num_classes(layout: str, tmp_path: Path, built) 
     assert torch.equal(own["head.regression.3.weight"], theirs["head.regression.3.weight"])
 
 
-def test_a_file_without_names_carries_background_only(tmp_path: Path) -> None:
+def test_a_file_without_names_carries_every_row_in_order(tmp_path: Path) -> None:
+    """No names in the file, as many classes as asked: every row is carried, in order, with a warning that the
+    order was assumed; another count raises (nothing says which row is which) unless num_classes asks for it."""
     torch.manual_seed(0)
     source = ssd_zoo.build("ssd", backbone="resnet10t", input_size=128, num_classes=3)
-    torch.save(convert.split_record(source.state_dict())[0], tmp_path / "bare.pth")  # as saved before 0.2
-    model, caught = built_quietly("ssd", backbone="resnet10t", input_size=128, weights=tmp_path / "bare.pth",
-                                  class_names=["a", "b"])
-    assert len(caught) == 1 and "records no class names" in str(caught[0].message)
+    torch.save(split_record(source.state_dict())[0], tmp_path / "bare.pth")  # as saved before 0.2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = ssd_zoo.build("ssd", backbone="resnet10t", input_size=128, weights=tmp_path / "bare.pth",
+                              class_names=["a", "b"])
+    said = [str(w.message) for w in caught if issubclass(w.category, (ClassNamesWarning, HeadSurgeryWarning))]
+    assert len(said) == 1 and "bare.pth records no class names: its 2 classes are taken to be ['a', 'b'] in that " \
+                              "order" in said[0]
+    assert model.class_names == ["__background__", "a", "b"]
     key = predictor_keys(model)[0]
-    assert torch.equal(rows(model.state_dict()[key], 3, [0]), rows(source.state_dict()[key], 3, [0]))
+    assert torch.equal(model.state_dict()[key], source.state_dict()[key])
+    with pytest.raises(ValueError, match=r"bare.pth records no class names and was trained for 2 classes, the model "
+                                         r"asks for 3 .* weights_class_names=\[...\] .* or pass num_classes=4"):
+        ssd_zoo.build("ssd", backbone="resnet10t", input_size=128, weights=tmp_path / "bare.pth",
+                      class_names=["a", "b", "c"])
+    fresh, caught = built_quietly("ssd", backbone="resnet10t", input_size=128, weights=tmp_path / "bare.pth",
+                                  class_names=["a", "b", "c"], num_classes=4)
+    assert len(caught) == 1 and "records no class names" in str(caught[0].message)
+    assert torch.equal(rows(fresh.state_dict()[key], 4, [0]), rows(source.state_dict()[key], 3, [0]))
+
+
+def test_weights_class_names_name_the_file_and_override_its_record(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    source = ssd_zoo.build("ssd", backbone="resnet10t", input_size=128, class_names=["a", "b"])
+    torch.save(source.state_dict(), tmp_path / "named.pth")
+    model, caught = built_quietly("ssd", backbone="resnet10t", input_size=128, weights=tmp_path / "named.pth",
+                                  weights_class_names=["b", "a"], class_names=["a", "b"])
+    key = predictor_keys(model)[0]
+    assert not caught and model.class_names == ["__background__", "a", "b"]
+    assert torch.equal(model.state_dict()[key], rows(source.state_dict()[key], 3, [0, 2, 1]).reshape_as(model.state_dict()[key]))
+    alone = ssd_zoo.build("ssd", backbone="resnet10t", input_size=128, weights=tmp_path / "named.pth",
+                          weights_class_names=["x", "y"])
+    assert alone.class_names == ["__background__", "x", "y"]
+    with pytest.raises(ValueError, match=r"weights_class_names: expected 2 names \(.*named.pth was trained for 3 "
+                                         r"classes with background\), found 3"):
+        ssd_zoo.build("ssd", backbone="resnet10t", input_size=128, weights=tmp_path / "named.pth",
+                      weights_class_names=["x", "y", "z"])
 
 
 def test_the_names_are_saved_and_the_same_names_load_plainly(tmp_path: Path) -> None:
@@ -194,7 +232,7 @@ def test_the_names_are_saved_and_the_same_names_load_plainly(tmp_path: Path) -> 
 
 def test_weights_for_another_backbone_raise(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    torch.save(ssd_zoo.build("ssd300_resnet18", num_classes=3).state_dict(), tmp_path / "r18.pth")  # 3 != 5: surgery
+    torch.save(ssd_zoo.build("ssd300_resnet18", num_classes=3).state_dict(), tmp_path / "r18.pth")
     with pytest.raises(ValueError, match=r"r18.pth \(saved from ssd_zoo.build\('ssd300_resnet18'\)\) does not fit "
                                          r"this model: .* expected \d+ such tensors, found \d+: \d+ missing"):
         ssd_zoo.build("ssd300_vgg16", weights=tmp_path / "r18.pth", num_classes=5)

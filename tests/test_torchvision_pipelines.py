@@ -323,7 +323,7 @@ def test_torchmetrics_mean_average_precision_on_ssd_zoo_outputs(voc_root):
 # --- 6. torchvision's collate and datasets in ssd_zoo's recipes -----------------------------------------------------
 @pytest.mark.parametrize("collate_fn", [tuple_collate, collate], ids=["torchvision_collate", "ssd_zoo_collate"])
 def test_recipe_evaluation_names_images_by_their_file_ids(collate_fn, voc_root, tmp_path):
-    from recipes.evaluation import evaluate, write_voc_results
+    from ssd_zoo.train.evaluation import evaluate, write_voc_results
 
     dataset = VOCDataset(voc_root / "VOCdevkit", "2007-trainval")
     model = tiny_ssd(num_classes=len(VOC_CLASSES) + 1)
@@ -338,11 +338,12 @@ def test_recipe_evaluation_names_images_by_their_file_ids(collate_fn, voc_root, 
 
 
 def test_a_torchvision_dataset_in_the_recipes_loader_and_train_step(voc_root):
-    from recipes.common import Dist
-    from recipes.config import TrainConfig
-    from recipes.data import set_position, train_loader
-    from recipes.evaluation import evaluate
-    from recipes.train_voc import Run, train_step
+    from ssd_zoo.train.config import TrainConfig
+    from ssd_zoo.train.data import set_position, train_loader
+    from ssd_zoo.train.distributed import Dist
+    from ssd_zoo.train.engine import train_step
+    from ssd_zoo.train.evaluation import evaluate
+    from ssd_zoo.train.state import Run
     from ssd_zoo.data import to_device
 
     to_float = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])

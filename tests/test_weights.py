@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from helpers import save_hashed
 from torchvision.models import WeightsEnum
 
 import ssd_zoo
+from ssd_zoo.models.record import split_record
 from ssd_zoo.weights import convert
 from ssd_zoo.models.vgg import VGG16Backbone
 from ssd_zoo.ops.default_boxes import preset
@@ -69,7 +71,7 @@ def make_weights_enum(url: str, sha256: str | None, layout: str = "ssd.pytorch",
 
 def assert_same(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     own = model.state_dict()
-    tensors, _ = convert.split_record(state)  # the weights; the model record has tests of its own
+    tensors, _ = split_record(state)  # the weights; the model record has tests of its own
     assert own.keys() == tensors.keys() | {"_record"} and all(torch.equal(own[k], v) for k, v in tensors.items())
 
 
@@ -120,7 +122,8 @@ def test_conflicts_raise_before_any_download() -> None:
 
 @pytest.mark.parametrize("layout", ["ssd.pytorch", "torchvision"])
 def test_named_weights_through_a_file_url(layout: str, tmp_path: Path, torch_home: Path, model_state: dict) -> None:
-    published = convert.from_ssd_zoo(model_state, layout)
+    # the layout's own boxes (torchvision decodes VOC-box models wrongly: refused), tensors as model_state's
+    published = convert.from_ssd_zoo(split_record(model_state)[0], layout, anchors=convert.LAYOUT_ANCHORS[layout])
     path, prefix = save_hashed(published, tmp_path / "files", "ssd300-test")
     weights = make_weights_enum(path.as_uri(), prefix, layout=layout)
     model = ssd_zoo.build("ssd300_vgg16", weights=weights)  # converted from the published layout on load
@@ -174,7 +177,9 @@ def test_voc0712_and_pretrained_from_a_seeded_cache(torch_home: Path, model_stat
 
 
 def test_local_files_in_every_layout(tmp_path: Path, model_state: dict) -> None:
-    files = {"ssd_zoo": {"model": model_state, "epoch": 3}, "torchvision": convert.to_torchvision(model_state),
+    # torchvision decodes with its own (coco) boxes: its layout holds this model's tensors as a coco-box model's
+    as_torchvision = convert.to_torchvision(split_record(model_state)[0], anchors="coco")
+    files = {"ssd_zoo": {"model": model_state, "epoch": 3}, "torchvision": as_torchvision,
              "ssd.pytorch": convert.to_ssd_pytorch(model_state)}
     anchors = {"ssd_zoo": "voc", "torchvision": "coco", "ssd.pytorch": "voc"}  # torchvision's SSD300 = coco scales
     for layout, content in files.items():
@@ -229,7 +234,8 @@ def test_the_suite_cannot_reach_the_network() -> None:
 def test_a_url_as_weights_is_downloaded_cached_and_converted(http_folder: tuple[Path, str], torch_home: Path,
                                                              model_state: dict) -> None:
     folder, base = http_folder
-    path, _ = save_hashed(convert.to_torchvision(model_state), folder, "net")  # any layout, detected from its keys
+    tensors = convert.to_torchvision(split_record(model_state)[0], anchors="coco")  # as a coco-box model's
+    path, _ = save_hashed(tensors, folder, "net")  # any layout, detected from its keys
     url = f"{base}/{path.name}"
     assert resolve_weights(url, "ssd300_vgg16") == url
     model = ssd_zoo.build("ssd300_vgg16", weights=url)
@@ -257,8 +263,17 @@ def test_coco_default_boxes_survive_a_plain_state_dict(tmp_path: Path) -> None:
         ssd_zoo.build("ssd512_vgg16", weights=tmp_path / "coco.pth")
     with pytest.raises(ValueError, match="trained with default_boxes input 300, sizes 21/45/99.*this model has input 300, sizes 30/60"):
         ssd_zoo.build("ssd300_vgg16", num_classes=4).load_state_dict(torch.load(tmp_path / "coco.pth", weights_only=True))
-    old, _ = convert.split_record(source.state_dict())  # as saved before the record existed
+    old, _ = split_record(source.state_dict())  # as saved before the record existed
     torch.save(old, tmp_path / "old.pth")
     with pytest.warns(UserWarning, match="carries no ssd_zoo model record"):
         ssd_zoo.build("ssd300_vgg16", weights=tmp_path / "old.pth")
     assert ssd_zoo.build("ssd300_vgg16", weights=tmp_path / "old.pth", anchors="coco").default_boxes.spec == preset(300, "coco")
+
+
+def test_every_published_detector_names_its_source_commit() -> None:
+    """meta["source_commit"]: the publisher's repository and commit whose config and code the entry follows."""
+    pattern = re.compile(r"^[\w.-]+/[\w.-]+@[0-9a-f]{7,40} \(.+\)")
+    for name in ssd_zoo.list_weights():
+        if name.startswith("vgg16_backbone."):
+            continue  # ImageNet classifiers an SSD starts from, not detectors
+        assert pattern.match(ssd_zoo.get_weights(name).meta["source_commit"] or ""), name

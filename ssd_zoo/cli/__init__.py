@@ -7,6 +7,7 @@
     ssd-zoo anchors DATA           anchors.py       default-box coverage of a dataset, and a fit
     ssd-zoo data convert SRC OUT   data.py          a dataset between VOC, COCO and YOLO (data_convert.py)
     ssd-zoo data-check DATA        data_check.py    counts per class, box sizes, every problem with its file
+    ssd-zoo train DATA --from W    train.py         a detector trained on DATA from weights W (ssd_zoo.train)
 
 A subcommand module has ``add(subparsers)`` (its parser, with ``set_defaults(run=run)``) and ``run(args) ->
 exit code``; list it in :data:`SUBCOMMANDS`. A user's error is one line on stderr, exit code 2
@@ -17,11 +18,11 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
-from ssd_zoo.cli import anchors, convert, data, data_check, detect, export, list_models
+from ssd_zoo.cli import anchors, convert, data, data_check, detect, export, list_models, train
 from ssd_zoo.cli.args import check_arguments
 from ssd_zoo.errors import add_debug_flag, run_main
 
-SUBCOMMANDS: list[ModuleType] = [list_models, detect, convert, export, anchors, data, data_check]
+SUBCOMMANDS: list[ModuleType] = [list_models, detect, convert, export, anchors, data, data_check, train]
 
 
 def _run(args: argparse.Namespace) -> int:

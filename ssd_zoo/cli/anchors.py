@@ -1,18 +1,26 @@
 """``ssd-zoo anchors``: how well a model's default boxes cover a dataset's objects; ``--fit``: better ones.
 
     ssd-zoo anchors data/shapes --config recipes/configs/shapes_quick.yaml --fit --png anchors.png
+
+With ``--config`` the model is the training config's (:func:`ssd_zoo.train.model.build_model`, the one
+config-to-model rule), so the report is the one training prints when it starts.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ssd_zoo import finetune as anchors
+import yaml
+from torch import nn
+
 from ssd_zoo.cli.args import Subparsers, build_from_args
-from ssd_zoo.files import write_atomic
-from ssd_zoo.registry import build
+from ssd_zoo.detect.results import write_report
+from ssd_zoo.finetune.coverage_plot import draw_coverage
+from ssd_zoo.finetune.coverage_report import coverage_report
+from ssd_zoo.train.config import TrainConfig, load_config
+from ssd_zoo.train.model import build_model
 
 
 def add(subparsers: Subparsers) -> None:
@@ -21,8 +29,8 @@ def add(subparsers: Subparsers) -> None:
     parser.add_argument("--model", help="registered model name (default: the --config's, or what a --weights file records)")
     parser.add_argument("--model-kwargs", default="{}", help="builder keywords, a YAML mapping: '{backbone: resnet18, "
                         "input_size: 128, box_sizes: [...]}' (over the config's model_kwargs)")
-    parser.add_argument("--config", type=Path, help="a recipe config (YAML): its model, backbone, input_size, model_kwargs "
-                        "and train_splits, keep_difficult, pad_to_square, class_names")
+    parser.add_argument("--config", type=Path, help="a training config (YAML): its model, backbone, input_size, "
+                        "model_kwargs and train_splits, keep_difficult, pad_to_square, class_names")
     parser.add_argument("--weights", default="none", help="a checkpoint (its recorded default boxes) or weights name")
     parser.add_argument("--splits", help="VOC image sets, e.g. 2007-trainval+2012-trainval (default: the config's "
                         "train_splits, else 2007-trainval)")
@@ -35,56 +43,42 @@ def add(subparsers: Subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def _anchors_setup(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(config values, builder keywords)`` from ``--config`` and ``--model-kwargs``; sets ``args.model``."""
-    import yaml
+def _config(args: argparse.Namespace, given: dict[str, Any]) -> TrainConfig:
+    """``--config`` with ``--model`` and ``--model-kwargs`` over its model and model_kwargs."""
+    cfg = load_config(args.config, {"model": args.model} if args.model else {})
+    return dataclasses.replace(cfg, model_kwargs={**cfg.model_kwargs, **given})
 
-    config = yaml.safe_load(args.config.read_text()) if args.config else {}
+
+def _model(args: argparse.Namespace) -> tuple[nn.Module, str, TrainConfig | None, dict[str, Any]]:
+    """``(model, its name, the config or None, the model_kwargs)`` from ``--config`` or ``--model``/``--weights``."""
     given = yaml.safe_load(args.model_kwargs)
-    if not isinstance(config, dict) or not isinstance(given, dict):
-        raise ValueError(f"expected YAML mappings in --config and --model-kwargs, found {type(config).__name__} and "
-                         f"{type(given).__name__}")
-    kwargs = {**(config.get("model_kwargs") or {}), **given}
-    if config.get("backbone"):
-        kwargs.setdefault("backbone", config["backbone"])
-    args.model = args.model or config.get("model") or ("ssd300_vgg16" if args.config else None)
-    if args.model == "ssd" and config.get("input_size"):
-        kwargs.setdefault("input_size", config["input_size"])
-    if args.model is None and args.weights.lower() == "none":
+    if not isinstance(given, dict):
+        raise ValueError(f"--model-kwargs: expected a YAML mapping, found {type(given).__name__}")
+    weights = None if args.weights.lower() == "none" else args.weights
+    if args.config is not None:
+        cfg = _config(args, given)
+        return build_model(cfg, None, cfg.class_names, init_weights=weights), cfg.model, cfg, cfg.model_kwargs
+    if args.model is None and weights is None:
         raise ValueError("expected --model NAME, --config FILE or --weights CHECKPOINT, found none of them")
-    return config, kwargs
+    model, name, _ = build_from_args(args, **given)
+    return model, name, None, given
 
 
 def run(args: argparse.Namespace) -> int:
-    config, kwargs = _anchors_setup(args)
-    model, name, _ = build_from_args(args, **kwargs)
-    pick = lambda flag, key, default: flag if flag is not None else config.get(key, default)  # noqa: E731
-    truth = anchors.load_boxes(args.data, model.input_size, splits=pick(args.splits, "train_splits", "2007-trainval"),
-                               keep_difficult=bool(pick(args.keep_difficult, "keep_difficult", False)),
-                               pad_to_square=bool(pick(args.pad_to_square, "pad_to_square", False)),
-                               class_names=config.get("class_names"))
-    print(f"{name}: {len(truth.boxes)} ground-truth boxes in {truth.images} images of {truth.source}, "
-          f"at the {model.input_size}x{model.input_size} input")
-    report = anchors.coverage(model, truth, iou_thresh=args.iou)
-    print(report.table())
-    reports, titles, out = [report], ["the model's default boxes"], {"before": report.to_dict()}
-    if args.fit:
-        result = anchors.fit(model, truth, iou_thresh=args.iou)
-        print("\nfitted default boxes:\n" + result.after.table() + "\n" + result.summary())
-        fitted = {k: v for k, v in kwargs.items() if k not in ("backbone", "input_size")}
-        print("for the recipe config:\n" + result.yaml(fitted))
-        try:  # the snippet must build the fitted boxes
-            built = build(name, **{**kwargs, **result.model_kwargs()}).default_boxes.spec
-            if built.describe() != result.spec.describe():  # describe(): to 6 digits, as the snippet rounds
-                print(f"note: {name} builds {built.describe()} from these keywords, not the fitted boxes")
-        except (TypeError, ValueError) as error:
-            print(f"note: {name}'s builder does not take these keywords ({error}); use the boxes with a model that does")
-        reports.append(result.after)
-        titles.append("fitted")
-        out.update(after=result.after.to_dict(), model_kwargs=result.model_kwargs())
+    model, name, cfg, model_kwargs = _model(args)
+    pick = lambda flag, key, default: flag if flag is not None else (getattr(cfg, key) if cfg else default)  # noqa: E731
+    report = coverage_report(
+        model, args.data, splits=pick(args.splits, "train_splits", "2007-trainval"),
+        keep_difficult=pick(args.keep_difficult, "keep_difficult", False),
+        pad_to_square=pick(args.pad_to_square, "pad_to_square", False), class_names=cfg.class_names if cfg else None,
+        iou_thresh=args.iou, fit_boxes=args.fit,
+        snippet_kwargs={k: v for k, v in model_kwargs.items() if k not in ("backbone", "input_size")})
+    print(report.headline(name))
+    print(report.text())
     if args.png:
-        anchors.draw_coverage(args.png, reports, truth.boxes, titles)
+        reports = [report.before] + ([report.fitted.after] if report.fitted else [])
+        draw_coverage(args.png, reports, report.truth.boxes, ["the model's default boxes", "fitted"][:len(reports)])
         print(f"-> {args.png}")
     if args.json:
-        write_atomic(args.json, lambda f: f.write(json.dumps(out, indent=1).encode()))
+        write_report(args.json, report.to_dict())
     return 0

@@ -8,11 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from torch import Tensor
-
 from ssd_zoo.cli.args import Subparsers
 from ssd_zoo.files import read_file, save_atomic
-from ssd_zoo.ops.default_boxes import DefaultBoxSpec, preset
 from ssd_zoo.registry import build
 from ssd_zoo.weights import convert as layouts
 from ssd_zoo.weights.resolve import Checkpoint, checkpoint_from
@@ -34,35 +31,6 @@ def add(subparsers: Subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-# torchvision's ssd300_vgg16 builds its own default boxes, the ones ssd_zoo calls anchors="coco" (at 300 px).
-TORCHVISION_ANCHORS = "coco"
-
-
-def _check_torchvision_can_use(state: dict[str, Tensor], anchors: str | None, where: str) -> None:
-    """Refuse a conversion to torchvision that torchvision would decode against other default boxes.
-
-    The model's boxes: its ssd_zoo record, else ``anchors`` (implied by the input layout, or ``--anchors``).
-    """
-    levels = layouts.num_levels(state)
-    if levels != 6:
-        raise SystemExit(f"ssd-zoo convert: {where} has {levels} head levels; torchvision's ssd300_vgg16 has 6 (SSD300)")
-    theirs = preset(300, TORCHVISION_ANCHORS)
-    record = layouts.split_record(state)[1]
-    if record is not None:
-        ours = DefaultBoxSpec.from_dict(record["default_boxes"])
-    elif anchors is not None:
-        ours = preset(300, anchors)
-    else:
-        raise SystemExit(f"ssd-zoo convert: {where} does not say which default boxes it was trained with; torchvision's "
-                         f"ssd300_vgg16 uses anchors='coco' ({theirs.describe()}). Pass --anchors coco if that is the "
-                         "model's, else keep it in ssd_zoo's layout")
-    if ours != theirs:
-        raise SystemExit(
-            f"ssd-zoo convert: {where} was trained with default boxes {ours.describe()}, but torchvision's ssd300_vgg16 "
-            f"decodes with its own anchors='coco' ({theirs.describe()}): every detection would be decoded against the "
-            "wrong boxes. Use the model with ssd_zoo (ssd_zoo.build('ssd300_vgg16', weights=FILE)) instead")
-
-
 def run(args: argparse.Namespace) -> int:
     """Convert ``args.input`` to ``args.output``; the result is checked by loading it into the model it fits."""
     raw = layouts.unwrap(read_file(args.input))
@@ -70,12 +38,11 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = checkpoint_from(raw, args.input, args.input_order if source != "ssd_zoo" else "rgb", layout=source)
     state = checkpoint.state_dict
     model = _check_fits_a_model(checkpoint, args.input)
-    if args.target == "torchvision":
-        _check_torchvision_can_use(state, layouts.LAYOUT_ANCHORS[source] or args.anchors, args.input)
     if args.target == "ssd_zoo":  # the model's own state dict: its record names the builder, boxes and classes
         out = {k: v.contiguous() for k, v in model.state_dict().items()}
-    else:
-        out = layouts.from_ssd_zoo(state, args.target, args.input_order)
+    else:  # a model the target's code would decode wrongly (e.g. VOC boxes to torchvision) raises, as from Python
+        anchors = layouts.LAYOUT_ANCHORS[source] or args.anchors  # the boxes of a file without ssd_zoo's record
+        out = layouts.from_ssd_zoo(state, args.target, args.input_order, anchors=anchors, where=args.input)
     save_atomic(out, args.output)  # onto the input itself too: it is read whole first
     print(f"{args.input} ({source}) -> {args.output} ({args.target}): {len(out)} tensors")
     return 0

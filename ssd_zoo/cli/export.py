@@ -10,6 +10,9 @@ from pathlib import Path
 from ssd_zoo.cli.args import Subparsers, build_from_args
 
 
+FORMAT_OF = {"openvino": "openvino", "onnxruntime": "onnx"}  # --format of each int8 backend that writes a file
+
+
 def add(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("export", help="write an ONNX graph with decoding and NMS inside")
     parser.add_argument("model", help="registered model name, e.g. ssd300_vgg16")
@@ -39,7 +42,22 @@ def run(args: argparse.Namespace) -> int:
 
         calibration = read_calibration_images(args.calibration, args.calibration_count)
     export(model, args.out, format=args.format, int8=args.int8, calibration_images=calibration, opset=args.opset)
+    if args.int8:
+        print(int8_choice(args.format))
     size = model.input_size
     print(f"{name} ({weights}) -> {args.out}: input images [N, 3, {size}, {size}] in [0, 1]; outputs "
           f"num_detections [N], boxes [N, {model.detections_per_img}, 4], scores, labels")
     return 0
+
+
+def int8_choice(format: str) -> str:
+    """What quantized the file (``format``'s backend) and which file backend ssd_zoo.quantize chooses on this
+    CPU, with its measured reason: one line of ``ssd-zoo export --int8``'s output."""
+    from ssd_zoo.deploy.quantize import choose_backend
+
+    ran = "openvino" if format == "openvino" else "onnxruntime"
+    best, reason = choose_backend(among=FORMAT_OF)
+    line = f"int8: {ran} ({'NNCF' if ran == 'openvino' else 'static QDQ'}, --format {format}); ssd_zoo.quantize's " \
+           f"choice for a file on this CPU: {best} ({reason})"
+    return line if best == ran else f"{line}; --format {FORMAT_OF[best]} writes it"
+

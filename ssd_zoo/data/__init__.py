@@ -15,7 +15,7 @@ from typing import Any
 from ssd_zoo.data.augment import IMAGENET_MEAN, SSDAugmentation, collate, to_device
 from ssd_zoo.data.check import check_dataset
 from ssd_zoo.data.coco import CocoDataset
-from ssd_zoo.data.common import per_box_entries, read_image
+from ssd_zoo.data.common import per_box_entries
 from ssd_zoo.data.formats import convert, list_splits, open_dataset
 from ssd_zoo.data.transforms import PadToSquare
 from ssd_zoo.data.voc import VOC_CLASSES, VOCDataset, parse_voc_xml
@@ -26,7 +26,7 @@ _SHAPES_NAMES = ("SHAPES_CLASSES", "generate_shapes_voc", "render_shapes_image")
 __all__ = [
     "IMAGENET_MEAN", "VOC_CLASSES", "CocoDataset", "PadToSquare", "SSDAugmentation", "VOCDataset", "YoloDataset",
     "check_dataset", "collate", "convert", "list_splits", "open_dataset", "parse_voc_xml", "per_box_entries",
-    "read_image", "to_device", *_SHAPES_NAMES,
+    "to_device", *_SHAPES_NAMES,
 ]
 
 

@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ssd_zoo.data.common import Transforms, as_tv_tensors, clean_boxes, read_image
+from ssd_zoo.data.common import Transforms, dataset_item
+from ssd_zoo.files import read_image
 
 
 def _load_json(path: Path) -> dict:
@@ -183,11 +184,7 @@ class CocoDataset(Dataset):
         info = self.images[index]
         image = read_image(self.image_dir / info["file_name"])
         where = f"{self.ann_file}, image {info['id']} ({info['file_name']})"
-        target = clean_boxes(self.target_of(index), image.shape[-2], image.shape[-1], where=where)
-        image, target = as_tv_tensors(image, target, index)
-        if self.transforms is not None:
-            image, target = self.transforms(image, target)
-        return image, target
+        return dataset_item(image, self.target_of(index), index, where, self.transforms)
 
     def __repr__(self) -> str:
         return (

@@ -1,4 +1,4 @@
-"""Helpers shared by the datasets: reading images and cleaning boxes.
+"""Helpers shared by the datasets: their target format and cleaning boxes (images: :func:`ssd_zoo.files.read_image`).
 
 Every dataset in ``ssd_zoo.data`` returns ``(image, target)`` in torchvision's detection format, with
 torchvision's types, so that any ``torchvision.transforms.v2`` transform moves the boxes with the image:
@@ -21,36 +21,17 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import Tensor
 from torchvision import tv_tensors
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 # A dataset transform: (image, target) -> (image, target), e.g. SSDAugmentation().
 Transforms = Callable[[Tensor, dict], tuple[Tensor, dict]]
 
 # Per-box entries of a target: whatever filters boxes must filter these alongside.
 PER_BOX_KEYS: tuple[str, ...] = ("labels", "difficult", "area", "iscrowd")
-
-
-def read_image(path: str | Path) -> Tensor:
-    """Read an image file as float32 ``[3, H, W]`` RGB in ``[0, 1]``.
-
-    Raises ``FileNotFoundError`` or ``ValueError`` naming ``path`` when it is missing or unreadable.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as image:
-            pixels = pil_to_tensor(image.convert("RGB"))
-    except OSError as err:  # PIL's UnidentifiedImageError and truncated files are OSErrors
-        raise ValueError(f"{path}: cannot decode image ({err})") from err
-    return pixels.float().div_(255.0)
 
 
 def per_box_entries(inputs: Any) -> tuple[Tensor, ...]:
@@ -73,6 +54,18 @@ def as_tv_tensors(image: Tensor, target: dict, index: int) -> tuple[tv_tensors.I
     height, width = image.shape[-2:]
     boxes = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=(int(height), int(width)))
     return tv_tensors.Image(image), dict(target, boxes=boxes, image_id=torch.tensor(index, dtype=torch.int64))
+
+
+def dataset_item(image: Tensor, target: dict, index: int, where: str,
+                 transforms: Transforms | None) -> tuple[Tensor, dict]:
+    """What a dataset returns for item ``index`` from its image (float ``[3, H, W]``) and raw target: boxes
+    cleaned (:func:`clean_boxes`, ``where`` names the annotation in messages), torchvision's types
+    (:func:`as_tv_tensors`), then the dataset's ``transforms`` (None: none)."""
+    target = clean_boxes(target, image.shape[-2], image.shape[-1], where=where)
+    image, target = as_tv_tensors(image, target, index)
+    if transforms is not None:
+        image, target = transforms(image, target)
+    return image, target
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ssd_zoo.data.common import Transforms, as_tv_tensors, clean_boxes, read_image
+from ssd_zoo.data.common import Transforms, dataset_item
+from ssd_zoo.files import read_image
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -200,11 +201,7 @@ class VOCDataset(Dataset):
                 labels=target["labels"][keep],
                 difficult=target["difficult"][keep],
             )
-        target = clean_boxes(target, image.shape[-2], image.shape[-1], where=str(xml_path))
-        image, target = as_tv_tensors(image, target, index)
-        if self.transforms is not None:
-            image, target = self.transforms(image, target)
-        return image, target
+        return dataset_item(image, target, index, str(xml_path), self.transforms)
 
     def __repr__(self) -> str:
         return (

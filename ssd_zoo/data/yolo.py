@@ -32,7 +32,8 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ssd_zoo.data.common import Problem, Transforms, as_tv_tensors, clean_boxes, read_image
+from ssd_zoo.data.common import Problem, Transforms, dataset_item
+from ssd_zoo.files import read_image
 
 DATA_YAML = "data.yaml"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -275,12 +276,8 @@ class YoloDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, dict]:
         image = read_image(self.image_paths[index])
         height, width = image.shape[-2:]
-        target = clean_boxes(self.target_of(index, int(width), int(height)), int(height), int(width),
-                             where=str(self.label_paths[index]))
-        image, target = as_tv_tensors(image, target, index)
-        if self.transforms is not None:
-            image, target = self.transforms(image, target)
-        return image, target
+        target = self.target_of(index, int(width), int(height))
+        return dataset_item(image, target, index, str(self.label_paths[index]), self.transforms)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(data={str(self.layout.yaml_file)!r}, split={self.split!r}, "

@@ -27,11 +27,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
+from ssd_zoo.errors import require
+from ssd_zoo.models.record import RECORD_METADATA_KEY, record_to_json
 from ssd_zoo.models.ssd import SSD
-from ssd_zoo.ops.postprocess import class_scores_and_boxes, clip_boxes
+from ssd_zoo.ops.postprocess import Thresholds, class_scores_and_boxes, clip_boxes
 
 OUTPUT_NAMES = ["num_detections", "boxes", "scores", "labels"]
-RECORD_KEY = "ssd_zoo.record"  # metadata key of the model's record (SSD.record() as JSON) in exported files
 THRESHOLDS_KEY = "ssd_zoo.thresholds"  # the post-processing settings the graph was exported with (JSON)
 FORMATS = {"onnx": ".onnx", "openvino": ".xml"}
 
@@ -62,51 +63,44 @@ class _NonMaxSuppression(torch.autograd.Function):
         )
 
 
-def padded_detections(
-    scores: Tensor,
-    boxes: Tensor,
-    image_size: tuple[int, int],
-    *,
-    score_thresh: float = 0.01,
-    nms_thresh: float = 0.45,
-    topk_candidates: int = 400,
-    detections_per_img: int = 200,
-    clip_before_nms: bool = True,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def padded_detections(scores: Tensor, boxes: Tensor, image_size: tuple[int, int],
+                      **thresholds: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """:func:`ssd_zoo.ops.postprocess.select_detections` with fixed-size, zero-padded outputs.
 
     Args: as ``select_detections``: ``scores [B, A, C]`` and ``boxes [B, A, 4]`` from
-    :meth:`ssd_zoo.SSD.dense_predictions`, ``image_size = (H, W)`` of the network input.
+    :meth:`ssd_zoo.SSD.dense_predictions`, ``image_size = (H, W)`` of the network input; ``thresholds``: any of
+    :class:`~ssd_zoo.ops.postprocess.Thresholds`' keywords (the others at their defaults; another name raises).
 
     Returns:
         ``(num_detections [B] int64, boxes [B, K, 4], scores [B, K], labels [B, K] int64)`` with
         ``K = detections_per_img``, each image's detections best first, zeros past ``num_detections``.
     """
+    settings = Thresholds(**thresholds)
     num_anchors, num_classes = scores.shape[1], scores.shape[2]
-    scores, boxes = class_scores_and_boxes(scores, boxes, image_size, clip=clip_before_nms)
+    scores, boxes = class_scores_and_boxes(scores, boxes, image_size, clip=settings.clip_before_nms)
 
     # Per image and class, the best k candidates; those at or below the threshold get score -1.
-    k = min(topk_candidates, int(num_anchors))  # a Python int: ONNX NonMaxSuppression takes it as a constant
-    top_scores, top_index = scores.masked_fill(scores <= score_thresh, -1.0).topk(k, dim=-1)  # (B, C-1, k)
+    k = min(settings.topk_candidates, int(num_anchors))  # a Python int: ONNX NonMaxSuppression takes it as a constant
+    top_scores, top_index = scores.masked_fill(scores <= settings.score_thresh, -1.0).topk(k, dim=-1)  # (B, C-1, k)
     candidates = torch.gather(
         boxes[:, None].expand(-1, num_classes - 1, -1, -1), 2, top_index[..., None].expand(-1, -1, -1, 4)
     )  # (B, C-1, k, 4)
 
     # NMS per (image, class) pair; mark the survivors in a dense (B, C-1, k) mask.
     selected = _NonMaxSuppression.apply(
-        candidates.flatten(0, 1), top_scores.flatten(0, 1)[:, None], k, nms_thresh, score_thresh
+        candidates.flatten(0, 1), top_scores.flatten(0, 1)[:, None], k, settings.nms_thresh, settings.score_thresh
     )  # (S, 3): pair, 0, candidate
     flat_scores = top_scores.flatten()
     survivor = torch.zeros_like(flat_scores).scatter(0, selected[:, 0] * k + selected[:, 2], 1.0)
     kept_scores = torch.where(survivor > 0, flat_scores, -1.0).view_as(top_scores).flatten(1)  # (B, (C-1)*k)
 
     # Best K survivors per image; pad when fewer than K candidates exist at all.
-    best_scores, best = kept_scores.topk(min(detections_per_img, kept_scores.shape[1]), dim=1)
-    valid = best_scores > score_thresh
+    best_scores, best = kept_scores.topk(min(settings.detections_per_img, kept_scores.shape[1]), dim=1)
+    valid = best_scores > settings.score_thresh
     best_boxes = torch.gather(candidates.flatten(1, 2), 1, best[..., None].expand(-1, -1, 4))
-    best_boxes = best_boxes if clip_before_nms else clip_boxes(best_boxes, image_size)
+    best_boxes = best_boxes if settings.clip_before_nms else clip_boxes(best_boxes, image_size)
     labels = torch.div(best, k, rounding_mode="floor") + 1
-    pad = detections_per_img - best.shape[1]
+    pad = settings.detections_per_img - best.shape[1]
     out_boxes = F.pad(torch.where(valid[..., None], best_boxes, 0.0), (0, 0, 0, pad))
     out_scores = F.pad(torch.where(valid, best_scores, 0.0), (0, pad))
     out_labels = F.pad(torch.where(valid, labels, 0), (0, pad))
@@ -167,19 +161,9 @@ def export_onnx(model: SSD, path: str | os.PathLike, *, opset: int = 17, batch_s
         model.train(was_training).to(device)
 
 
-def require(package: str, extra: str) -> object:
-    """Import ``package``, or ImportError naming the extra that installs it (``pip install 'ssd_zoo[extra]'``)."""
-    import importlib
-
-    try:
-        return importlib.import_module(package)
-    except ImportError as error:
-        raise ImportError(f"{package} is not installed ({error}); install it with pip install 'ssd_zoo[{extra}]'") from None
-
-
 def metadata(model: SSD) -> dict[str, str]:
-    """What an exported file carries about its model: ``{RECORD_KEY: record JSON, THRESHOLDS_KEY: JSON}``."""
-    return {RECORD_KEY: json.dumps(model.record()), THRESHOLDS_KEY: json.dumps(model.thresholds)}
+    """What an exported file carries about its model: ``{RECORD_METADATA_KEY: record JSON, THRESHOLDS_KEY: JSON}``."""
+    return {RECORD_METADATA_KEY: record_to_json(model.record()), THRESHOLDS_KEY: json.dumps(model.thresholds)}
 
 
 def _write_onnx_metadata(path: str | os.PathLike, entries: dict[str, str]) -> None:
@@ -223,7 +207,7 @@ def export(model: SSD, path: str | os.PathLike, *, format: str = "onnx", int8: b
     """Write ``model`` with decoding and NMS inside as ``format`` ("onnx": one ``.onnx`` file; "openvino": IR,
     ``.xml`` + ``.bin``), float32 or, with ``int8``, statically quantized on ``calibration_images`` (ONNX:
     onnxruntime QDQ; OpenVINO: NNCF). Inputs/outputs as in the module docstring; the file's metadata holds the
-    model's record (:data:`RECORD_KEY`) and thresholds, which :func:`ssd_zoo.deploy.runtime.load_runner` reads."""
+    model's record (:data:`~ssd_zoo.models.record.RECORD_METADATA_KEY`) and thresholds, which :func:`ssd_zoo.deploy.runtime.load_runner` reads."""
     if format not in FORMATS:
         raise ValueError(f"export: expected format {' or '.join(FORMATS)}, found {format!r}")
     if int8 and not calibration_images:

@@ -1,148 +1,158 @@
-"""Static post-training int8 quantization of an SSD's network with PyTorch's PT2E flow (torchao).
+"""Int8 for this CPU: ``ssd_zoo.quantize`` builds the fastest int8 model the machine can run, and says why.
 
-    >>> qmodel = ssd_zoo.deploy.quantize(model, calibration_images)   # list of float [3, H, W] in [0, 1]
-    >>> detections = qmodel([image])                           # the model's own I/O contract
+    >>> qmodel = ssd_zoo.quantize(model, calibration_images)   # list of float [3, H, W] in [0, 1]
+    >>> qmodel.quantized_with                                # {"backend": "openvino", "reason": "..."}
+    >>> detections = qmodel(images)                          # the model's own I/O contract, eval mode
 
-The backbone and the head are each captured with ``torch.export`` (for one image, see :class:`_PerImage`), annotated by
-torchao's ``X86InductorQuantizer`` (int8 activations per tensor, int8 weights per output channel, symmetric),
-observed on the calibration images (``prepare_pt2e``), converted (``convert_pt2e``) and lowered by torchao's
-``lower_pt2e_quantized_to_x86`` (Inductor's freezing passes and constant folding), which turns each int8
-convolution into oneDNN's kernel on a weight packed once. The result is a copy of the SSD whose ``backbone`` and
-``head`` are these lowered graphs: resizing, normalisation, default boxes, decoding
-and NMS are the float model's, unchanged, so ``forward`` and ``dense_predictions`` keep their contract.
+Three backends, each static int8 (activations per tensor, weights per output channel) calibrated on the
+images, each running a batch as one batch:
 
-Modules named in ``keep_float`` (e.g. ``"head"``, ``"backbone.features.conv1_1"``) stay in float32.
+- ``"openvino"``: the whole SSD exported to OpenVINO IR with decoding and NMS inside, its convolutions
+  quantized by NNCF, compiled in memory by OpenVINO's CPU plugin (the file is written to a temporary folder
+  and removed); returned as a :class:`~ssd_zoo.deploy.runtime.DeployedSSD`. Needs ``ssd_zoo[openvino]``.
+- ``"pt2e"``: PyTorch's PT2E flow (torchao), the backbone and head lowered to oneDNN's int8 kernels, the
+  rest the float model's (:mod:`ssd_zoo.deploy.pt2e`); returned as an ``SSD``. Needs ``ssd_zoo[int8]``.
+- ``"onnxruntime"``: the ONNX graph with QDQ int8 convolutions in ONNX Runtime; a ``DeployedSSD``. Needs
+  ``ssd_zoo[export]``.
+
+``backend="auto"`` takes the first installed backend of :data:`PREFERENCE` for this CPU's kind
+(:func:`ssd_zoo.deploy.cpu.cpu_kind`: AMX, VNNI or none), a table of measured speed-ups.
 """
 from __future__ import annotations
 
-import copy
+import importlib.util
 import os
+import sys
+import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import torch
 from torch import Tensor, nn
 
+from ssd_zoo.deploy.cpu import cpu_kind, int8_isa
+from ssd_zoo.files import read_image
 from ssd_zoo.models.ssd import SSD
 
-INSTALL = "pip install 'ssd_zoo[int8]'"
+
+@dataclass(frozen=True)
+class Backend:
+    """An int8 backend: the modules it imports and the ``ssd_zoo[extra]`` that installs them."""
+
+    modules: tuple[str, ...]
+    extra: str
+
+    def installed(self) -> bool:
+        """Whether every module can be imported (one set to None in ``sys.modules`` cannot: import raises)."""
+        return all(sys.modules[name] is not None if name in sys.modules else importlib.util.find_spec(name) is not None
+                   for name in self.modules)
 
 
-def _torchao() -> Any:
-    """The PT2E pieces of torchao, or ImportError naming the install command."""
-    try:
-        from torchao.quantization.pt2e import lowering, quantize_pt2e
-        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
-    except ImportError as error:
-        raise ImportError(f"ssd_zoo.deploy.quantize needs torchao ({error}); install it with {INSTALL}") from None
-    return quantize_pt2e, x86_inductor_quantizer, lowering
+BACKENDS = {"openvino": Backend(("openvino", "nncf", "onnx"), "openvino"),
+            "pt2e": Backend(("torchao",), "int8"),
+            "onnxruntime": Backend(("onnxruntime", "onnx"), "export")}
+
+# Backends fastest first per CPU kind, and the measurement that orders them: SSD300-VGG16, end to end
+# (model(images), batch 8 of 500x375 photos, `python -m benchmarks.deploy`), speed-up over torchvision fp32
+# in the same process; torch 2.14.1, OpenVINO 2026.4, ONNX Runtime 1.32 (issue 25).
+PREFERENCE: dict[str, tuple[tuple[str, ...], str]] = {
+    "AMX": (("openvino", "pt2e", "onnxruntime"),
+            "measured on a 2-core Xeon with AMX: OpenVINO int8 8.5x torchvision fp32, PT2E int8 3.7x, "
+            "ONNX Runtime int8 1.25x"),
+    "VNNI": (("openvino", "pt2e", "onnxruntime"),  # and docs/benchmarks.md's table
+             "measured on a 2-core EPYC with AVX-512 VNNI: OpenVINO int8 6.2x torchvision fp32, PT2E int8 3.7x, "
+             "ONNX Runtime int8 1.6x"),
+    "none": (("openvino", "pt2e", "onnxruntime"),
+             "not measured on a CPU without VNNI; the order measured on AMX and VNNI CPUs"),
+}
 
 
-def has_vnni() -> bool:
-    """Whether this CPU has int8 dot-product instructions (AVX-512 VNNI or AVX-VNNI), read from /proc/cpuinfo.
-
-    Without them, oneDNN multiplies u8 x s8 pairs with ``vpmaddubsw``, whose int16 sum can saturate; 7-bit
-    activations (``reduce_range``) avoid that, as torchao's X86InductorQuantizer advises."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
-
-
-class _PerImage(nn.Module):
-    """A graph exported and lowered for batch 1, run image by image on a batch: ``[B, ...] -> [B, ...]``
-    (each output, or each tensor of a list output, concatenated along the batch axis).
-
-    One batch size, because the lowering folds the int8 weight packing in a graph exported with static shapes;
-    one image at a time, because a static graph per batch size would be exported, calibrated and lowered again
-    for each. A 300x300 image's convolutions are large enough to keep the int8 kernels busy at batch 1."""
-
-    def __init__(self, graph: nn.Module) -> None:
-        super().__init__()
-        self.graph = graph
-
-    def train(self, mode: bool = True) -> _PerImage:
-        """Only this wrapper's flag: an exported graph is inference-only and refuses ``train()``/``eval()``."""
-        self.training = mode
-        return self
-
-    def forward(self, inputs: Tensor | list[Tensor]) -> Any:
-        batch = len(inputs) if isinstance(inputs, Tensor) else len(inputs[0])
-        parts = [self.graph(inputs[i:i + 1] if isinstance(inputs, Tensor) else [x[i:i + 1] for x in inputs])
-                 for i in range(batch)]
-        if isinstance(parts[0], Tensor):
-            return torch.cat(parts)
-        return type(parts[0])(torch.cat(level) for level in zip(*parts))
+def choose_backend(kind: str | None = None, installed: Sequence[str] | None = None,
+                   among: Sequence[str] = tuple(BACKENDS)) -> tuple[str, str]:
+    """``(backend, reason)``: the first of ``among`` that is installed (``installed``, default: those whose
+    modules are there) in :data:`PREFERENCE`'s order for ``kind`` (default: this CPU's kind), and why.
+    ImportError naming the extras when none is. ``among=("openvino", "onnxruntime")``: those that write a file."""
+    here = kind is None
+    kind = cpu_kind() if here else kind
+    order, measured = PREFERENCE[kind]
+    order = tuple(name for name in order if name in among)
+    installed = [name for name in order if BACKENDS[name].installed()] if installed is None else installed
+    missing = {name: f"{name} not installed (pip install 'ssd_zoo[{BACKENDS[name].extra}]')" for name in order
+               if name not in installed}
+    chosen = next((name for name in order if name in installed), None)
+    if chosen is None:
+        raise ImportError(f"quantize: expected one of the int8 backends {', '.join(order)} installed, found none: "
+                          f"{'; '.join(missing.values())}")
+    skipped = [missing[name] for name in order[:order.index(chosen)]]
+    cpu = f"this {kind} CPU ({int8_isa()})" if here else f"a {kind} CPU"
+    return chosen, f"fastest installed on {cpu}: {measured}" + "".join(f"; {text}" for text in skipped)
 
 
-def _quantize_module(module: nn.Module, examples: list[Any], keep_float: Sequence[str], prefix: str,
-                     reduce_range: bool, compile: bool) -> nn.Module:
-    """Export ``module`` for one image (``module(example)``, batch 1), insert int8 observers, calibrate on
-    each image of ``examples``, convert, and lower to oneDNN's int8 kernels. ``keep_float``: names within the model."""
-    quantize_pt2e, xiq, lowering = _torchao()
-    singles = [x[i:i + 1] if isinstance(x, Tensor) else [level[i:i + 1] for level in x]
-               for x in examples for i in range(len(x) if isinstance(x, Tensor) else len(x[0]))]
-    graph = torch.export.export(module, (singles[0],)).module()
-    quantizer = xiq.X86InductorQuantizer().set_global(
-        xiq.get_default_x86_inductor_quantization_config(reduce_range=reduce_range))
-    for name in keep_float:
-        if name.startswith(prefix + "."):
-            quantizer.set_module_name_qconfig(name[len(prefix) + 1:], None)
-    prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
-    with torch.no_grad():
-        for example in singles:
-            prepared(example)
-    converted = quantize_pt2e.convert_pt2e(prepared)
-    if not compile:
-        return _PerImage(converted)
-    # Inductor's freezing passes, then constant folding: each int8 conv becomes onednn.qconv_pointwise on a weight
-    # packed once. (torch.compile(freezing=True) fails on torch 2.14 + torchao 0.18: the packing op has no fake
-    # kernel, "UnsupportedOperatorException: onednn.qconv_prepack".)
-    with torch.no_grad():
-        return _PerImage(lowering.lower_pt2e_quantized_to_x86(converted, (singles[0],)))
-
-
-@torch.no_grad()
-def quantize(model: SSD, calibration_images: Sequence[Tensor], *, batch_size: int = 8,
-             keep_float: Sequence[str] = (), reduce_range: bool | None = None, compile: bool = True) -> SSD:
-    """An int8 copy of ``model`` (float32, CPU), calibrated on ``calibration_images``; ``model`` is unchanged.
+def quantize(model: SSD, calibration_images: Sequence[Tensor], *, backend: str = "auto", batch_size: int = 8,
+             keep_float: Sequence[str] = (), reduce_range: bool | None = None, compile: bool = True) -> nn.Module:
+    """An int8 model made from ``model`` (an ssd_zoo ``SSD``; unchanged), calibrated on ``calibration_images``.
 
     Args:
         model: an ssd_zoo ``SSD``.
         calibration_images: float ``[3, H, W]`` images in [0, 1] (a few dozen photos like the ones it will
-            see); the activation ranges are their min/max, per tensor.
-        batch_size: images per calibration pass.
-        keep_float: module names of ``model`` that stay float32: ``"head"`` or ``"backbone"`` as a whole, or
-            a layer such as ``"backbone.features.conv1_1"`` or ``"head.classification.0"``.
-        reduce_range: 7-bit activations; default: only on a CPU without VNNI (see :func:`has_vnni`).
-        compile: lower the graphs to oneDNN's int8 kernels. Without it the converted graphs run as reference
-            int8 (quantize/dequantize around float ops): the same numbers, slowly; for inspection.
+            see); each activation's range, per tensor, comes from them.
+        backend: "auto" (:func:`choose_backend`), "openvino", "pt2e" or "onnxruntime".
+        batch_size: images per calibration pass (PT2E; the exported backends calibrate in batches of 8).
+        keep_float: (PT2E only) module names of ``model`` that stay float32: ``"head"`` or ``"backbone"`` as a
+            whole, or a layer such as ``"backbone.features.conv1_1"`` or ``"head.classification.0"``.
+        reduce_range: (PT2E only) 7-bit activations; default: only on a CPU without VNNI.
+        compile: (PT2E only) lower the graphs to oneDNN's int8 kernels; False: reference int8, for inspection.
+        With a PT2E-only option set, "auto" means "pt2e".
 
     Returns:
-        An ``SSD`` whose ``backbone`` and ``head`` are the int8 graphs, with the input transform, default
-        boxes, thresholds, categories and record of ``model``; call it in eval mode, like ``model``.
+        A module in eval mode with the model's I/O contract (``qmodel(images)`` -> per image ``boxes``,
+        ``scores``, ``labels`` in its own pixels; ``categories``, ``class_names``, ``input_size``,
+        ``thresholds``, ``record()``): an ``SSD`` for "pt2e", a :class:`~ssd_zoo.deploy.runtime.DeployedSSD`
+        otherwise. Its ``quantized_with`` is ``{"backend": ..., "reason": ...}``, also in its ``repr``.
     """
     if not isinstance(model, SSD):
         raise TypeError(f"quantize: expected an ssd_zoo SSD, found {type(model).__name__}")
     images = list(calibration_images)
     if not images:
         raise ValueError("quantize: expected calibration images (a few dozen photos), found none")
-    unknown = [name for name in keep_float if name not in dict(model.named_modules())]
-    if unknown:
-        raise ValueError(f"quantize: keep_float names {unknown} are not modules of the model (e.g. 'head', "
-                         "'backbone.features.conv1_1')")
-    reduce_range = not has_vnni() if reduce_range is None else reduce_range
-    qmodel = copy.deepcopy(model).eval().cpu().float()
-    inputs = [qmodel.transform(images[i:i + batch_size]).images for i in range(0, len(images), batch_size)]
-    features = [qmodel.backbone(x) for x in inputs]  # the float model's: what the head is calibrated on
-    if "backbone" not in keep_float:
-        qmodel.backbone = _quantize_module(qmodel.backbone, inputs, keep_float, "backbone", reduce_range, compile)
-    if "head" not in keep_float:
-        qmodel.head = _quantize_module(qmodel.head, features, keep_float, "head", reduce_range, compile)
-    return qmodel
+    given = {"keep_float": bool(keep_float), "reduce_range": reduce_range is not None, "compile": not compile}
+    backend, reason = _resolve(backend, [name for name, is_given in given.items() if is_given])
+    quantized_with = {"backend": backend, "reason": reason}
+    if backend == "pt2e":
+        from ssd_zoo.deploy.pt2e import pt2e_int8
+
+        qmodel = pt2e_int8(model, images, batch_size=batch_size, keep_float=keep_float, reduce_range=reduce_range,
+                           compile=compile)
+        qmodel.quantized_with = quantized_with
+        return qmodel
+    return _exported_int8(model, images, backend, quantized_with)
+
+
+def _resolve(backend: str, pt2e_options: list[str]) -> tuple[str, str]:
+    """``(backend, reason)`` for ``quantize(backend=...)``; ``pt2e_options``: the PT2E-only options given."""
+    if backend == "auto":
+        return ("pt2e", f"asked for {', '.join(pt2e_options)}, which only PT2E has") if pt2e_options \
+            else choose_backend()
+    if backend not in BACKENDS:
+        raise ValueError(f"quantize: expected backend 'auto' or one of {', '.join(BACKENDS)}, found {backend!r}")
+    if pt2e_options and backend != "pt2e":
+        raise ValueError(f"quantize: {', '.join(pt2e_options)} apply to backend 'pt2e' only, found backend={backend!r}")
+    if not BACKENDS[backend].installed():
+        raise ImportError(f"quantize: backend {backend!r} needs {', '.join(BACKENDS[backend].modules)}; install "
+                          f"them with pip install 'ssd_zoo[{BACKENDS[backend].extra}]'")
+    return backend, "asked for (backend=)"
+
+
+def _exported_int8(model: SSD, images: list[Tensor], backend: str, quantized_with: dict[str, str]) -> nn.Module:
+    """``export(..., int8=True)`` into a temporary folder, loaded (compiled in memory), the folder removed."""
+    from ssd_zoo.deploy.export import export
+    from ssd_zoo.deploy.runtime import DeployedSSD, load_runner
+
+    fmt, suffix = ("openvino", ".xml") if backend == "openvino" else ("onnx", ".onnx")
+    with tempfile.TemporaryDirectory(prefix="ssd_zoo_int8_") as folder:
+        path = export(model, Path(folder) / f"model{suffix}", format=fmt, int8=True, calibration_images=images)
+        runner = load_runner(path, backend)
+    return DeployedSSD(runner, quantized_with)
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -152,20 +162,10 @@ def read_calibration_images(folder: str | os.PathLike, count: int = 32) -> list[
     """The first ``count`` images (by name) of ``folder`` (and its subfolders) as float ``[3, H, W]`` in [0, 1].
 
     Raises FileNotFoundError for a folder without images, ValueError naming an image that cannot be read."""
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms.functional import pil_to_tensor
-
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"calibration images: expected a folder of photos, found nothing at {root}")
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
     if not paths:
         raise FileNotFoundError(f"calibration images: no {'/'.join(IMAGE_SUFFIXES)} files in {root}")
-    images = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                images.append(pil_to_tensor(image.convert("RGB")).float().div(255))
-        except (OSError, UnidentifiedImageError) as error:
-            raise ValueError(f"calibration image {path}: cannot be read ({error})") from None
-    return images
+    return [read_image(path) for path in paths]

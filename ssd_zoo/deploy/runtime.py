@@ -3,6 +3,7 @@
     >>> run = load_runner("ssd300.onnx")                 # or "ssd300.xml", backend="openvino"
     >>> detections = run([image])                        # list of float [3, H, W] in [0, 1]
     >>> run.categories, run.input_size
+    >>> model = DeployedSSD(run)                        # the same, as a module with the SSD's attributes
 
 The file is self-describing: :func:`ssd_zoo.deploy.export.export` stores the model's record (input size, default
 boxes, normalisation, classes, builder) in its metadata. A runner resizes the images to the input size (the
@@ -18,9 +19,11 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from ssd_zoo.deploy.export import RECORD_KEY, THRESHOLDS_KEY, require
+from ssd_zoo.deploy.export import THRESHOLDS_KEY
+from ssd_zoo.errors import require
+from ssd_zoo.models.record import RECORD_METADATA_KEY, record_from_json
 from ssd_zoo.transform import SSDTransform
 
 BACKENDS = ("onnxruntime", "openvino")
@@ -42,7 +45,7 @@ def _openvino(path: Path, threads: int | None, precision: str | None) -> tuple[C
     core = ov.Core()
     graph = core.read_model(str(path))
     meta = {key: str(graph.get_rt_info(["ssd_zoo", key]).astype(str))
-            for key in (RECORD_KEY, THRESHOLDS_KEY) if graph.has_rt_info(["ssd_zoo", key])}
+            for key in (RECORD_METADATA_KEY, THRESHOLDS_KEY) if graph.has_rt_info(["ssd_zoo", key])}
     config: dict[str, Any] = {}
     if precision is not None:
         config["INFERENCE_PRECISION_HINT"] = precision
@@ -74,11 +77,11 @@ class Runner:
 
     def __init__(self, path: Path, run: Callable[[np.ndarray], list[np.ndarray]], meta: dict[str, str],
                  precision: str, score_thresh: float | None) -> None:
-        if RECORD_KEY not in meta:
-            raise ValueError(f"{path}: no ssd_zoo model record in its metadata (key {RECORD_KEY!r}); export it with "
-                             "ssd-zoo export, which stores it")
+        if RECORD_METADATA_KEY not in meta:
+            raise ValueError(f"{path}: no ssd_zoo model record in its metadata (key {RECORD_METADATA_KEY!r}); export "
+                             "it with ssd-zoo export, which stores it")
         self.path, self._run, self.precision = path, run, precision
-        self.record: dict[str, Any] = json.loads(meta[RECORD_KEY])
+        self.record: dict[str, Any] = record_from_json(meta[RECORD_METADATA_KEY])
         self.thresholds: dict[str, float] = json.loads(meta.get(THRESHOLDS_KEY, "{}"))
         self.num_classes = int(self.record["num_classes"])
         self.categories = self.record.get("categories") or [f"class {i}" for i in range(self.num_classes)]
@@ -108,6 +111,73 @@ class Runner:
             detections.append({"boxes": boxes[i, :n][keep], "scores": scores[i, :n][keep],
                                "labels": labels[i, :n][keep].long()})
         return self.transform.postprocess(detections, sizes)
+
+
+class DeployedSSD(nn.Module):
+    """A :class:`Runner` as a detection module, for code that takes a model: ``model(images)`` returns what
+    ``SSD.forward`` returns in eval mode, and the SSD's descriptive attributes are there (``categories``,
+    ``class_names``, ``num_classes``, ``input_size``, ``thresholds``, ``score_thresh``, ``record()``).
+
+    Inference only: ``eval()`` is a no-op, ``train()`` raises. There is no ``dense_predictions``: the graph
+    decodes and runs NMS itself. ``quantized_with``: ``{"backend", "reason"}`` where
+    :func:`ssd_zoo.deploy.quantize.quantize` made it, shown by ``repr``.
+    """
+
+    def __init__(self, runner: Runner, quantized_with: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.runner = runner
+        self.quantized_with = quantized_with
+        self.training = False
+
+    def train(self, mode: bool = True) -> DeployedSSD:
+        if mode:
+            raise ValueError(f"{type(self).__name__}: an exported graph runs inference only; expected eval(), "
+                             "found train()")
+        return self
+
+    def forward(self, images: Sequence[Tensor] | Tensor) -> list[dict[str, Tensor]]:
+        """``images``: float ``[3, H, W]`` in [0, 1] (any sizes; a list or a ``[B, 3, H, W]`` tensor), all run as
+        one batch. Returns per image ``boxes [D, 4]`` xyxy in its own pixels, ``scores [D]``, ``labels [D]``."""
+        return self.runner(images)
+
+    @property
+    def categories(self) -> list[str]:
+        return self.runner.categories
+
+    @property
+    def class_names(self) -> list[str]:
+        """The same list as :attr:`categories`, as on ``SSD``."""
+        return self.runner.categories
+
+    @property
+    def num_classes(self) -> int:
+        return self.runner.num_classes
+
+    @property
+    def input_size(self) -> int:
+        return self.runner.input_size
+
+    @property
+    def score_thresh(self) -> float:
+        """Detections at or below it are dropped (after the graph's own threshold, which it cannot lower)."""
+        return self.runner.score_thresh
+
+    @score_thresh.setter
+    def score_thresh(self, value: float) -> None:
+        self.runner.score_thresh = float(value)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """The post-processing settings the graph was exported with, ``score_thresh`` as applied now."""
+        return {**self.runner.thresholds, "score_thresh": self.runner.score_thresh}
+
+    def record(self) -> dict[str, Any]:
+        """The exported model's record (``SSD.record()``)."""
+        return self.runner.record
+
+    def extra_repr(self) -> str:
+        text = f"precision={self.runner.precision!r}, input_size={self.input_size}, num_classes={self.num_classes}"
+        return text + (f", quantized_with={self.quantized_with}" if self.quantized_with else "")
 
 
 def load_runner(path: str | os.PathLike, backend: str | None = None, *, score_thresh: float | None = None,

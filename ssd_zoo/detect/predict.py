@@ -21,6 +21,8 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms
 
+from ssd_zoo.files import read_image
+
 Detector = Callable[[list[Tensor]], list[dict[str, Tensor]]]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -160,18 +162,6 @@ class Skipped(NamedTuple):
     reason: str
 
 
-def read_image(path: Path) -> Tensor:
-    """float ``[3, H, W]`` RGB in [0, 1] from an image file; ValueError (file and reason) if it is no image."""
-    from PIL import Image, UnidentifiedImageError  # torchvision.io's codecs are deprecated since 0.29
-    from torchvision.transforms.functional import pil_to_tensor
-
-    try:
-        with Image.open(path) as picture:
-            return pil_to_tensor(picture.convert("RGB")).float().div(255)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
-
-
 def files(model: Detector, paths: Iterable[Path], batch_size: int = 8, tile: int | None = None,
           overlap: float = 0.25, whole: bool = True, device: torch.device | str = "cpu",
           ) -> Iterator[tuple[Path, Tensor, dict[str, Tensor]] | Skipped]:
@@ -184,7 +174,7 @@ def files(model: Detector, paths: Iterable[Path], batch_size: int = 8, tile: int
         for path in paths[start:start + batch_size]:
             try:
                 read.append((path, read_image(path)))
-            except ValueError as error:
+            except (ValueError, FileNotFoundError) as error:  # no image (or gone since it was listed): the others go on
                 yield Skipped(path, str(error))
         if tile is not None:
             found = [tiles(model, image, tile, overlap, whole=whole, batch_size=batch_size, device=device)

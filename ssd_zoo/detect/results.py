@@ -31,13 +31,19 @@ def detections_json(detection: dict[str, Tensor], class_names: Sequence[str]) ->
     return rows
 
 
-def write_picture(path: Path, image: Tensor, detection: dict[str, Tensor], class_names: Sequence[str]) -> None:
-    """``image`` with ``detection`` drawn (:func:`~ssd_zoo.detect.draw.draw_detections`) as a JPEG at ``path``."""
+def write_picture(path: Path, image: Tensor, detection: dict[str, Tensor], class_names: Sequence[str],
+                  min_score: float = 0.0) -> None:
+    """``image`` with ``detection`` drawn (:func:`~ssd_zoo.detect.draw.draw_detections`; detections scored below
+    ``min_score`` left out) at ``path``: a PNG where its suffix is ``.png``, else a JPEG."""
     from PIL import Image
 
-    picture = Image.fromarray(draw_detections(image, detection, class_names).permute(1, 2, 0).numpy())
+    drawn = draw_detections(image, detection, class_names, min_score=min_score)
+    picture = Image.fromarray(drawn.permute(1, 2, 0).numpy())
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda f: picture.save(f, format="JPEG", quality=90))
+    if path.suffix.lower() == ".png":
+        write_atomic(path, lambda f: picture.save(f, format="PNG"))
+    else:
+        write_atomic(path, lambda f: picture.save(f, format="JPEG", quality=90))
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:

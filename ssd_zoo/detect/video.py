@@ -10,7 +10,6 @@ ByteTrack from Roboflow's ``trackers`` (the maintained successor of supervision'
 """
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,16 +19,9 @@ import torch
 from torch import Tensor
 
 from ssd_zoo.detect.predict import Detector, images, tiles
+from ssd_zoo.errors import require
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
-
-
-def _require(module: str, extra: str) -> Any:
-    """Import an optional dependency, or ImportError naming the install command."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(f"{module} is needed for this; install it with: pip install 'ssd_zoo[{extra}]'") from None
 
 
 class Frame(NamedTuple):
@@ -48,7 +40,7 @@ def read_frames(source: str | Path, every: int = 1, **open_options: Any) -> Iter
 
     ``open_options`` reach ``av.open`` (e.g. ``format="v4l2"`` for a webcam). ValueError (source and reason)
     when FFmpeg cannot open it or it has no video stream."""
-    av = _require("av", "video")
+    av = require("av", "video")
     if every < 1:
         raise ValueError(f"every={every}: expected a positive number of frames")
     with _open(source, **open_options) as container:
@@ -72,7 +64,7 @@ def read_frames(source: str | Path, every: int = 1, **open_options: Any) -> Iter
 
 def _open(source: str | Path, **open_options: Any) -> Any:
     """``av.open(source)`` with a video stream, or ValueError naming the source and the reason."""
-    av = _require("av", "video")
+    av = require("av", "video")
     try:
         container = av.open(str(source), **open_options)
     except (av.error.FFmpegError, OSError) as error:
@@ -106,8 +98,8 @@ class Tracker:
 
     def __init__(self, frame_rate: float = 30.0, lost_frames: int = 30, activation_score: float = 0.5,
                  min_frames: int = 1) -> None:
-        trackers = _require("trackers", "track")
-        self._sv = _require("supervision", "track")
+        trackers = require("trackers", "track")
+        self._sv = require("supervision", "track")
         self._tracker = trackers.ByteTrackTracker(
             lost_track_buffer=lost_frames, frame_rate=frame_rate, track_activation_threshold=activation_score,
             minimum_consecutive_frames=min_frames, high_conf_det_threshold=activation_score)
@@ -161,7 +153,7 @@ class VideoWriter:
     CODECS = {".webm": "libvpx-vp9", ".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264"}
 
     def __init__(self, path: str | Path, fps: float) -> None:
-        self._av = _require("av", "video")
+        self._av = require("av", "video")
         self.path, self.fps = Path(path), fps
         self._container = self._av.open(str(self.path), mode="w")
         self._stream = None

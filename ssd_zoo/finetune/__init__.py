@@ -6,6 +6,8 @@
     anchor_coverage.py  how many of those boxes a default box matches, per class and size
     anchor_fit.py       box_sizes and aspect_ratios that raise the coverage
     coverage_plot.py    the coverage as a picture
+    coverage_report.py  the one entry point: boxes read, coverage measured, optionally fitted (not imported here:
+                        it builds models through ssd_zoo.registry, which imports surgery.py from this package)
 
     >>> from ssd_zoo.finetune import coverage, fit, load_boxes
     >>> truth = load_boxes("data/shapes", model.input_size, pad_to_square=True)   # VOC root or COCO .json

@@ -1,4 +1,5 @@
-"""Ground-truth boxes as an SSD sees them: read from a VOC-format root or a COCO json, in pixels of the input.
+"""Ground-truth boxes as an SSD sees them: read from a VOC-format root, a COCO json or any dataset
+:func:`ssd_zoo.data.records.read_data` reads (a YOLO ``data.yaml``), in pixels of the input.
 
 Only the annotations are read (and an image's header where a VOC XML gives no ``<size>``): no image is
 decoded. Boxes are clamped to their image (empty ones dropped, as the datasets do), then mapped the way
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from ssd_zoo.data.coco import CocoDataset
 from ssd_zoo.data.common import clean_boxes
+from ssd_zoo.data.records import detect_format, read_data
 from ssd_zoo.data.voc import VOCDataset, parse_voc_xml
 
 
@@ -89,6 +91,21 @@ def _read_coco(ann_file: Path) -> tuple[list, tuple]:
     return per_image, dataset.class_names
 
 
+ROLES = ("train", "val", "test")  # split names every format has (ssd_zoo.data.records)
+
+
+def _read_role(source: Path, role: str, keep_difficult: bool) -> tuple[list, tuple]:
+    """The split ``role`` of any dataset :func:`read_data` reads, as ``[(target, height, width)]`` and names."""
+    data = read_data(source)
+    if role not in data.splits:
+        raise ValueError(f"{source}: expected a {role!r} split, found the splits {sorted(data.splits)}")
+    per_image = []
+    for record in data.splits[role]:
+        keep = torch.ones_like(record.difficult) if keep_difficult else ~record.difficult
+        per_image.append(({"boxes": record.boxes[keep], "labels": record.labels[keep]}, record.height, record.width))
+    return per_image, data.class_names
+
+
 def load_boxes(
     source: str | Path,
     input_size: int,
@@ -102,11 +119,15 @@ def load_boxes(
 
     ``source``: a VOCdevkit folder (``splits``, ``keep_difficult`` and ``class_names`` as in
     :class:`ssd_zoo.data.VOCDataset`; difficult boxes are left out by default, as training leaves them out)
-    or a COCO ``.json`` annotation file (crowd boxes left out; its images need ``width`` and ``height``).
+    or a COCO ``.json`` annotation file (crowd boxes left out; its images need ``width`` and ``height``); or, with
+    ``splits`` one of :data:`ROLES` or a YOLO ``data.yaml`` (or its folder; ``splits`` then defaults to
+    ``train``), that split of any dataset :func:`ssd_zoo.data.records.read_data` reads.
     Raises FileNotFoundError for a missing source, ValueError when it holds no box.
     """
     source = Path(source)
-    if source.is_file() and source.suffix.lower() == ".json":
+    if splits in ROLES or (source.exists() and detect_format(source) == "yolo"):
+        per_image, names = _read_role(source, splits if splits in ROLES else "train", keep_difficult)
+    elif source.is_file() and source.suffix.lower() == ".json":
         per_image, names = _read_coco(source)
     elif source.is_dir():
         per_image, names = _read_voc(source, splits, keep_difficult, class_names)

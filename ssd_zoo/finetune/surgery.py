@@ -14,7 +14,7 @@ the spellings VOC and COCO use for the same class.
     >>> ssd_zoo.build("ssd300_vgg16", weights="COCO_V1", class_names=["aeroplane", ..., "tvmonitor"])  # VOC
     >>> ssd_zoo.build("ssd300_vgg16", weights="VOC0712", num_classes=4)   # 3 new classes, all rows fresh
 
-This module imports nothing of ssd_zoo but :mod:`ssd_zoo.weights.convert` (the model record's encoding).
+This module imports nothing of ssd_zoo but :mod:`ssd_zoo.models.record` (the model record's encoding).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ssd_zoo.weights import convert
+from ssd_zoo.models.record import RECORD_STATE_KEY, encode_record, split_record
 
 BACKGROUND = "__background__"
 # Spellings of the same class in VOC (left) and COCO (right); matched both ways. "dining table" and
@@ -40,6 +40,11 @@ _PLACEHOLDERS = {"n/a", BACKGROUND}  # torchvision's unused COCO ids are "N/A": 
 
 class HeadSurgeryWarning(UserWarning):
     """Class-predictor rows were initialised afresh (``warnings.filterwarnings("ignore", category=...)``)."""
+
+
+class ClassNamesWarning(UserWarning):
+    """A file's class names were not recorded but inferred: from its layout's label space, or its rows taken in
+    the order of the names asked for (see :mod:`ssd_zoo.weights.file_classes`)."""
 
 
 def _plain(name: str) -> str:
@@ -128,10 +133,15 @@ class ClassMap:
 
 
 def plan(source_classes: int | None, source_names: Sequence[str] | None, num_classes: int,
-         class_names: Sequence[str] | None) -> ClassMap | None:
+         class_names: Sequence[str] | None, *, fresh_rows: bool = False, where: str = "weights") -> ClassMap | None:
     """The :class:`ClassMap` from weights of ``source_classes`` (names ``source_names``, background first)
     to a model of ``num_classes`` named ``class_names`` (background first, or None); None where the weights
-    fit as they are (or their class count is unknown: the load then reports the shapes)."""
+    fit as they are (or their class count is unknown: the load then reports the shapes).
+
+    Weights without names (``source_names`` None) and a model with names: the same class count carries every
+    row in order, with a :class:`ClassNamesWarning` that the order was assumed; another count starts the class
+    rows afresh only with ``fresh_rows`` (the caller asked for ``num_classes``), else raises ValueError saying
+    how to name the weights' classes. ``where``: the weights, for messages."""
     if source_classes is None:
         return None
     names = tuple(class_names) if class_names is not None else None
@@ -140,6 +150,21 @@ def plan(source_classes: int | None, source_names: Sequence[str] | None, num_cla
         if num_classes == source_classes:
             return None
         rows: list[int | None] = [None] * num_classes  # no names: nothing says which class is which
+    elif known is None:
+        if num_classes == source_classes:
+            warnings.warn(f"{where} records no class names: its {source_classes - 1} classes are taken to be "
+                          f"{list(names[1:])} in that order (label 1 = {names[1]!r}); if the file's order differs, "
+                          "pass weights_class_names=[...] (its labels 1..K in order; recipes: weights_class_names)",
+                          ClassNamesWarning, stacklevel=4)
+            return None
+        if not fresh_rows:
+            raise ValueError(
+                f"{where} records no class names and was trained for {source_classes - 1} classes, the model asks for "
+                f"{num_classes - 1} ({list(names[1:6])}{'...' if num_classes > 6 else ''}): nothing says which row is "
+                "which class. Name the file's classes with weights_class_names=[...] (its labels 1.."
+                f"{source_classes - 1} in order; recipes: the weights_class_names key), or pass num_classes="
+                f"{num_classes} as well to start every class row afresh (head surgery)")
+        rows = match_classes(names, None)  # the background only
     else:
         if known is not None and num_classes == source_classes and names[1:] == known[1:]:
             return None
@@ -187,7 +212,7 @@ def _check_the_rest(own: dict[str, Tensor], state: dict[str, Tensor], skip: set[
     shapes = {k: (tuple(own[k].shape), tuple(state[k].shape)) for k in sorted(mine & theirs)
               if own[k].shape != state[k].shape}
     if missing or unexpected or shapes:
-        saved = (convert.split_record(state)[1] or {}).get("builder")
+        saved = (split_record(state)[1] or {}).get("builder")
         origin = ""
         if saved:
             arguments = ", ".join(f"{k}={v!r}" for k, v in saved["kwargs"].items())
@@ -207,18 +232,17 @@ def apply(model: nn.Module, state_dict: dict[str, Tensor], class_map: ClassMap,
     own = model.state_dict()
     predictors = class_predictors(model)
     keys = {f"{name}.{param}" for name, conv in predictors.items() for param, _ in conv.named_parameters(recurse=False)}
-    _check_the_rest(own, state_dict, keys | {convert.RECORD_KEY}, where)
+    _check_the_rest(own, state_dict, keys | {RECORD_STATE_KEY}, where)
     out = dict(state_dict)
     with torch.no_grad():
         for key in sorted(keys):
             if key not in state_dict:
                 raise ValueError(f"{where}: expected the class predictor {key!r}, found no such key")
             out[key] = _carry_rows(state_dict[key], own[key], class_map, key, where)
-    record = convert.split_record(state_dict)[1]
+    record = split_record(state_dict)[1]
     if record is not None:
         names = list(class_map.target_names) if class_map.target_names is not None else None
-        out[convert.RECORD_KEY] = convert.encode_record({**record, "num_classes": class_map.target_classes,
-                                                         "categories": names})
+        out[RECORD_STATE_KEY] = encode_record({**record, "num_classes": class_map.target_classes, "categories": names})
     if None in class_map.rows:
         warnings.warn(class_map.describe(where), HeadSurgeryWarning, stacklevel=2)
     return out

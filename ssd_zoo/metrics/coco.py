@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from torch import Tensor
 
+from ssd_zoo.errors import require
+
 STAT_NAMES: tuple[str, ...] = (
     "map", "map_50", "map_75", "map_small", "map_medium", "map_large",
     "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large",
@@ -119,13 +121,7 @@ class COCOEvaluator:
 
     def compute(self) -> dict[str, float]:
         """Run COCOeval over everything seen; returns ``{name: value}`` for ``STAT_NAMES``."""
-        try:
-            from pycocotools.coco import COCO
-            from pycocotools.cocoeval import COCOeval
-        except ImportError as err:
-            raise ImportError(
-                "COCOEvaluator needs pycocotools: pip install 'ssd_zoo[coco]'"
-            ) from err
+        COCO, COCOeval = require("pycocotools.coco", "coco").COCO, require("pycocotools.cocoeval", "coco").COCOeval
         categories = [{"id": c} for c in range(1, self.num_classes)]
         gt = COCO()
         gt.dataset = {"images": self._images, "annotations": self._gt, "categories": categories}

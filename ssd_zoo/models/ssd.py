@@ -11,7 +11,8 @@ The I/O contract is torchvision's detection contract:
 :meth:`SSD.dense_predictions` is the network pass every other place builds on (post-processing, ONNX export,
 benchmarks, your own decoding, test-time augmentation or tiling): per default box, before thresholds and NMS.
 Every ``state_dict()`` carries the model's record under ``"_record"`` (:meth:`SSD.record`: input size, default
-boxes, normalisation, classes), so that a saved model comes back as it was trained, or not at all.
+boxes, normalisation, classes; stored by :mod:`ssd_zoo.models.record`), so that a saved model comes back as it
+was trained, or not at all.
 """
 from __future__ import annotations
 
@@ -23,13 +24,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ssd_zoo.weights import convert
+from ssd_zoo.models.record import RECORD_FORMAT, RECORD_STATE_KEY, decode_record, encode_record
 from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
 from ssd_zoo.ops.loss import ssd_loss
-from ssd_zoo.ops.postprocess import SCORE_ACTIVATIONS, decode_predictions, postprocess
+from ssd_zoo.ops.postprocess import DEFAULT_THRESHOLDS, SCORE_ACTIVATIONS, Thresholds, decode_predictions, postprocess
 from ssd_zoo.transform import SSDTransform, check_target_values
-
-RECORD_FORMAT = "ssd_zoo.SSD/1"  # the version of the record below
 
 
 def _distributed() -> bool:
@@ -56,7 +55,7 @@ class SSD(nn.Module):
         iou_thresh: matching IoU (training).
         neg_pos_ratio: hard negatives per positive (training).
         score_thresh, nms_thresh, topk_candidates, detections_per_img, clip_before_nms: post-processing (eval),
-            see :func:`ssd_zoo.ops.postprocess.select_detections`.
+            see :class:`ssd_zoo.ops.postprocess.Thresholds` (defaults: ``DEFAULT_THRESHOLDS``).
         score_activation: ``"softmax"`` (the paper's: classes compete, background included) or ``"sigmoid"``
             (each class scored on its own, as the TF Object Detection API's SSDs); see
             :func:`ssd_zoo.ops.postprocess.decode_predictions`.
@@ -73,11 +72,11 @@ class SSD(nn.Module):
         categories: Sequence[str] | None = None,
         iou_thresh: float = 0.5,
         neg_pos_ratio: int = 3,
-        score_thresh: float = 0.01,
-        nms_thresh: float = 0.45,
-        topk_candidates: int = 400,
-        detections_per_img: int = 200,
-        clip_before_nms: bool = True,
+        score_thresh: float = DEFAULT_THRESHOLDS.score_thresh,
+        nms_thresh: float = DEFAULT_THRESHOLDS.nms_thresh,
+        topk_candidates: int = DEFAULT_THRESHOLDS.topk_candidates,
+        detections_per_img: int = DEFAULT_THRESHOLDS.detections_per_img,
+        clip_before_nms: bool = DEFAULT_THRESHOLDS.clip_before_nms,
         score_activation: str = "softmax",
     ) -> None:
         super().__init__()
@@ -147,8 +146,8 @@ class SSD(nn.Module):
 
     def _write_record(self) -> None:
         """The record saved in every state_dict(), kept current (class names and builder are set after init)."""
-        device = self._record.device if hasattr(self, convert.RECORD_KEY) else None
-        self.register_buffer(convert.RECORD_KEY, convert.encode_record(self.record()).to(device))
+        device = self._record.device if hasattr(self, RECORD_STATE_KEY) else None
+        self.register_buffer(RECORD_STATE_KEY, encode_record(self.record()).to(device))
 
     # --- what a checkpoint must carry to be used correctly: in every state_dict(), as "_record" ---
     def record(self) -> dict[str, Any]:
@@ -168,9 +167,9 @@ class SSD(nn.Module):
         are taken. A state dict without one (torchvision's or ssd.pytorch's, converted; ssd_zoo's before 0.2)
         loads as if it had this model's own: the builders choose default boxes from the layout, and whoever
         builds the model themselves has chosen them."""
-        key = prefix + convert.RECORD_KEY
+        key = prefix + RECORD_STATE_KEY
         if key in state_dict:
-            saved, own = convert.decode_record(state_dict[key]), self.record()
+            saved, own = decode_record(state_dict[key]), self.record()
             if saved.get("format") != RECORD_FORMAT:
                 raise ValueError(f"state dict: {key!r} is not an ssd_zoo model record ({RECORD_FORMAT}), found "
                                  f"{str(saved)[:80]}")
@@ -233,9 +232,15 @@ class SSD(nn.Module):
                                  activation=self.score_activation, **self.thresholds)
         return self.transform.postprocess(detections, batch.original_sizes)
 
+    def extra_repr(self) -> str:
+        """``repr``'s first line: classes, input size and, for an int8 copy made by ``ssd_zoo.quantize``, which
+        backend made it and why (its ``quantized_with``)."""
+        text = f"num_classes={self.num_classes}, input_size={self.input_size}"
+        quantized_with = getattr(self, "quantized_with", None)
+        return text + (f", quantized_with={quantized_with}" if quantized_with else "")
+
     @property
     def thresholds(self) -> dict[str, float]:
         """The post-processing settings, as keywords of :func:`~ssd_zoo.ops.postprocess.select_detections`."""
-        return {"score_thresh": self.score_thresh, "nms_thresh": self.nms_thresh,
-                "topk_candidates": self.topk_candidates, "detections_per_img": self.detections_per_img,
-                "clip_before_nms": self.clip_before_nms}
+        return Thresholds(self.score_thresh, self.nms_thresh, self.topk_candidates, self.detections_per_img,
+                          self.clip_before_nms).as_dict()

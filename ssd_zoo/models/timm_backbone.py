@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssd_zoo.ops.default_boxes import grid_sides as ssd_grid  # noqa: F401  (re-exported: the grid lives with the default boxes)
 from ssd_zoo.transform import IMAGENET_MEAN, IMAGENET_STD
+from ssd_zoo.errors import require
 from ssd_zoo.models.layers import conv_norm_act
 from ssd_zoo.models.ssdlite import lite_extra_block
 
@@ -32,11 +32,7 @@ MAX_GRID_MISMATCH = 2
 
 def _timm() -> ModuleType:
     """timm, imported on first use so that ``import ssd_zoo`` works without the ``timm`` extra."""
-    try:
-        import timm
-    except ImportError as err:
-        raise ImportError("timm backbones need timm: pip install 'ssd_zoo[timm]' (or pip install timm)") from err
-    return timm
+    return require("timm", "timm")
 
 
 def _close_matches(name: str) -> str:
@@ -146,7 +142,7 @@ class TimmBackbone(nn.Module):
     Args:
         body: a model from :func:`create_features` (it returns a list of maps and has ``feature_info``).
         input_size: the square network input ``S`` in pixels (300, 512, 320, ...).
-        grid: the side of each SSD level's map, e.g. ``[38, 19, 10, 5, 3, 1]`` (see :func:`ssd_grid`).
+        grid: the side of each SSD level's map, e.g. ``[38, 19, 10, 5, 3, 1]`` (see :func:`~ssd_zoo.ops.default_boxes.grid_sides`).
         strides: the backbone strides that give the first levels; the remaining levels are extra blocks.
         extra_channels: output channels of the extra blocks, in order (only the first ones needed are used).
         lite: SSDLite extra blocks (depthwise, BN + ReLU6) instead of SSD's (BN + ReLU where the body has BN).

@@ -86,17 +86,28 @@ def _extra_layers(input_size: int) -> nn.Sequential:
     return nn.Sequential(blocks)
 
 
+# What conv4_3's map goes through before its head: the paper's L2Norm, or (qfgaohao/pytorch-ssd's vgg16-ssd
+# since it replaced its ScaledL2Norm to export to ONNX) a BatchNorm2d(512), module name -> class.
+CONV4_3_NORMS = {"l2": ("l2norm", lambda: L2Norm(512)), "batch_norm": ("bn4_3", lambda: nn.BatchNorm2d(512))}
+
+
 class VGG16Backbone(nn.Module):
     """The SSD VGG16 feature extractor: ``[B, 3, S, S]`` -> list of feature maps (see module docstring).
+
+    ``conv4_3_norm``: "l2" (``l2norm``: :class:`L2Norm`, the paper's) or "batch_norm" (``bn4_3``: a
+    ``BatchNorm2d(512)``, qfgaohao's ONNX-friendly vgg16-ssd) on conv4_3's map before its head.
 
     Attributes:
         out_channels: channels of each returned map, read by the head.
     """
 
-    def __init__(self, input_size: int = 300) -> None:
+    def __init__(self, input_size: int = 300, conv4_3_norm: str = "l2") -> None:
         super().__init__()
+        if conv4_3_norm not in CONV4_3_NORMS:
+            raise ValueError(f"VGG16Backbone: conv4_3_norm={conv4_3_norm!r}: expected one of {sorted(CONV4_3_NORMS)}")
         self.features, self.fc = _vgg_layers()  # up to conv4_3 (stride 8); pool4 to fc7 (stride 16)
-        self.l2norm = L2Norm(512)
+        self.norm_name, make_norm = CONV4_3_NORMS[conv4_3_norm]
+        self.add_module(self.norm_name, make_norm())
         self.extras = _extra_layers(input_size)
         for module in self.extras.modules():
             if isinstance(module, nn.Conv2d):
@@ -106,7 +117,7 @@ class VGG16Backbone(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.features(x)
-        features = [self.l2norm(x)]
+        features = [getattr(self, self.norm_name)(x)]
         x = self.fc(x)
         features.append(x)
         for block in self.extras:

@@ -1,26 +1,16 @@
 """Registered SSD variants: one short builder each, merging its defaults with the caller's keywords."""
 from __future__ import annotations
 
-import os
-import warnings
-from pathlib import Path
 from typing import Any
 
-from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, default_box_spec
+from ssd_zoo.ops.default_boxes import default_box_spec
 from ssd_zoo.registry import register_model
-from ssd_zoo.transform import CAFFE_MEAN, CAFFE_STD, SSDTransform
-from ssd_zoo.weights.resolve import builder_config, fetch_weights, read_weights
+from ssd_zoo.transform import CAFFE_MEAN, CAFFE_STD
+from ssd_zoo.weights.resolve import builder_config, fetch_weights
+from ssd_zoo.models.builder import assemble_ssd
 from ssd_zoo.models.head import SSDHead
 from ssd_zoo.models.ssd import SSD
 from ssd_zoo.models.vgg import VGG16Backbone
-
-
-def load_checkpoint(model: SSD, path: str | os.PathLike) -> SSD:
-    """Deprecated: load a local checkpoint of any layout into a built ``model``; use
-    ``ssd_zoo.build(name, weights=path)`` (which also restores the default boxes the file records)."""
-    warnings.warn("ssd_zoo.models.zoo.load_checkpoint is deprecated; use ssd_zoo.build(name, weights=path)",
-                  DeprecationWarning, stacklevel=2)
-    return read_weights(Path(path)).load_into(model)
 
 
 def _vgg16_ssd(name: str, input_size: int, weights: Any, num_classes: int | None, anchors: str | None,
@@ -31,19 +21,9 @@ def _vgg16_ssd(name: str, input_size: int, weights: Any, num_classes: int | None
     num_classes, preset_name = builder_config(checkpoint, num_classes, anchors)
     # box_sizes / aspect_ratios: the data's own default boxes (ssd-zoo anchors --fit), as the timm builders take
     box_sizes, aspect_ratios = kwargs.pop("box_sizes", None), kwargs.pop("aspect_ratios", None)
-    spec, mean, std, categories = default_box_spec(input_size, preset_name, box_sizes, aspect_ratios), CAFFE_MEAN, CAFFE_STD, None
-    resize, pad_fill = kwargs.pop("resize", None), kwargs.pop("pad_fill", None)
-    if checkpoint is not None:
-        spec = checkpoint.default_boxes(spec, explicit=(anchors, box_sizes, aspect_ratios) != (None, None, None))
-        (mean, std), categories = checkpoint.normalisation(mean, std), checkpoint.categories
-        resize, pad_fill = checkpoint.resize(resize, pad_fill)
-    backbone = VGG16Backbone(input_size)
-    head = SSDHead(backbone.out_channels, spec.boxes_per_location, num_classes)
-    transform = SSDTransform(input_size, mean, std, resize or "stretch", pad_fill)
-    model = SSD(backbone, head, DefaultBoxGenerator(spec), transform, num_classes, categories=categories, **kwargs)
-    if checkpoint is not None:
-        checkpoint.load_into(model)
-    return model
+    spec = default_box_spec(input_size, preset_name, box_sizes, aspect_ratios)
+    return assemble_ssd(lambda _: VGG16Backbone(input_size), SSDHead, spec, num_classes, checkpoint, mean=CAFFE_MEAN,
+                        std=CAFFE_STD, explicit_boxes=(anchors, box_sizes, aspect_ratios) != (None, None, None), **kwargs)
 
 
 @register_model

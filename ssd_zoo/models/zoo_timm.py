@@ -14,10 +14,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, default_box_spec, grid_sides
+from ssd_zoo.ops.default_boxes import DefaultBoxSpec, default_box_spec, grid_sides
 from ssd_zoo.registry import register_model
-from ssd_zoo.transform import SSDTransform
 from ssd_zoo.weights.resolve import builder_config, fetch_weights
+from ssd_zoo.models.builder import assemble_ssd
 from ssd_zoo.models.head import SSDHead
 from ssd_zoo.models.ssd import SSD
 from ssd_zoo.models.ssdlite import SSDLiteHead, ssdlite_spec
@@ -69,28 +69,18 @@ def timm_ssd(
     num_classes, preset_name = builder_config(checkpoint, num_classes, anchors)
     input_size = input_size or (checkpoint.input_size if checkpoint else None) or 300
     spec = ssdlite_spec(input_size) if lite else default_box_spec(input_size, preset_name, box_sizes, aspect_ratios)
-    if checkpoint is not None:
-        spec = checkpoint.default_boxes(spec, explicit=(anchors, box_sizes, aspect_ratios) != (None, None, None))
     if extra_channels is None:
         extra_channels = (512, 256, 256, 128) if lite else (512, 256, 256, 256)
-    body = create_features(
-        backbone, pretrained=pretrained_backbone, weights_path=backbone_weights, **(timm_kwargs or {})
-    )
-    net = TimmBackbone(
-        body, input_size=input_size, grid=grid_sides(spec), strides=(16, 32) if lite else (8, 16, 32),
-        extra_channels=extra_channels, lite=lite,
-    )
-    head = (SSDLiteHead if lite else SSDHead)(net.out_channels, spec.boxes_per_location, num_classes)
-    mean, std, categories = net.mean, net.std, None
-    resize, pad_fill = kwargs.pop("resize", None), kwargs.pop("pad_fill", None)
-    if checkpoint is not None:
-        (mean, std), categories = checkpoint.normalisation(mean, std), checkpoint.categories
-        resize, pad_fill = checkpoint.resize(resize, pad_fill)
-    transform = SSDTransform(input_size, mean, std, resize or "stretch", pad_fill)
-    model = SSD(net, head, DefaultBoxGenerator(spec), transform, num_classes, categories=categories, **kwargs)
-    if checkpoint is not None:
-        checkpoint.load_into(model)
-    return model
+
+    def network(boxes: DefaultBoxSpec) -> TimmBackbone:
+        body = create_features(backbone, pretrained=pretrained_backbone, weights_path=backbone_weights,
+                               **(timm_kwargs or {}))
+        return TimmBackbone(body, input_size=input_size, grid=grid_sides(boxes),
+                            strides=(16, 32) if lite else (8, 16, 32), extra_channels=extra_channels, lite=lite)
+
+    # mean/std: the timm body's pretrained normalisation (TimmBackbone.mean/std), unless the weights record theirs
+    return assemble_ssd(network, SSDLiteHead if lite else SSDHead, spec, num_classes, checkpoint,
+                        explicit_boxes=(anchors, box_sizes, aspect_ratios) != (None, None, None), **kwargs)
 
 
 # The generic builders: any timm backbone by name.

@@ -24,8 +24,8 @@ class DefaultBoxSpec:
     ``clip`` says what is clipped to [0, 1] in relative ``(cx, cy, w, h)``: ``"size"`` the widths and
     heights (torchvision), ``"all"`` centres too (ssd.pytorch: the last column of a 10x10 map with step 32
     would be centred at 304 px of 300), ``"none"`` nothing (Caffe SSD's ``clip: false``).
-    ``grid`` gives the side of each level's square map where it is not ``ceil(input_size / step)`` (lufficc's
-    MobileNet SSD320 keeps the steps 100/150/300 of a 300 input on its 3/2/1 maps); ``None``: derived.
+    ``grid`` gives the side of each level's square map where it is not ``ceil(input_size / step)`` (the first
+    file of lufficc's MobileNetV2 SSD320 kept the steps 100/150/300 of a 300 input on its 3/2/1 maps); ``None``: derived.
     ``shapes`` gives, per level, each box's ``(width, height)`` relative to the input, in the order of the head's
     channels, where a publisher lays its boxes out otherwise than the paper (the TF Object Detection API's
     ``MultipleGridAnchorGenerator``: ``(scale, ratio)`` pairs in its own order, a 0.1 box on the first level);

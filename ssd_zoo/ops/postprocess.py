@@ -4,6 +4,9 @@ Every (image, class) pair is its own NMS group; the candidates of the whole batc
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -14,6 +17,36 @@ from ssd_zoo.ops import box_coder
 # How class logits become scores: "softmax" over the classes, background included (the SSD paper, torchvision);
 # "sigmoid" of each logit on its own (the TF Object Detection API's SSDs, trained with a sigmoid loss).
 SCORE_ACTIVATIONS = ("softmax", "sigmoid")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The post-processing settings, declared once: :func:`select_detections`, :class:`ssd_zoo.SSD` and the
+    exported graph (:func:`ssd_zoo.deploy.export.padded_detections`) take them as keywords of these names.
+
+    Attributes:
+        score_thresh: a detection needs a score (softmax or sigmoid) above this.
+        nms_thresh: IoU above which NMS suppresses the lower-scoring box of a class.
+        topk_candidates: per image and class, the most boxes that enter NMS.
+        detections_per_img: per image, the most detections kept (best scores first).
+        clip_before_nms: NMS compares boxes clipped to the input (torchvision); False: boxes as decoded
+            (ssd.pytorch, lufficc, qfgaohao, NVIDIA), so that a border box overlaps as in those projects. The
+            detections are clipped either way.
+    """
+
+    score_thresh: float = 0.01
+    nms_thresh: float = 0.45
+    topk_candidates: int = 400
+    detections_per_img: int = 200
+    clip_before_nms: bool = True
+
+    def as_dict(self) -> dict[str, float]:
+        """``{name: value}``: keywords of :func:`select_detections`."""
+        return dataclasses.asdict(self)
+
+
+# ssd.pytorch's evaluation settings (score 0.01, NMS IoU 0.45, 200 per image): every SSD's defaults here.
+DEFAULT_THRESHOLDS = Thresholds()
 
 
 def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_thresh: float) -> Tensor:
@@ -95,11 +128,11 @@ def select_detections(
     boxes: Tensor,
     image_size: tuple[int, int],
     *,
-    score_thresh: float = 0.01,
-    nms_thresh: float = 0.45,
-    topk_candidates: int = 400,
-    detections_per_img: int = 200,
-    clip_before_nms: bool = True,
+    score_thresh: float = DEFAULT_THRESHOLDS.score_thresh,
+    nms_thresh: float = DEFAULT_THRESHOLDS.nms_thresh,
+    topk_candidates: int = DEFAULT_THRESHOLDS.topk_candidates,
+    detections_per_img: int = DEFAULT_THRESHOLDS.detections_per_img,
+    clip_before_nms: bool = DEFAULT_THRESHOLDS.clip_before_nms,
 ) -> list[dict[str, Tensor]]:
     """Detections for a batch, in pixels of the network input, from per-default-box predictions.
 
@@ -107,13 +140,7 @@ def select_detections(
         scores: ``[B, A, C]`` class probabilities, class 0 is background.
         boxes: ``[B, A, 4]`` decoded xyxy pixels of the network input; clipped to ``image_size`` here.
         image_size: ``(H, W)`` of the network input.
-        score_thresh: a detection needs a score above this.
-        nms_thresh: IoU above which NMS suppresses the lower-scoring box of a class.
-        topk_candidates: per image and class, the most boxes that enter NMS.
-        detections_per_img: per image, the most detections kept (best scores first).
-        clip_before_nms: NMS compares boxes clipped to the input (torchvision); False: boxes as decoded
-            (ssd.pytorch, lufficc, qfgaohao, NVIDIA), so that a border box overlaps as in those projects. The
-            detections are clipped either way.
+        score_thresh, nms_thresh, topk_candidates, detections_per_img, clip_before_nms: see :class:`Thresholds`.
 
     Returns:
         One dict per image: ``boxes`` float ``[D, 4]`` xyxy, ``scores`` float ``[D]``, ``labels`` int64 ``[D]``

@@ -4,7 +4,10 @@ Each layout is data, described once: a table ``ssd_zoo key -> other project's ke
 permutations it needs (conv1_1's input channels for BGR-trained weights). The conversion in either direction
 reads that table, and any missing or unexpected key raises an error that lists them all (mis-shaped tensors
 are reported when the result is loaded, see :func:`ssd_zoo.weights.resolve.load_state_dict`). This module imports
-nothing else of ssd_zoo.
+nothing else of ssd_zoo but :mod:`ssd_zoo.models.record` (a leaf), so that a converter takes ``model.state_dict()``
+as it is and leaves ssd_zoo's model record out. A conversion for a project that decodes with its own default boxes
+refuses a model trained with others through the check a publisher module registers on the layout (:func:`set_check`;
+torchvision's: :func:`ssd_zoo.weights.publishers.tv.check_torchvision_boxes`).
 
 Layouts are registered (:class:`Layout`, :func:`register_layout`): detection (:func:`detect_layout`) and
 conversion (:func:`to_ssd_zoo`, :func:`from_ssd_zoo`) dispatch through the registry. The three below are
@@ -20,13 +23,14 @@ copied unchanged. Command line: ``ssd-zoo convert --from ssd.pytorch IN.pth OUT.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-import torch
 from torch import Tensor
+
+from ssd_zoo.models.record import split_record
 
 InputOrder = Literal["rgb", "bgr"]
 
@@ -131,10 +135,21 @@ def from_torchvision(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return _rename(state_dict, inverse, "torchvision")
 
 
-def to_torchvision(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """ssd_zoo ``ssd300_vgg16`` state dict -> one that torchvision's ``ssd300_vgg16`` loads with ``strict=True``
-    (ssd_zoo's model record is left out: torchvision has no place for it)."""
+# torchvision's ssd300_vgg16 lays out its own default boxes, ssd_zoo's anchors="coco" preset at 300.
+TORCHVISION_ANCHORS = "coco"
+
+
+def _torchvision_keys(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return _rename(split_record(state_dict)[0], _torchvision_table(), "ssd_zoo")
+
+
+def to_torchvision(state_dict: Mapping[str, Tensor], anchors: str | None = None,
+                   where: str = "state dict") -> dict[str, Tensor]:
+    """ssd_zoo ``ssd300_vgg16`` state dict -> one that torchvision's ``ssd300_vgg16`` loads with ``strict=True``
+    (ssd_zoo's model record is left out: torchvision has no place for it). A model whose default boxes are not
+    torchvision's, or not known (no record and no ``anchors``: "voc" or "coco"), raises ValueError (the layout's
+    check, :func:`ssd_zoo.weights.publishers.tv.check_torchvision_boxes`), as ``ssd-zoo convert --to torchvision``."""
+    return from_ssd_zoo(state_dict, "torchvision", anchors=anchors, where=where)
 
 
 def from_ssd_pytorch(state_dict: Mapping[str, Tensor], input_order: InputOrder = "rgb") -> dict[str, Tensor]:
@@ -155,28 +170,6 @@ def to_ssd_pytorch(state_dict: Mapping[str, Tensor], input_order: InputOrder = "
     model record is left out)."""
     state = _permute_first_conv(split_record(state_dict)[0], input_order)
     return _rename(state, _ssd_pytorch_table(num_levels(state, "head.regression.{}.weight")), "ssd_zoo")
-
-
-# ssd_zoo's model record in a state dict (see ``SSD.record``: default boxes, input size, normalisation, classes),
-# a uint8 tensor of UTF-8 JSON, so that every tool that handles state dicts of tensors handles it; the other
-# layouts have none.
-RECORD_KEY = "_record"
-
-
-def encode_record(record: dict[str, object]) -> Tensor:
-    """A JSON-able dict -> uint8 ``[N]`` tensor (UTF-8 JSON)."""
-    return torch.tensor(list(json.dumps(record, sort_keys=True).encode()), dtype=torch.uint8)
-
-
-def decode_record(tensor: Tensor) -> dict[str, object]:
-    """What :func:`encode_record` wrote."""
-    return json.loads(bytes(tensor.cpu().tolist()).decode())
-
-
-def split_record(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict | None]:
-    """``(the other tensors, ssd_zoo's model record decoded, or None)`` of a state dict."""
-    tensors = {k: v for k, v in state_dict.items() if k != RECORD_KEY}
-    return tensors, decode_record(state_dict[RECORD_KEY]) if RECORD_KEY in state_dict else None
 
 
 def head_classes(state_dict: Mapping[str, Tensor]) -> int | None:
@@ -206,7 +199,14 @@ class Layout:
         model: ``state_dict (this layout) -> (registered model name, builder keywords)`` that fits it, from its
             keys and shapes (what :func:`ssd_zoo.load` builds); ValueError where it cannot tell; None: no model.
         description: one line for error messages and ``ssd-zoo convert --help``.
+        check: ``(state_dict in ssd_zoo's layout, anchors, where) -> None``: raises ValueError for a model the
+            layout's own code would decode wrongly (e.g. against other default boxes), before
+            :func:`from_ssd_zoo` writes it; None: any model that fits the keys.
         entries: checkpoint entries (besides ``"model"`` and ``"state_dict"``) that hold the state dict.
+        label_spaces: class count (with background) -> the label space a file of this layout with that many
+            classes is in, where its publisher's code fixes one (a key of
+            :data:`ssd_zoo.weights.published.LABEL_SPACES`, e.g. ``{21: "VOC"}``): what a file that records no
+            class names is taken to name.
     """
 
     name: str
@@ -217,7 +217,15 @@ class Layout:
     model: Callable[[Mapping[str, Tensor]], tuple[str, dict]] | None = None
     description: str = ""
     entries: tuple[str, ...] = ()
+    label_spaces: Mapping[int, str] = field(default_factory=dict)
+    check: Callable[[Mapping[str, Tensor], str | None, str], None] | None = None
 
+
+# Label spaces (names of ssd_zoo.weights.published.LABEL_SPACES): torchvision's COCO ids 0..90 with its "N/A"
+# slots; ssd.pytorch's, lufficc's, qfgaohao's and NVIDIA's contiguous labels: VOC's 20 classes or COCO's 80 in
+# category-id order (ssd.pytorch data/voc0712.py VOC_CLASSES and data/coco.py COCO_CLASSES).
+VOC, COCO_91, COCO_80 = "VOC", "COCO (91 ids)", "COCO (80 classes)"
+VOC_OR_COCO_80 = {21: VOC, 81: COCO_80}
 
 _LAYOUTS: dict[str, Layout] = {}
 LAYOUTS: list[str] = []  # registered layout names, in registration order (kept current by register_layout)
@@ -234,6 +242,12 @@ def register_layout(layout: Layout) -> Layout:
     LAYOUTS.append(layout.name)
     LAYOUT_ANCHORS[layout.name] = layout.anchors
     return layout
+
+
+def set_check(name: str, check: Callable[[Mapping[str, Tensor], str | None, str], None]) -> None:
+    """Give the registered layout ``name`` its :attr:`Layout.check` (a publisher module that knows the default
+    boxes the layout's code decodes with does it, e.g. torchvision's)."""
+    _LAYOUTS[name] = dataclasses.replace(get_layout(name), check=check)
 
 
 def get_layout(name: str) -> Layout:
@@ -275,12 +289,16 @@ def to_ssd_zoo(state_dict: Mapping[str, Tensor], layout: str | None = None, inpu
     return _permute_first_conv(chosen.to_ssd_zoo(state_dict), input_order)
 
 
-def from_ssd_zoo(state_dict: Mapping[str, Tensor], layout: str, input_order: InputOrder = "rgb") -> dict[str, Tensor]:
+def from_ssd_zoo(state_dict: Mapping[str, Tensor], layout: str, input_order: InputOrder = "rgb",
+                 anchors: str | None = None, where: str = "state dict") -> dict[str, Tensor]:
     """ssd_zoo's layout -> ``layout`` (one of :data:`LAYOUTS` with a ``from_ssd_zoo``); ``input_order="bgr"`` for a
-    network fed BGR images."""
+    network fed BGR images. A model the layout's code would decode wrongly raises ValueError (its
+    :attr:`Layout.check`; ``anchors``: the default boxes of a state dict without ssd_zoo's record)."""
     chosen = get_layout(layout)
     if chosen.from_ssd_zoo is None:
         raise ValueError(f"layout {layout!r} can be read but not written (no from_ssd_zoo)")
+    if chosen.check is not None:
+        chosen.check(state_dict, anchors, where)
     return chosen.from_ssd_zoo(_permute_first_conv(dict(state_dict), input_order))
 
 
@@ -320,13 +338,13 @@ register_layout(Layout(
     "ssd_zoo", _has_prefix("head.classification."), dict, dict, None, _ssd_zoo_model,
     "this project: head.classification.N"))
 register_layout(Layout(
-    "torchvision", _has_prefix("backbone.scale_weight"), from_torchvision, to_torchvision, "coco",
+    "torchvision", _has_prefix("backbone.scale_weight"), from_torchvision, _torchvision_keys, TORCHVISION_ANCHORS,
     lambda sd: _vgg16_model(num_levels(sd, "head.regression_head.module_list.{}.weight"), "torchvision"),
-    "torchvision ssd300_vgg16: backbone.scale_weight"))
+    "torchvision ssd300_vgg16: backbone.scale_weight", label_spaces={91: COCO_91}))
 register_layout(Layout(
     "ssd.pytorch", _has_prefix("L2Norm.weight"), from_ssd_pytorch, to_ssd_pytorch, "voc",
     lambda sd: _vgg16_model(num_levels(sd, "loc.{}.weight"), "ssd.pytorch"),
-    "amdegroot/ssd.pytorch: L2Norm.weight"))
+    "amdegroot/ssd.pytorch: L2Norm.weight", label_spaces=VOC_OR_COCO_80))
 
 
 def vgg16_backbone_from(state_dict: Mapping[str, Tensor], where: str = "state dict",

@@ -11,19 +11,25 @@ Metadata sits on torchvision's public multi-weight API: each member is a ``Weigh
 - ``num_classes`` (with background), ``categories`` (``num_classes`` names, index 0 background, or None),
   ``anchors``: the default-box preset ("voc" or "coco"), or None for a model with its publisher's own boxes;
 - ``mean``, ``std``: normalisation of RGB in [0, 1]; ``dataset``: what it was trained on;
-- ``metrics``: ``{benchmark: {metric: value}}`` as published, ``metrics_source``: where; ``recipe``: how.
+- ``metrics``: ``{benchmark: {metric: value}}`` as published, ``metrics_source``: where; ``recipe``: how;
+- ``source_commit``: the publisher's commit whose config and code the entry follows (``owner/repo@sha (files)``;
+  where a config changed over the file's life, the version that trained it), or None for your own entries.
 
 Loading them (and files and URLs) is :mod:`ssd_zoo.weights`' business.
 """
 from __future__ import annotations
 
 import fnmatch
+import os
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from torchvision.models import Weights, WeightsEnum
 from torchvision.models.detection import SSD300_VGG16_Weights as _TorchvisionSSD300Weights
 
+from ssd_zoo.files import hash_prefix
+from ssd_zoo.weights import convert
 from ssd_zoo.transform import CAFFE_MEAN, CAFFE_STD, SSDTransform
 
 VOC_CATEGORIES = [
@@ -32,11 +38,18 @@ VOC_CATEGORIES = [
 ]
 # torchvision's 91 COCO ids (80 classes, "N/A" for the ids COCO left unused), read from its public weights.
 COCO_CATEGORIES = list(_TorchvisionSSD300Weights.COCO_V1.meta["categories"])
+# COCO's 80 classes in category-id order (the contiguous labels of ssd.pytorch, lufficc and NVIDIA), background first.
+COCO80_CATEGORIES = [name for name in COCO_CATEGORIES if name != "N/A"]
+# The label spaces a publisher's layout implies for a class count (see ``Layout.label_spaces`` in
+# :mod:`ssd_zoo.weights.convert`): name -> class names, background first.
+LABEL_SPACES: dict[str, list[str]] = {convert.VOC: VOC_CATEGORIES, convert.COCO_91: COCO_CATEGORIES,
+                                      convert.COCO_80: COCO80_CATEGORIES}
 
 
 def ssd_weights(url: str, *, model: str, input_size: int, layout: str, num_classes: int, anchors: str,
                 categories: list[str] | None, dataset: str, metrics: dict[str, dict[str, float]],
                 metrics_source: str, recipe: str, file_name: str | None = None, sha256: str | None = None,
+                source_commit: str | None = None,
                 input_order: str = "rgb", mean: tuple[float, ...] = CAFFE_MEAN, std: tuple[float, ...] = CAFFE_STD,
                 **extra: Any) -> Weights:
     """One ``Weights`` entry with every ``meta`` key of the module docstring; ``file_name`` defaults to the
@@ -44,7 +57,7 @@ def ssd_weights(url: str, *, model: str, input_size: int, layout: str, num_class
     meta = dict(model=model, input_size=input_size, file_name=file_name or url.rsplit("/", 1)[-1], sha256=sha256,
                 layout=layout, input_order=input_order, num_classes=num_classes, categories=categories,
                 anchors=anchors, mean=mean, std=std, dataset=dataset, metrics=metrics,
-                metrics_source=metrics_source, recipe=recipe, **extra)
+                metrics_source=metrics_source, recipe=recipe, source_commit=source_commit, **extra)
     return Weights(url=url, transforms=partial(SSDTransform, input_size), meta=meta)
 
 
@@ -57,6 +70,7 @@ class SSD300_VGG16_Weights(WeightsEnum):
         categories=COCO_CATEGORIES, dataset="COCO train2017", metrics={"COCO-val2017": {"box_map": 25.1}},
         metrics_source="https://pytorch.org/vision/stable/models/generated/torchvision.models.detection.ssd300_vgg16.html",
         recipe="https://github.com/pytorch/vision/tree/main/references/detection#ssd300-vgg16", num_params=35641826,
+        source_commit="pytorch/vision@16daea1cedf75c367da12816d875f3811aeda602 (torchvision/models/detection/ssd.py)",
     )
     VOC0712 = ssd_weights(
         "https://s3.amazonaws.com/amdegroot-models/ssd300_mAP_77.43_v2.pth",
@@ -64,6 +78,7 @@ class SSD300_VGG16_Weights(WeightsEnum):
         categories=VOC_CATEGORIES, dataset="VOC2007 trainval + VOC2012 trainval",
         metrics={"VOC2007-test": {"mAP": 77.43}}, metrics_source="https://github.com/amdegroot/ssd.pytorch#performance",
         recipe="https://github.com/amdegroot/ssd.pytorch#training-ssd", num_params=26285486,
+        source_commit="amdegroot/ssd.pytorch@b72f288597ca35674e957ffcf896bd80e748bbc1 (data/config.py voc, ssd.py)",
     )
     # The builder's own defaults are VOC's (21 classes, anchors="voc"): DEFAULT keeps that architecture.
     DEFAULT = VOC0712
@@ -146,3 +161,16 @@ def list_weights(model_name: str | None = None) -> list[str]:
 
 def weights_name(weights: WeightsEnum) -> str:
     return f"{type(weights).__name__}.{weights.name}"
+
+
+def recognise_file(file_name: str, sha256: Callable[[], str] | None = None) -> WeightsEnum | None:
+    """The published entry a file is, by the SHA-256 prefix its entry records (``meta["sha256"]``): the prefix
+    in ``file_name`` (torch.hub's ``name-<prefix>.pth``), else ``sha256()`` (the file's SHA-256, hex; computed
+    only here, where the name tells nothing). None: no entry with a recorded hash matches."""
+    entries = {member.value.url: member for enum in _WEIGHTS.values() for member in enum if member.meta.get("sha256")}
+    prefix = hash_prefix(os.path.basename(file_name))
+    found = [m for m in entries.values() if prefix is not None and m.meta["sha256"] == prefix]
+    if not found and sha256 is not None:
+        digest = sha256()
+        found = [m for m in entries.values() if digest.startswith(m.meta["sha256"])]
+    return found[0] if found else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import urllib.parse
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,9 +22,12 @@ from torchvision.models import WeightsEnum
 
 from ssd_zoo import files
 from ssd_zoo.finetune import surgery
+from ssd_zoo.models.record import RECORD_STATE_KEY, encode_record, split_record
 from ssd_zoo.ops.default_boxes import DefaultBoxSpec
 from ssd_zoo.weights import convert
-from ssd_zoo.weights.published import COCO_CATEGORIES, VOC_CATEGORIES, list_weights, lookup_weights, weights_name
+from ssd_zoo.weights.file_classes import FileClasses, file_classes, given_names
+from ssd_zoo.weights.published import (COCO80_CATEGORIES, COCO_CATEGORIES, VOC_CATEGORIES, list_weights,
+                                       lookup_weights, weights_name)
 
 Resolved = "WeightsEnum | Path | str | Checkpoint"  # a published entry, a local file, a URL (str), or read
 
@@ -79,15 +83,27 @@ def download_state_dict(weights: WeightsEnum, progress: bool = True) -> dict[str
         raise RuntimeError(f"{error}. Where to get it: {meta['where_to_get']}") from error
 
 
+def _read_raw(weights: Resolved, progress: bool) -> dict[str, Any]:
+    """The file that resolved ``weights`` point at, as stored (a state dict, or a training checkpoint around one)."""
+    if isinstance(weights, WeightsEnum):
+        return download_state_dict(weights, progress)
+    if isinstance(weights, Path):
+        return files.read_file(weights)
+    return files.download(weights, progress=progress)
+
+
 def _read_stored(weights: Resolved, progress: bool) -> dict[str, Any]:
     """The file that resolved ``weights`` point at, as stored, its training-state wrapper removed."""
-    if isinstance(weights, WeightsEnum):
-        raw = download_state_dict(weights, progress)
-    elif isinstance(weights, Path):
-        raw = files.read_file(weights)
-    else:
-        raw = files.download(weights, progress=progress)
-    return convert.unwrap(raw)
+    return convert.unwrap(_read_raw(weights, progress))
+
+
+def wrapper_class_names(raw: Any) -> tuple[str, ...] | None:
+    """The class names a training checkpoint records next to its weights (background first): the recipes'
+    ``{"model": ..., "class_names": [labels 1..K]}`` (train_voc.py since its first version), else None."""
+    names = raw.get("class_names") if isinstance(raw, dict) and isinstance(raw.get("model"), dict) else None
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+        return None
+    return (surgery.BACKGROUND, *names)
 
 
 @dataclass
@@ -107,6 +123,9 @@ class Checkpoint:
             classes (:mod:`ssd_zoo.finetune.surgery`); ``num_classes`` and ``categories`` are then the model's.
         architecture: returns ``(registered model name, builder keywords)`` the file fits (its layout's
             :attr:`~ssd_zoo.weights.convert.Layout.model`), for :func:`load`; ValueError where it cannot tell.
+        wrapper_names: class names (background first) a training checkpoint records next to its weights.
+        given_names: the caller's names for the file's classes (``weights_class_names``, background first).
+        file: the local file it was read from (to recognise a published file by its SHA-256), else None.
     """
 
     read: Callable[[], dict[str, Tensor]]
@@ -118,6 +137,9 @@ class Checkpoint:
     record: dict[str, Any] | None = None
     class_map: surgery.ClassMap | None = None
     architecture: Callable[[], tuple[str, dict[str, Any]]] | None = None
+    wrapper_names: tuple[str, ...] | None = None
+    given_names: tuple[str, ...] | None = None
+    file: Path | None = None
 
     @cached_property
     def state_dict(self) -> dict[str, Tensor]:
@@ -133,17 +155,23 @@ class Checkpoint:
         state = self.state_dict
         if self.class_map is not None:
             state = surgery.apply(model, state, self.class_map, self.name)
+        elif self.given_names is not None and RECORD_STATE_KEY in state:  # the caller's names win over the record's
+            record = split_record(state)[1]
+            state = {**state, RECORD_STATE_KEY: encode_record({**record, "categories": list(self.given_names)})}
         return load_state_dict(model, state, self.source)
 
-    def retarget(self, num_classes: int, class_names: Sequence[str] | None = None) -> Checkpoint:
+    def retarget(self, num_classes: int, class_names: Sequence[str] | None = None, *,
+                 fresh_rows: bool = False) -> Checkpoint:
         """These weights for a model of ``num_classes`` (with background) named ``class_names`` (background
         first, or None): itself where they fit, else a copy whose :meth:`load_into` carries the class-predictor
         rows of the classes the weights know and keeps the model's own initialisation for the others
-        (:func:`ssd_zoo.finetune.surgery.plan`). Nothing is downloaded here."""
+        (:func:`ssd_zoo.finetune.surgery.plan`; ``fresh_rows``: the caller asked for ``num_classes``, so
+        weights that name no classes may start every class row afresh). Nothing is downloaded here."""
         if self.class_map is not None:  # retargeted before: plan from the weights' own classes
             original = dataclasses.replace(self, num_classes=self.class_map.source_classes, class_map=None)
-            return original.retarget(num_classes, class_names)
-        class_map = surgery.plan(self.num_classes, self.categories, num_classes, class_names)
+            return original.retarget(num_classes, class_names, fresh_rows=fresh_rows)
+        class_map = surgery.plan(self.num_classes, self.categories, num_classes, class_names, fresh_rows=fresh_rows,
+                                 where=self.name)
         if class_map is None:
             return self
         return dataclasses.replace(self, num_classes=num_classes, class_map=class_map)
@@ -200,14 +228,25 @@ class Checkpoint:
             resize, pad_fill = record.get("resize") or "stretch", pad_fill if pad_fill is not None else record.get("pad_fill")
         return resize, pad_fill
 
+    @cached_property
+    def file_classes(self) -> FileClasses:
+        """The names of the weights' own classes and how they are known (:mod:`ssd_zoo.weights.file_classes`:
+        given, recorded, a recognised published file, the layout's label space, or None)."""
+        source = self.record or (self.weights.meta if self.weights is not None else {})
+        recorded = source.get("categories") or self.wrapper_names
+        file_name = os.path.basename(urllib.parse.urlparse(self.source).path) if self.weights is None else None
+        sha256 = (lambda: files.file_sha256(self.file)) if self.file is not None else None
+        return file_classes(self.num_classes, given=self.given_names, recorded=recorded, layout=self.layout,
+                            where=self.name, file_name=file_name, sha256=sha256)
+
     @property
     def categories(self) -> list[str] | None:
-        """Class names (background first) saved with or published for the weights (after :meth:`retarget`:
-        the model's), where known."""
+        """Class names (background first) of the weights, where known (see :attr:`file_classes`; after
+        :meth:`retarget`: the model's)."""
         if self.class_map is not None:
             return list(self.class_map.target_names) if self.class_map.target_names is not None else None
-        source = self.record or (self.weights.meta if self.weights is not None else {})
-        return source.get("categories")
+        names = self.file_classes.names
+        return list(names) if names is not None else None
 
 
 # Without weights, a builder makes a VOC detector: 20 classes and background.
@@ -259,15 +298,19 @@ def read_weights(weights: Resolved, input_order: str | None = None, progress: bo
 
         return Checkpoint(download, weights.url, meta["layout"], meta["num_classes"], meta["anchors"], weights)
     source = os.fspath(weights)
-    return checkpoint_from(_read_stored(weights, progress), source, input_order)
+    stored = _read_raw(weights, progress)
+    checkpoint = checkpoint_from(convert.unwrap(stored), source, input_order)
+    return dataclasses.replace(checkpoint, wrapper_names=wrapper_class_names(stored),
+                               file=weights if isinstance(weights, Path) else None)
 
 
 def checkpoint_from(raw: dict[str, Tensor], source: str, input_order: str | None = None,
                     layout: str | None = None) -> Checkpoint:
-    """A :class:`Checkpoint` from a state dict in any registered ``layout`` (recognised from its keys if None)."""
+    """A :class:`Checkpoint` from a state dict in any registered ``layout`` (recognised from its keys if None);
+    its class names as :mod:`ssd_zoo.weights.file_classes` finds them."""
     layout = layout or convert.detect_layout(raw, where=source)
     state = convert.to_ssd_zoo(raw, layout, input_order or "rgb", where=source)
-    record = convert.split_record(state)[1]
+    record = split_record(state)[1]
     num_classes = record["num_classes"] if record else convert.head_classes(state)
     return Checkpoint(lambda: state, source, layout, num_classes, convert.LAYOUT_ANCHORS[layout], record=record,
                       architecture=lambda: convert.fitting_model(raw, layout, where=source))
@@ -280,14 +323,24 @@ def fetch_weights(weights: Any, model_name: str, pretrained: bool | None = None,
 
 
 def retarget_weights(weights: Any, model_name: str, num_classes: int | None,
-                     class_names: Sequence[str] | None = None) -> Any:
+                     class_names: Sequence[str] | None = None, *, weights_class_names: Sequence[str] | None = None,
+                     fresh_rows: bool = False) -> Any:
     """``weights`` (anything :func:`resolve_weights` accepts) for a model of ``num_classes`` named
     ``class_names`` (background first): read and :meth:`Checkpoint.retarget`-ed where a class count or names
-    are given, else ``weights`` unchanged (what :func:`ssd_zoo.build` passes on to the builder)."""
-    if weights is None or num_classes is None:
+    are given, else ``weights`` unchanged (what :func:`ssd_zoo.build` passes on to the builder).
+
+    ``weights_class_names``: the names of the file's own labels ``1..K`` in its order, overriding what the file
+    records or implies (:mod:`ssd_zoo.weights.file_classes`). ``fresh_rows``: the caller asked for
+    ``num_classes`` itself, so weights that name no classes may start every class row afresh."""
+    if weights is None or (num_classes is None and weights_class_names is None):
         return weights
     checkpoint = fetch_weights(weights, model_name)
-    return checkpoint.retarget(num_classes, class_names)
+    if weights_class_names is not None:
+        if checkpoint.class_map is not None:
+            checkpoint = dataclasses.replace(checkpoint, num_classes=checkpoint.class_map.source_classes, class_map=None)
+        names = given_names(weights_class_names, checkpoint.num_classes, checkpoint.name)
+        checkpoint = dataclasses.replace(checkpoint, given_names=names)
+    return checkpoint if num_classes is None else checkpoint.retarget(num_classes, class_names, fresh_rows=fresh_rows)
 
 
 def load_state_dict(module: nn.Module, state_dict: dict[str, Tensor], source: str = "state dict", *,
@@ -299,10 +352,10 @@ def load_state_dict(module: nn.Module, state_dict: dict[str, Tensor], source: st
     """
     own = module.state_dict()
     # A state dict without ssd_zoo's model record (another layout's, converted) loads as the model's own.
-    missing = [] if partial else sorted(set(own) - set(state_dict) - {convert.RECORD_KEY})
+    missing = [] if partial else sorted(set(own) - set(state_dict) - {RECORD_STATE_KEY})
     unexpected = sorted(set(state_dict) - set(own))
     shapes = {k: (tuple(own[k].shape), tuple(v.shape)) for k, v in state_dict.items()
-              if k in own and k != convert.RECORD_KEY and own[k].shape != v.shape}  # the model checks its record
+              if k in own and k != RECORD_STATE_KEY and own[k].shape != v.shape}  # the model checks its record
     if missing or unexpected or shapes:
         raise ValueError(f"{source} does not fit {type(module).__name__}: missing keys {missing}, unexpected keys "
                          f"{unexpected}, mis-shaped keys (expected, found) {shapes}")
@@ -338,12 +391,10 @@ def load_vgg16_backbone(backbone: nn.Module, weights: WeightsEnum | str | os.Pat
 
 
 def default_categories(num_classes: int) -> list[str]:
-    """Class names where a file has none: VOC's for 21 classes, COCO's for 91 (torchvision's ids, "N/A" for the
-    unused ones) and 81 (the 80 classes in order), else ``"class N"``; index 0 is background."""
-    if num_classes == len(VOC_CATEGORIES):
-        return list(VOC_CATEGORIES)
-    if num_classes == len(COCO_CATEGORIES):
-        return list(COCO_CATEGORIES)
-    if num_classes == 81:
-        return [COCO_CATEGORIES[0]] + [name for name in COCO_CATEGORIES[1:] if name != "N/A"]
+    """Labels for a model whose classes nothing names (:func:`ssd_zoo.load` of such a file): VOC's for 21
+    classes, COCO's for 91 (torchvision's ids, "N/A" for the unused ones) and 81 (the 80 classes in order),
+    else ``"class N"``; index 0 is background."""
+    for names in (VOC_CATEGORIES, COCO_CATEGORIES, COCO80_CATEGORIES):
+        if num_classes == len(names):
+            return list(names)
     return [COCO_CATEGORIES[0]] + [f"class {i}" for i in range(1, num_classes)]

@@ -29,6 +29,7 @@ from torch import Tensor
 from torchvision.models import WeightsEnum
 
 from ssd_zoo.weights import convert
+from ssd_zoo.models.record import split_record
 from ssd_zoo.models.builder import assemble_ssd
 from ssd_zoo.models.head import SSDHead
 from ssd_zoo.models.mobilenet_v3_dli14 import EXTRAS as MOBILE_V3_EXTRAS
@@ -36,16 +37,15 @@ from ssd_zoo.models.mobilenet_v3_dli14 import LARGE, STEM_CHANNELS, make_divisib
 from ssd_zoo.models.ssd import SSD
 from ssd_zoo.models.vgg import VGG16Backbone
 from ssd_zoo.ops.default_boxes import DefaultBoxSpec, num_default_boxes, spec_from_min_max
-from ssd_zoo.weights.published import VOC_CATEGORIES, register_weights, ssd_weights
+from ssd_zoo.weights.published import COCO80_CATEGORIES, VOC_CATEGORIES, register_weights, ssd_weights
 from ssd_zoo.registry import register_model
-from ssd_zoo.weights.resolve import builder_config, default_categories, fetch_weights
+from ssd_zoo.weights.resolve import builder_config, fetch_weights
 
 LAYOUT = "lufficc"
 MEAN = (123 / 255, 117 / 255, 104 / 255)  # PIXEL_MEAN on RGB 0..255, as ssd_zoo's 0..1 scale
 STD = (1 / 255, 1 / 255, 1 / 255)  # no scaling: 0..255 values minus the mean
 # lufficc's 81 COCO classes (COCODataset.class_names: contiguous ids in sorted COCO category id order) are
-# torchvision's 91 without the unused ids, i.e. ssd_zoo's default names for 81 classes.
-COCO80_CATEGORIES = default_categories(81)
+# torchvision's 91 without the unused ids: published.COCO80_CATEGORIES.
 
 _RATIOS_300 = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
 _RATIOS_512 = ((2,), (2, 3), (2, 3), (2, 3), (2, 3), (2,), (2,))
@@ -207,7 +207,7 @@ def to_ssd_zoo(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
 def from_ssd_zoo(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """ssd_zoo state dict of a ``lufficc_*`` model -> lufficc's (what its ``CheckPointer`` loads from
     ``checkpoint["model"]``)."""
-    state = convert.split_record(state_dict)[0]
+    state = split_record(state_dict)[0]
     backbone = _backbone(state, "ours")
     if backbone is None:
         return _swap_prefixes(convert.to_ssd_pytorch(state), {v: k for k, v in _PREFIXES.items()}, "ssd_zoo")
@@ -232,7 +232,7 @@ def fitting_model(state_dict: Mapping[str, Tensor]) -> tuple[str, dict[str, Any]
 
 convert.register_layout(convert.Layout(
     LAYOUT, lambda sd: any(k.startswith("box_head.predictor.cls_headers.") for k in sd), to_ssd_zoo, from_ssd_zoo,
-    None, fitting_model, "lufficc/SSD: box_head.predictor.cls_headers.N"))
+    None, fitting_model, "lufficc/SSD: box_head.predictor.cls_headers.N", label_spaces=convert.VOC_OR_COCO_80))
 
 
 # ---- the models ----------------------------------------------------------------------------------------------
@@ -245,8 +245,8 @@ def _lufficc_vgg(name: str, input_size: int, weights: Any, num_classes: int | No
         raise ValueError(f"{name}: anchors={dataset!r}: expected 'voc' or 'coco' (lufficc's configs)")
     spec = BOXES[(input_size, dataset)]
     defaults = {**THRESHOLDS, "topk_candidates": num_default_boxes(spec)}
-    return assemble_ssd(VGG16Backbone(input_size), SSDHead, spec, num_classes, checkpoint, mean=MEAN, std=STD,
-                        explicit_boxes=anchors is not None, **{**defaults, **kwargs})
+    return assemble_ssd(lambda _: VGG16Backbone(input_size), SSDHead, spec, num_classes, checkpoint, mean=MEAN,
+                        std=STD, explicit_boxes=anchors is not None, thresholds=defaults, **kwargs)
 
 
 @register_model
@@ -273,20 +273,27 @@ def lufficc_vgg_ssd512(*, weights: Any = None, num_classes: int | None = None, a
 
 # ---- the published weights (release 1.2, README "MODEL ZOO") -----------------------------------------------------
 _RELEASE = "https://github.com/lufficc/SSD/releases/download/1.2/"
+# The lufficc/SSD commit whose README "MODEL ZOO" lists the release-1.2 files and whose configs and code the entries
+# follow (the MobileNetV2 files name their own: the config's STRIDES changed over their life).
+RELEASE_COMMIT = "accc3109e5af5cb3efd19fc29b29d30f324bd05e"
 _SOURCE = "https://github.com/lufficc/SSD#model-zoo"
 
 
 def release_entry(file: str, model: str, size: int, dataset: str | None, metric: float,
-                  config: str | None = None) -> Any:
+                  config: str | None = None, anchors: str | None = None, commit: str = RELEASE_COMMIT) -> Any:
     """One release file; ``dataset`` "voc"/"coco" also names its default boxes (None: the model's own, VOC data);
-    ``config``: its configs/*.yaml name where it is not the file's."""
+    ``config``: its configs/*.yaml name where it is not the file's; ``anchors``: the model's preset the file was
+    trained with, where not ``dataset``; ``commit``: the lufficc/SSD commit whose config and code the entry follows
+    (``meta["source_commit"]``)."""
     voc = dataset != "coco"
+    config = config or file[:-4]
     return ssd_weights(
-        _RELEASE + file, model=model, input_size=size, layout=LAYOUT, num_classes=21 if voc else 81, anchors=dataset,
+        _RELEASE + file, model=model, input_size=size, layout=LAYOUT, num_classes=21 if voc else 81,
+        anchors=anchors or dataset, source_commit=f"lufficc/SSD@{commit} (configs/{config}.yaml)",
         categories=VOC_CATEGORIES if voc else COCO80_CATEGORIES, mean=MEAN, std=STD,
         dataset="VOC2007 trainval + VOC2012 trainval" if voc else "COCO2014 train + valminusminival (trainval35k)",
         metrics={"VOC2007-test": {"mAP": metric}} if voc else {"COCO-minival2014": {"box_map": metric}},
-        metrics_source=_SOURCE, recipe=f"https://github.com/lufficc/SSD/blob/master/configs/{config or file[:-4]}.yaml",
+        metrics_source=_SOURCE, recipe=f"https://github.com/lufficc/SSD/blob/{commit}/configs/{config}.yaml",
         licence="MIT",
     )
 

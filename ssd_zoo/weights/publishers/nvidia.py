@@ -24,13 +24,15 @@ from torchvision.models import WeightsEnum
 from torchvision.models.resnet import resnet50
 
 from ssd_zoo.weights import convert
+from ssd_zoo.models.record import split_record
+from ssd_zoo.models.builder import assemble_ssd
 from ssd_zoo.models.head import SSDHead
 from ssd_zoo.models.ssd import SSD
-from ssd_zoo.ops.default_boxes import DefaultBoxGenerator, DefaultBoxSpec
-from ssd_zoo.weights.published import register_weights, ssd_weights
+from ssd_zoo.ops.default_boxes import DefaultBoxSpec
+from ssd_zoo.weights.published import COCO80_CATEGORIES, register_weights, ssd_weights
 from ssd_zoo.registry import register_model
-from ssd_zoo.transform import IMAGENET_MEAN, IMAGENET_STD, SSDTransform
-from ssd_zoo.weights.resolve import default_categories, fetch_weights
+from ssd_zoo.transform import IMAGENET_MEAN, IMAGENET_STD
+from ssd_zoo.weights.resolve import fetch_weights
 
 MODEL = "nvidia_ssd300_resnet50"
 LAYOUT = "nvidia"
@@ -87,17 +89,8 @@ def nvidia_ssd300_resnet50(*, weights: Any = None, num_classes: int | None = Non
     """
     checkpoint = fetch_weights(weights, MODEL, pretrained=kwargs.pop("pretrained", None))
     num_classes = checkpoint.config(num_classes, None)[0] if checkpoint is not None else num_classes or NUM_CLASSES
-    spec, (mean, std), categories = DEFAULT_BOXES, (IMAGENET_MEAN, IMAGENET_STD), None
-    if checkpoint is not None:
-        spec = checkpoint.default_boxes(spec, explicit=False)
-        (mean, std), categories = checkpoint.normalisation(mean, std), checkpoint.categories
-    backbone = NvidiaResNet50Backbone()
-    head = SSDHead(backbone.out_channels, spec.boxes_per_location, num_classes)
-    model = SSD(backbone, head, DefaultBoxGenerator(spec), SSDTransform(300, mean, std), num_classes,
-                categories=categories, **{**POSTPROCESS, **kwargs})
-    if checkpoint is not None:
-        checkpoint.load_into(model)
-    return model
+    return assemble_ssd(lambda _: NvidiaResNet50Backbone(), SSDHead, DEFAULT_BOXES, num_classes, checkpoint,
+                        mean=IMAGENET_MEAN, std=IMAGENET_STD, thresholds=POSTPROCESS, **kwargs)
 
 
 # --- the layout ---
@@ -137,7 +130,7 @@ def from_nvidia(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def to_nvidia(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """ssd_zoo's ``nvidia_ssd300_resnet50`` state dict -> one their ``SSD300`` loads (ssd_zoo's record left out)."""
-    tensors = convert.split_record(state_dict)[0]
+    tensors = split_record(state_dict)[0]
     boxes = _boxes_per_level(tensors, "head.regression.{}.weight")
     state = _renamed(tensors, _PREFIXES, "ssd_zoo")
     for level, k in enumerate(boxes):
@@ -159,7 +152,8 @@ def _model(state_dict: dict[str, Tensor]) -> tuple[str, dict]:
 
 convert.register_layout(convert.Layout(
     LAYOUT, lambda sd: any(k.startswith("feature_extractor.feature_extractor.") for k in sd), from_nvidia, to_nvidia,
-    None, _model, "NVIDIA DeepLearningExamples SSD300: feature_extractor.feature_extractor.N, additional_blocks.N"))
+    None, _model, "NVIDIA DeepLearningExamples SSD300: feature_extractor.feature_extractor.N, additional_blocks.N",
+    label_spaces={81: convert.COCO_80}))
 
 
 class NVIDIA_SSD300_ResNet50_Weights(WeightsEnum):
@@ -168,13 +162,15 @@ class NVIDIA_SSD300_ResNet50_Weights(WeightsEnum):
     COCO_AMP_200703 = ssd_weights(
         "https://api.ngc.nvidia.com/v2/models/nvidia/ssd_pyt_ckpt_amp/versions/20.06.0/files/nvidia_ssdpyt_amp_200703.pt",
         model=MODEL, input_size=300, layout=LAYOUT, num_classes=NUM_CLASSES, anchors=None,
-        categories=default_categories(NUM_CLASSES), dataset="COCO train2017", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        categories=COCO80_CATEGORIES, dataset="COCO train2017", mean=IMAGENET_MEAN, std=IMAGENET_STD,
         metrics={"COCO-val2017": {"box_map": 26.5}},
         metrics_source="https://github.com/NVIDIA/DeepLearningExamples/tree/master/PyTorch/Detection/SSD#training-stability-test"
                        " (median AMP mAP 0.26529 over 15 seeds)",
         recipe="https://github.com/NVIDIA/DeepLearningExamples/tree/master/PyTorch/Detection/SSD#quick-start-guide",
         postprocess=POSTPROCESS, torch_hub="torch.hub.load('NVIDIA/DeepLearningExamples:torchhub', 'nvidia_ssd')",
         licence="Apache-2.0 code; checkpoint on NGC under NVIDIA's terms",
+        source_commit="NVIDIA/DeepLearningExamples@0b3f770b0a87a5bfc549c2ecaaf140f749f24ce0 (PyTorch/Detection/SSD/ssd/"
+                      "model.py; ssd/utils.py dboxes300_coco and evaluate.py as at 04099020)",
     )
     DEFAULT = COCO_AMP_200703
 

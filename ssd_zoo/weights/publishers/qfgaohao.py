@@ -8,7 +8,11 @@ Read from its code (``vision/ssd/ssd.py``, ``vgg_ssd.py``, ``mobilenetv1_ssd.py`
 (channel = box * C + class), as ssd_zoo's.
 
 - ``vgg16-ssd``: ssd.pytorch's VGG16 (exactly :class:`~ssd_zoo.models.vgg.VGG16Backbone`), 300 input, the
-  paper's VOC boxes (30..315, steps 8..300), RGB minus (123, 117, 104) on 0..255;
+  paper's VOC boxes (30..315, steps 8..300), RGB minus (123, 117, 104) on 0..255; conv4_3's map goes through
+  ``ScaledL2Norm(512, 20)`` (``source_layer_add_ons.0.scale``) in the published file (``vgg_ssd.py`` as at
+  00f90007), through ``BatchNorm2d(512)`` (``source_layer_add_ons.0.weight/bias/running_*``) in what
+  ``create_vgg_ssd`` builds since it was made ONNX-friendly (as at d0465093; README "ONNX Friendly VGG16 SSD"):
+  both load, the builder's ``conv4_3_norm`` follows the file;
 - ``mb1-ssd``: MobileNetV1 with ReLU (exactly timm's ``mobilenetv1_100`` with ``act_layer="relu"``), maps at
   strides 16 and 32, four extras (1x1 + ReLU, 3x3 stride 2 + ReLU, no BN), 3x3 heads;
 - ``mb2-ssd-lite``: torchvision's MobileNetV2 (ReLU6), the expansion of its first stride-32 block as the first
@@ -28,6 +32,7 @@ from torch import Tensor
 from torchvision.models import WeightsEnum
 
 from ssd_zoo.weights import convert
+from ssd_zoo.models.record import split_record
 from ssd_zoo.models.builder import assemble_ssd
 from ssd_zoo.models.head import SSDHead
 from ssd_zoo.models.mobilenet_v2_ssdlite import MobileNetV2LiteBackbone, SeparableLiteHead
@@ -58,24 +63,6 @@ def _thresholds(num_classes: int) -> dict[str, float]:
 
 
 # ---- the layout ----------------------------------------------------------------------------------------------
-# vgg16-ssd: qfgaohao key <-> ssd.pytorch key (same modules and tensors; its extras are Sequential(conv, ReLU,
-# conv, ReLU) blocks where ssd.pytorch has one flat list of convs).
-_VGG_TO_SSD_PYTORCH = [
-    (r"^base_net\.(\d+)\.", lambda m: f"vgg.{m[1]}."),
-    (r"^source_layer_add_ons\.0\.scale$", lambda m: "L2Norm.weight"),
-    (r"^extras\.(\d+)\.([02])\.", lambda m: f"extras.{2 * int(m[1]) + int(m[2]) // 2}."),
-    (r"^classification_headers\.", lambda m: "conf."),
-    (r"^regression_headers\.", lambda m: "loc."),
-]
-_VGG_FROM_SSD_PYTORCH = [
-    (r"^vgg\.(\d+)\.", lambda m: f"base_net.{m[1]}."),
-    (r"^L2Norm\.weight$", lambda m: "source_layer_add_ons.0.scale"),
-    (r"^extras\.(\d+)\.", lambda m: f"extras.{int(m[1]) // 2}.{2 * (int(m[1]) % 2)}."),
-    (r"^conf\.", lambda m: "classification_headers."),
-    (r"^loc\.", lambda m: "regression_headers."),
-]
-
-
 def _rekey(state_dict: Mapping[str, Tensor], rules: list, source: str) -> dict[str, Tensor]:
     """Rename every key by the first rule whose pattern matches; keys no rule matches raise ValueError."""
     out, unknown = {}, []
@@ -107,6 +94,29 @@ def _head_table(levels: int, lite: bool) -> dict[str, str]:
             else:
                 table[f"{theirs}.{level}"] = f"head.{ours}.{level}"
     return table
+
+
+_VGG_CONVS = ["1_1", "1_2", "2_1", "2_2", "3_1", "3_2", "3_3", "4_1", "4_2", "4_3", "5_1", "5_2", "5_3"]
+# Where each conv sits in vision/nn/vgg.py's list (conv, ReLU, pools 'M'/'C'), as in ssd.pytorch: fc6 31, fc7 33.
+_VGG_INDICES = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
+
+
+def _vgg_table() -> dict[str, str]:
+    """qfgaohao's ``create_vgg_ssd`` modules -> :class:`~ssd_zoo.models.vgg.VGG16Backbone`'s: ``base_net.N`` (the
+    ``vgg()`` list), ``source_layer_add_ons.0`` (a ``BatchNorm2d(512)`` since vgg_ssd.py replaced its ScaledL2Norm,
+    whose ``scale`` has a rule of its own), ``extras.B`` = Sequential(1x1, ReLU, 3x3, ReLU), 3x3 headers."""
+    table = {f"base_net.{i}": f"backbone.{'fc' if c.startswith('5') else 'features'}.conv{c}"
+             for c, i in zip(_VGG_CONVS, _VGG_INDICES)}
+    table.update({"base_net.31": "backbone.fc.fc6", "base_net.33": "backbone.fc.fc7",
+                  "source_layer_add_ons.0": "backbone.bn4_3"})
+    for b in range(4):
+        n = b + 8
+        table[f"extras.{b}.0"], table[f"extras.{b}.2"] = f"backbone.extras.conv{n}.conv{n}_1", f"backbone.extras.conv{n}.conv{n}_2"
+    return {**table, **_head_table(6, lite=False)}
+
+
+# ScaledL2Norm(512, 20)'s one parameter (vision/nn/scaled_l2_norm.py), the published file's conv4_3 norm.
+_SCALE, _L2NORM = "source_layer_add_ons.0.scale", "backbone.l2norm.weight"
 
 
 def _mb1_table() -> dict[str, str]:
@@ -141,15 +151,16 @@ def _mb2_lite_table() -> dict[str, str]:
     return {**table, **_head_table(6, lite=True)}
 
 
-# net name -> (registered model, qfgaohao -> ssd_zoo rules or None for VGG (through ssd.pytorch's layout)).
+# net name -> registered model; net name -> module table qfgaohao -> ssd_zoo.
 _NETS = {"vgg16-ssd": "qfgaohao_vgg16_ssd", "mb1-ssd": "qfgaohao_mb1_ssd", "mb2-ssd-lite": "qfgaohao_mb2_ssd_lite"}
-_TABLES = {"mb1-ssd": _mb1_table(), "mb2-ssd-lite": _mb2_lite_table()}
-_TABLES_BY_MODEL = {_NETS[net]: table for net, table in _TABLES.items()}
+_TABLES = {"vgg16-ssd": _vgg_table(), "mb1-ssd": _mb1_table(), "mb2-ssd-lite": _mb2_lite_table()}
 
 
 def net_type(state_dict: Mapping[str, Tensor]) -> str:
-    """Which of qfgaohao's nets a state dict is ("vgg16-ssd", "mb1-ssd", "mb2-ssd-lite"), from its keys."""
-    if "source_layer_add_ons.0.scale" in state_dict and "base_net.31.weight" in state_dict:
+    """Which of qfgaohao's nets a state dict is ("vgg16-ssd", "mb1-ssd", "mb2-ssd-lite"), from its keys (either
+    vgg16-ssd: with the ScaledL2Norm's ``scale`` or the BatchNorm's ``running_mean``)."""
+    norm = (_SCALE, "source_layer_add_ons.0.running_mean")
+    if "base_net.31.weight" in state_dict and any(key in state_dict for key in norm):
         return "vgg16-ssd"
     if "base_net.13.3.weight" in state_dict and "classification_headers.0.weight" in state_dict:
         return "mb1-ssd"
@@ -163,27 +174,30 @@ def net_type(state_dict: Mapping[str, Tensor]) -> str:
 def to_ssd_zoo(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """qfgaohao state dict (any of :data:`_NETS`) -> ssd_zoo's keys for the matching registered model."""
     net = net_type(state_dict)
-    if net == "vgg16-ssd":
-        return convert.from_ssd_pytorch(_rekey(state_dict, _VGG_TO_SSD_PYTORCH, f"qfgaohao {net}"))
-    return _rekey(state_dict, _module_rules(_TABLES[net]), f"qfgaohao {net}")
+    rules = [(re.escape(_SCALE) + "$", lambda m: _L2NORM)] if net == "vgg16-ssd" else []
+    return _rekey(state_dict, rules + _module_rules(_TABLES[net]), f"qfgaohao {net}")
 
 
 def from_ssd_zoo(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """ssd_zoo state dict of a ``qfgaohao_*`` model (or any VGG16 SSD300) -> qfgaohao's keys (its ``net.load``)."""
-    state = convert.split_record(state_dict)[0]
-    if "backbone.features.conv1_1.weight" in state:
-        return _rekey(convert.to_ssd_pytorch(state), _VGG_FROM_SSD_PYTORCH, "ssd_zoo")
-    table = _TABLES["mb2-ssd-lite" if "backbone.features.0.0.weight" in state else "mb1-ssd"]
-    return _rekey(state, _module_rules({v: k for k, v in table.items()}), "ssd_zoo")
+    state = split_record(state_dict)[0]
+    vgg = "backbone.features.conv1_1.weight" in state
+    net = "vgg16-ssd" if vgg else "mb2-ssd-lite" if "backbone.features.0.0.weight" in state else "mb1-ssd"
+    rules = [(re.escape(_L2NORM) + "$", lambda m: _SCALE)] if vgg else []
+    return _rekey(state, rules + _module_rules({v: k for k, v in _TABLES[net].items()}), "ssd_zoo")
 
 
 def fitting_model(state_dict: Mapping[str, Tensor]) -> tuple[str, dict[str, Any]]:
-    return _NETS[net_type(state_dict)], {}
+    """The registered model; for vgg16-ssd, the conv4_3 norm its file has (ScaledL2Norm or BatchNorm2d)."""
+    net = net_type(state_dict)
+    if net == "vgg16-ssd" and _SCALE not in state_dict:
+        return _NETS[net], {"conv4_3_norm": "batch_norm"}
+    return _NETS[net], {}
 
 
 convert.register_layout(convert.Layout(
     LAYOUT, lambda sd: any(k.startswith("classification_headers.") for k in sd), to_ssd_zoo, from_ssd_zoo, "voc",
-    fitting_model, "qfgaohao/pytorch-ssd: base_net.N, classification_headers.N"))
+    fitting_model, "qfgaohao/pytorch-ssd: base_net.N, classification_headers.N", label_spaces=convert.VOC_OR_COCO_80))
 
 
 # ---- the models ----------------------------------------------------------------------------------------------
@@ -191,8 +205,8 @@ def _build(name: str, backbone: Any, head: Any, spec: Any, mean: tuple, std: tup
            num_classes: int | None, **kwargs: Any) -> SSD:
     checkpoint = fetch_weights(weights, name, pretrained=kwargs.pop("pretrained", None))
     num_classes, _ = builder_config(checkpoint, num_classes, None)
-    return assemble_ssd(backbone(), head, spec, num_classes, checkpoint, mean=mean, std=std,
-                        **{**_thresholds(num_classes), **kwargs})
+    return assemble_ssd(lambda _: backbone(), head, spec, num_classes, checkpoint, mean=mean, std=std,
+                        thresholds=_thresholds(num_classes), **kwargs)
 
 
 def _mobilenet_v1() -> TimmBackbone:
@@ -202,11 +216,18 @@ def _mobilenet_v1() -> TimmBackbone:
 
 
 @register_model
-def qfgaohao_vgg16_ssd(*, weights: Any = None, num_classes: int | None = None, **kwargs: Any) -> SSD:
+def qfgaohao_vgg16_ssd(*, weights: Any = None, num_classes: int | None = None, conv4_3_norm: str | None = None,
+                       **kwargs: Any) -> SSD:
     """qfgaohao/pytorch-ssd's ``vgg16-ssd``: VGG16 SSD300, 8732 default boxes, its ``Predictor`` defaults.
-    ``weights``: "VOC0712" (a file you download, see the entry) or a qfgaohao/ssd_zoo checkpoint path."""
-    return _build("qfgaohao_vgg16_ssd", lambda: VGG16Backbone(300), SSDHead, VGG_BOXES, VGG_MEAN, VGG_STD, weights,
-                  num_classes, **kwargs)
+    ``weights``: "VOC0712" (a file you download, see the entry) or a qfgaohao/ssd_zoo checkpoint path.
+    ``conv4_3_norm``: "l2" (ScaledL2Norm: the published file, vgg_ssd.py as at 00f90007) or "batch_norm"
+    (BatchNorm2d(512): ``create_vgg_ssd`` since it was made ONNX-friendly, as at d0465093); default: the weights'."""
+    checkpoint = fetch_weights(weights, "qfgaohao_vgg16_ssd", pretrained=kwargs.pop("pretrained", None))
+    if conv4_3_norm is None:
+        batch_norm = checkpoint is not None and "backbone.bn4_3.running_mean" in checkpoint.state_dict
+        conv4_3_norm = "batch_norm" if batch_norm else "l2"
+    return _build("qfgaohao_vgg16_ssd", lambda: VGG16Backbone(300, conv4_3_norm), SSDHead, VGG_BOXES, VGG_MEAN,
+                  VGG_STD, checkpoint, num_classes, **kwargs)
 
 
 @register_model
@@ -232,6 +253,18 @@ _WHERE = ("the files are shared from the README's Pretrained Models section (" +
           "in torch.hub's checkpoints folder under that name)")
 
 
+# The qfgaohao/pytorch-ssd commits whose code the entries follow: the nets (vision/ssd/*.py), their configs
+# (vision/ssd/config/*.py as at af2e79be: specs, image_mean/std, variances) and the README listing the files.
+_COMMITS = {
+    "qfgaohao_vgg16_ssd": "00f90007b1d54eaf377c4b81c4cca8a74a35493e (vision/ssd/vgg_ssd.py with ScaledL2Norm, as the "
+                          "published file; create_vgg_ssd's BatchNorm2d variant as at d0465093 loads too)",
+    "qfgaohao_mb1_ssd": "d0465093f2469ae1dd0711ccb0996293a52de51e (vision/ssd/mobilenetv1_ssd.py)",
+    "qfgaohao_mb2_ssd_lite": "bc15b311a023cef5864e7000c34186cbd329bf6f (vision/ssd/mobilenet_v2_ssd_lite.py)",
+}
+_CONFIG_COMMIT = "af2e79bee33911868ddb9216d3cd195573916135"
+_README_COMMIT = "eeaccd28f5139460353ca1dd46c648d5d54ad0e8"
+
+
 def _entry(file: str, model: str, metric: float, recipe: str) -> Any:
     mobile = model != "qfgaohao_vgg16_ssd"
     return ssd_weights(
@@ -241,6 +274,8 @@ def _entry(file: str, model: str, metric: float, recipe: str) -> Any:
         std=MOBILE_STD if mobile else VGG_STD, dataset="VOC2007 trainval + VOC2012 trainval",
         metrics={"VOC2007-test": {"mAP": metric}}, metrics_source=_README, recipe=recipe,
         where_to_get=_WHERE.format(file=file, model=model), licence="MIT (per the GitHub repository)",
+        source_commit=f"qfgaohao/pytorch-ssd@{_COMMITS[model]}; configs as at {_CONFIG_COMMIT[:8]}, README as at "
+                      f"{_README_COMMIT[:8]}",
     )
 
 

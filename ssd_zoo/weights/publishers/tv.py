@@ -1,4 +1,6 @@
-"""torchvision's SSDLite320-MobileNetV3-Large: its exact architecture, its layout, its COCO weights.
+"""torchvision's SSDLite320-MobileNetV3-Large: its exact architecture, its layout, its COCO weights; and the checks
+that refuse writing a model for torchvision's SSD300 or SSDLite320 layout that torchvision would decode against other
+default boxes (registered on both layouts: :func:`ssd_zoo.weights.convert.from_ssd_zoo` and ``to_torchvision`` run them).
 
 torchvision (BSD-3-Clause) publishes ``ssdlite320_mobilenet_v3_large`` COCO_V1 (21.3 box AP on COCO val2017).
 Those weights were trained without an ImageNet backbone, so the backbone is MobileNetV3-Large with the
@@ -13,6 +15,7 @@ post-processing as torchvision's defaults (score 0.001, NMS IoU 0.55, top-300 ca
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -22,12 +25,13 @@ from torchvision.models.detection.ssdlite import SSDLiteFeatureExtractorMobileNe
 from torchvision.models.mobilenetv3 import mobilenet_v3_large
 
 from ssd_zoo.weights import convert
+from ssd_zoo.models.record import split_record
+from ssd_zoo.models.builder import assemble_ssd
 from ssd_zoo.models.ssd import SSD
 from ssd_zoo.models.ssdlite import SSDLiteHead, ssdlite_spec
-from ssd_zoo.ops.default_boxes import DefaultBoxGenerator
+from ssd_zoo.ops.default_boxes import DefaultBoxSpec, preset
 from ssd_zoo.weights.published import COCO_CATEGORIES, register_weights, ssd_weights
 from ssd_zoo.registry import register_model
-from ssd_zoo.transform import SSDTransform
 from ssd_zoo.weights.resolve import fetch_weights
 
 MODEL = "ssdlite320_mobilenet_v3_large"
@@ -82,17 +86,9 @@ def ssdlite320_mobilenet_v3_large(*, weights: Any = None, num_classes: int | Non
     if checkpoint is not None:
         num_classes = checkpoint.config(num_classes, None)[0]  # the weights' classes; a conflict raises
     num_classes = num_classes or 91
-    spec, (mean, std), categories = ssdlite_spec(INPUT_SIZE), (MEAN, STD), None
-    if checkpoint is not None:
-        spec = checkpoint.default_boxes(spec, explicit=False)
-        (mean, std), categories = checkpoint.normalisation(mean, std), checkpoint.categories
-    backbone = MobileNetV3SSDLiteBackbone(reduced_tail)
-    head = SSDLiteHead(backbone.out_channels, spec.boxes_per_location, num_classes, norm_layer=torchvision_norm)
-    model = SSD(backbone, head, DefaultBoxGenerator(spec), SSDTransform(INPUT_SIZE, mean, std), num_classes,
-                categories=categories, **{**POSTPROCESS, **kwargs})
-    if checkpoint is not None:
-        checkpoint.load_into(model)
-    return model
+    return assemble_ssd(lambda _: MobileNetV3SSDLiteBackbone(reduced_tail),
+                        partial(SSDLiteHead, norm_layer=torchvision_norm), ssdlite_spec(INPUT_SIZE), num_classes,
+                        checkpoint, mean=MEAN, std=STD, thresholds=POSTPROCESS, **kwargs)
 
 
 # --- the layout: torchvision's head keys <-> ssd_zoo's (the backbone's keys are the same on both sides) ---
@@ -118,10 +114,54 @@ def from_torchvision_ssdlite(state_dict: dict[str, Tensor]) -> dict[str, Tensor]
     return convert.rename(state_dict, inverse, "torchvision ssdlite")
 
 
-def to_torchvision_ssdlite(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """ssd_zoo ``ssdlite320_mobilenet_v3_large`` state dict -> one torchvision's loads with ``strict=True``."""
-    tensors = convert.split_record(state_dict)[0]
+def to_torchvision_ssdlite(state_dict: dict[str, Tensor], where: str = "state dict") -> dict[str, Tensor]:
+    """ssd_zoo ``ssdlite320_mobilenet_v3_large`` state dict -> one torchvision's loads with ``strict=True``; a
+    model recording other default boxes than torchvision's raises ValueError (:func:`check_torchvision_ssdlite_boxes`)."""
+    check_torchvision_ssdlite_boxes(state_dict, None, where)
+    tensors = split_record(state_dict)[0]
     return convert.rename(tensors, _key_table(tensors), "ssd_zoo")
+
+
+def check_torchvision_boxes(state_dict: Mapping[str, Tensor], anchors: str | None = None,
+                            where: str = "state dict") -> None:
+    """Refuse a conversion to torchvision's layout that torchvision would decode against other default boxes.
+
+    The model's boxes: its ssd_zoo record, else ``anchors`` (what the caller knows it was trained with: "voc" or
+    "coco"; e.g. the layout it came from). ValueError where they are not torchvision's (or not known), or where
+    the model has other than 6 head levels (torchvision's ssd300_vgg16 is an SSD300).
+    """
+    levels = convert.num_levels(state_dict)
+    if levels != 6:
+        raise ValueError(f"{where} has {levels} head levels; torchvision's ssd300_vgg16 has 6 (SSD300)")
+    theirs = preset(300, convert.TORCHVISION_ANCHORS)
+    record = split_record(state_dict)[1]
+    if record is not None:
+        ours = DefaultBoxSpec.from_dict(record["default_boxes"])
+    elif anchors is not None:
+        ours = preset(300, anchors)
+    else:
+        raise ValueError(f"{where} does not say which default boxes it was trained with; torchvision's ssd300_vgg16 "
+                         f"uses anchors='coco' ({theirs.describe()}). Pass anchors='coco' (command line: --anchors coco) "
+                         "if that is the model's, else keep it in ssd_zoo's layout")
+    if ours != theirs:
+        raise ValueError(
+            f"{where} was trained with default boxes {ours.describe()}, but torchvision's ssd300_vgg16 decodes with its "
+            f"own anchors='coco' ({theirs.describe()}): every detection would be decoded against the wrong boxes. Use "
+            "the model with ssd_zoo (ssd_zoo.build('ssd300_vgg16', weights=FILE)) instead")
+
+
+def check_torchvision_ssdlite_boxes(state_dict: dict[str, Tensor], anchors: str | None = None,
+                                    where: str = "state dict") -> None:
+    """Refuse a model whose recorded default boxes are not torchvision's SSDLite320's (:func:`ssdlite_spec`):
+    torchvision's ``ssdlite320_mobilenet_v3_large`` lays out its own. ``anchors``: unused (no preset applies)."""
+    record = split_record(state_dict)[1]
+    theirs = ssdlite_spec(INPUT_SIZE)
+    if record is not None and DefaultBoxSpec.from_dict(record["default_boxes"]) != theirs:
+        ours = DefaultBoxSpec.from_dict(record["default_boxes"])
+        raise ValueError(f"{where} was trained with default boxes {ours.describe()}, but torchvision's "
+                         f"ssdlite320_mobilenet_v3_large decodes with its own ({theirs.describe()}): every detection "
+                         f"would be decoded against the wrong boxes. Use the model with ssd_zoo (ssd_zoo.build("
+                         f"'{MODEL}', weights=FILE)) instead")
 
 
 def _model(state_dict: dict[str, Tensor]) -> tuple[str, dict]:
@@ -132,7 +172,9 @@ def _model(state_dict: dict[str, Tensor]) -> tuple[str, dict]:
 convert.register_layout(convert.Layout(
     LAYOUT, lambda sd: any(k.startswith("head.classification_head.module_list.0.0.0.") for k in sd),
     from_torchvision_ssdlite, to_torchvision_ssdlite, None, _model,
-    "torchvision ssdlite320_mobilenet_v3_large: head.classification_head.module_list.N.0.0.weight"))
+    "torchvision ssdlite320_mobilenet_v3_large: head.classification_head.module_list.N.0.0.weight",
+    label_spaces={91: convert.COCO_91}, check=check_torchvision_ssdlite_boxes))
+convert.set_check("torchvision", check_torchvision_boxes)  # the SSD300 layout convert.py registers
 
 
 class SSDLite320_MobileNet_V3_Large_Weights(WeightsEnum):
@@ -146,6 +188,7 @@ class SSDLite320_MobileNet_V3_Large_Weights(WeightsEnum):
                        "torchvision.models.detection.ssdlite320_mobilenet_v3_large.html",
         recipe="https://github.com/pytorch/vision/tree/main/references/detection#ssdlite320-mobilenetv3-large",
         postprocess=POSTPROCESS, num_params=3440060, licence="BSD-3-Clause (torchvision)",
+        source_commit="pytorch/vision@caf45fd0600d1c2cf1d349ab731a9c28d1707b14 (torchvision/models/detection/ssdlite.py)",
     )
     DEFAULT = COCO_V1
 

@@ -1,4 +1,4 @@
-"""The training recipe's configuration: one flat dataclass with commented defaults (as nanoGPT's train.py).
+"""The training configuration: one flat dataclass with commented defaults (as nanoGPT's train.py).
 
 A YAML file sets any subset of the fields; ``--set key=value`` overrides them on the command line (the value
 is parsed as YAML, so ``--set lr=0.01``, ``--set lr_steps=[1000,2000]`` and ``--set amp=true`` work). The
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,13 @@ class TrainConfig:
     init_weights: str | None = None  # start from these weights: any ssd_zoo.build weights= (a published name such as
     #   COCO_V1, a checkpoint path in any layout, a URL); the dataset's class names go through head surgery (the rows
     #   of classes the weights know are kept). The weights bring the backbone: backbone_init is not used.
+    weights_class_names: list[str] | None = None  # the classes of init_weights (and of eval_voc.py's --weights), labels
+    #   1..K in the file's order, for a file that records none; overrides what the file records or implies
     freeze: str = "none"  # "none" | "backbone" | "backbone+extras": no gradient, BatchNorm statistics fixed
     head_lr_mult: float = 1.0  # the heads' learning rate as a multiple of lr (e.g. 10 with a frozen or slow backbone)
-    # --- data (a VOCdevkit folder; own data: VOC layout with class_names, or COCO JSON via coco_*) ---
+    # --- data (a VOCdevkit folder; own data: VOC layout with class_names, or COCO JSON via coco_*, or any format via data) ---
+    data: str | None = None  # a dataset in any format ssd_zoo.data.open_dataset opens (VOC folder, COCO .json or a folder
+    #   of them, YOLO data.yaml): train_splits and test_split then name its splits (train, val, test); data_root unused
     data_root: str = "data/VOCdevkit"
     train_splits: str = "2007-trainval+2012-trainval"
     test_split: str = "2007-test"
@@ -57,7 +62,7 @@ class TrainConfig:
     grad_clip: float | None = None  # max gradient norm, None: no clipping
     skip_nonfinite: bool = False  # skip a step whose loss is NaN/inf instead of stopping the run
     # --- precision and device ---
-    device: str = "cuda"  # "cuda" or "cpu" (cuda without a GPU is an error that says to pass --device cpu)
+    device: str = "cuda"  # "cuda", "cuda:N" or "cpu" (cuda without a GPU is an error that says to pass --device cpu)
     amp: bool = False  # fp16 + GradScaler on CUDA, bf16 autocast on the CPU
     seed: int = 0
     threads: int | None = None  # torch.set_num_threads; None: torch's default (one per core)
@@ -96,7 +101,7 @@ FLOAT_RANGES: dict[str, tuple[float, float, bool]] = {  # (low, high, low includ
     "lr_gamma": (0.0, INF, False), "warmup_factor": (0.0, 1.0, False), "grad_clip": (0.0, INF, False),
     "draw_score": (0.0, 1.0, True),
 }
-CHOICES = {"optimizer": ("sgd", "adamw"), "schedule": ("multistep", "cosine"), "device": ("cpu", "cuda")}
+CHOICES = {"optimizer": ("sgd", "adamw"), "schedule": ("multistep", "cosine")}
 OPTIONAL = {"input_size", "threads", "grad_clip"}  # None is allowed
 
 
@@ -132,6 +137,8 @@ def check_config(cfg: TrainConfig) -> None:
     for key, choices in CHOICES.items():
         if getattr(cfg, key) not in choices:
             raise ConfigValueError(key, f"one of {list(choices)}", getattr(cfg, key))
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(cfg.device)):
+        raise ConfigValueError("device", "'cpu', 'cuda' or 'cuda:N'", cfg.device)
     steps = cfg.lr_steps
     if not isinstance(steps, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in steps):
         raise ConfigValueError("lr_steps", "a list of iterations (integers >= 0)", steps)

@@ -1,4 +1,4 @@
-"""Datasets and loaders for the recipes: VOC-format (or COCO-format) data, seeded augmentation, resumable order.
+"""Datasets and loaders for training: VOC-format (or COCO-format) data, seeded augmentation, resumable order.
 
 Exact resume needs the same images in the same order with the same augmentation, whatever the number of
 loader workers and wherever the run was cut. So the order is a function of ``(seed, epoch)`` (a
@@ -12,31 +12,45 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ssd_zoo.data import CocoDataset, PadToSquare, SSDAugmentation, VOCDataset, collate
+from ssd_zoo.data import CocoDataset, PadToSquare, SSDAugmentation, VOCDataset, collate, open_dataset
 
-from .common import PAD_FILL
-from .config import TrainConfig
+from ssd_zoo.train.config import TrainConfig
+from ssd_zoo.train.model import PAD_FILL
 
 
 def make_dataset(cfg: TrainConfig, train: bool, transforms: object = None) -> Dataset:
     """The training (``train=True``) or test dataset of ``cfg``; it has ``class_names`` (no background).
 
+    From ``cfg.data`` (any format, :func:`ssd_zoo.data.open_dataset`), else ``coco_train``/``coco_test``, else the
+    VOCdevkit ``data_root``; ``train_splits`` / ``test_split`` name the splits.
+
     With ``cfg.pad_to_square`` every training image is first padded to a square (see :class:`PadToSquare`),
     before augmentation (a flip then moves the padding too, as the demo has always trained); test images are
-    not: the model letterboxes them itself, with the same colour (:func:`recipes.common.resize_kwargs`), which
+    not: the model letterboxes them itself, with the same colour (:func:`ssd_zoo.train.model.resize_kwargs`), which
     gives the same pixels as padding here. A square image is left as it is by the model's letterbox.
     """
     if cfg.pad_to_square and train:
         pad = PadToSquare(PAD_FILL)
         transforms = pad if transforms is None else (lambda image, target: transforms(*pad(image, target)))
+    splits = cfg.train_splits if train else cfg.test_split
+    if cfg.data is not None:  # any format, told apart by what is there; it names its own classes
+        if cfg.class_names is not None:
+            raise ValueError(f"class_names: expected null with data={cfg.data!r} (the dataset names its classes), "
+                             f"found {cfg.class_names}")
+        return open_dataset(cfg.data, splits, transforms=transforms, keep_difficult=cfg.keep_difficult or not train)
     coco = cfg.coco_train if train else cfg.coco_test
     if coco is not None:
         if len(coco) != 2:
             raise ValueError(f"coco_{'train' if train else 'test'}: expected [image_dir, ann_file], found {coco!r}")
         return CocoDataset(coco[0], coco[1], transforms=transforms)
-    splits = cfg.train_splits if train else cfg.test_split
     return VOCDataset(cfg.data_root, splits, keep_difficult=cfg.keep_difficult or not train,
                       transforms=transforms, class_names=cfg.class_names)
+
+
+def training_source(cfg: TrainConfig) -> str:
+    """Where the training boxes are, for :func:`ssd_zoo.finetune.load_boxes` (with ``cfg.train_splits``): the
+    dataset ``data``, else the COCO JSON of ``coco_train``, else the VOCdevkit folder ``data_root``."""
+    return cfg.data or (cfg.coco_train[1] if cfg.coco_train else cfg.data_root)
 
 
 class SeededAugmentation(Dataset):

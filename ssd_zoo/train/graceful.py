@@ -73,7 +73,12 @@ class GracefulStop:
         return int(flag.item()) or None
 
 
-def resume_command(checkpoint: os.PathLike | str, world_size: int) -> str:
-    """The command line that continues a run from ``checkpoint`` (torchrun when it ran under torchrun)."""
-    launcher = f"torchrun --nproc_per_node={world_size}" if world_size > 1 else "python"
-    return f"{launcher} recipes/train_voc.py --resume {os.fspath(checkpoint)}"
+def resume_command(checkpoint: os.PathLike | str, world_size: int, script: str = "recipes/train_voc.py") -> str:
+    """The command line that continues a run of ``script`` from ``checkpoint`` (torchrun when it ran under
+    torchrun); ``script`` may also be a command such as ``ssd-zoo train``, which is run as it is when alone."""
+    if script.endswith(".py"):
+        launcher = f"torchrun --nproc_per_node={world_size} " if world_size > 1 else "python "
+    else:
+        launcher = f"torchrun --nproc_per_node={world_size} -m ssd_zoo.cli " if world_size > 1 else ""
+        script = script.removeprefix("ssd-zoo ") if world_size > 1 else script
+    return f"{launcher}{script} --resume {os.fspath(checkpoint)}"

@@ -1,4 +1,4 @@
-"""Evaluation for the recipes: batched inference, VOC07 and VOC2010+ mAP, metrics.json, VOC results files,
+"""Evaluation during and after training: batched inference, VOC07 and VOC2010+ mAP, metrics.json, VOC results files,
 and pictures of detections."""
 from __future__ import annotations
 
@@ -107,19 +107,15 @@ def draw_detections(dataset: Any, detections: list[tuple[str, dict]], class_name
                     output_dir: str | Path, count: int, min_score: float = 0.5) -> list[Path]:
     """Save the first ``count`` test images with their detections (score >= ``min_score``) drawn by
     :func:`ssd_zoo.detect.draw.draw_detections` (one colour per class, a legend, small images upscaled), as PNG
-    files ``output_dir/pictures/<image_id>.png``; returns their paths. ``class_names``: no background."""
-    from PIL import Image  # torchvision.io's codecs are deprecated since torchvision 0.29
+    files ``output_dir/pictures/<image_id>.png`` (written whole or not at all, by
+    :func:`ssd_zoo.detect.results.write_picture`); returns their paths. ``class_names``: no background."""
+    from ssd_zoo.detect.results import write_picture
 
-    from ssd_zoo.detect.draw import draw_detections as draw
-
-    folder = Path(output_dir) / "pictures"
-    folder.mkdir(parents=True, exist_ok=True)
     names = ["__background__", *class_names]
     paths = []
     for index, (image_id, det) in enumerate(detections[:count]):
-        drawn = draw(dataset[index][0], det, names, min_score=min_score)
-        paths.append(folder / f"{Path(image_id).name}.png")
-        Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(paths[-1])
+        paths.append(Path(output_dir) / "pictures" / f"{Path(image_id).name}.png")
+        write_picture(paths[-1], dataset[index][0], det, names, min_score=min_score)
     return paths
 
 
