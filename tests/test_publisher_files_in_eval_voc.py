@@ -32,6 +32,7 @@ from ssd_zoo.weights.published import COCO80_CATEGORIES, COCO_CATEGORIES, VOC_CA
 sys.path.insert(0, str(ROOT))
 from recipes import eval_voc  # noqa: E402
 from ssd_zoo.train.config import TrainConfig  # noqa: E402
+from ssd_zoo.train.model import model_to_evaluate  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -110,7 +111,7 @@ def predictor_rows(model: torch.nn.Module) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize("layout", sorted(FILES))
 def test_every_class_row_is_the_files_own(layout: str, tmp_path: Path) -> None:
-    """eval_voc.py's model for the folder's classes: each row is the directly built model's row of that name."""
+    """eval_voc.py's model for the folder's classes (ssd_zoo.train.model.model_to_evaluate): each row is the directly built model's row of that name."""
     model_name, saved, space = FILES[layout]
     path = tmp_path / "publisher.pth"
     torch.save(saved(), path)
@@ -121,7 +122,7 @@ def test_every_class_row_is_the_files_own(layout: str, tmp_path: Path) -> None:
     names = [n for n in space[1:] if n != "N/A"]  # a VOC folder names each class once
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model, _ = eval_voc.load_model(TrainConfig(model=model_name), str(path), names)
+        model, _ = model_to_evaluate(TrainConfig(model=model_name), str(path), names)
     said = [str(w.message) for w in caught if issubclass(w.category, (ClassNamesWarning, HeadSurgeryWarning))]
     assert len(said) == 1 and f"taken as the {layout} layout's label space" in said[0], said
     assert model.class_names == ["__background__", *names]
