@@ -24,7 +24,7 @@ $(TF_GRAPH): | $(STAMP)
 	$(PY) tools/fetch_test_graph.py
 
 test: $(STAMP) $(TF_GRAPH)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --durations=15  # two workers on the two cores (pytest-xdist)
 
 # make demo: generate the embedded shapes dataset (once), train recipes/configs/shapes_quick.yaml on the CPU,
 # evaluate it: the AP table, runs/demo/metrics.json and runs/demo/pictures/*.png. About 14 minutes on 2 cores.

@@ -47,6 +47,10 @@ _PYTHONPATH_BEFORE = os.environ.get("PYTHONPATH")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # `make test` runs two pytest-xdist workers on the two cores: one compute thread each, so they do not
+    # oversubscribe the cores (a test that wants more threads sets them itself).
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
     # Every Python subprocess a test starts inherits os.environ, so it runs _netguard/sitecustomize.py first.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), _PYTHONPATH_BEFORE]))
 

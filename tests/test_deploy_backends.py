@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SAMPLES, run_in_process, tiny_detector
+from helpers import SAMPLES, run_in_process, tiny_detector, tiny_model
 
 from ssd_zoo.cli import main
 from ssd_zoo.deploy.export import export
