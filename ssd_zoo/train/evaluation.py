@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, SequentialSampler
 from tqdm import tqdm
 
+from ssd_zoo.detect.results import write_picture
 from ssd_zoo.data import to_device
 from ssd_zoo.metrics import VOCEvaluator
 
@@ -109,8 +110,6 @@ def draw_detections(dataset: Any, detections: list[tuple[str, dict]], class_name
     :func:`ssd_zoo.detect.draw.draw_detections` (one colour per class, a legend, small images upscaled), as PNG
     files ``output_dir/pictures/<image_id>.png`` (written whole or not at all, by
     :func:`ssd_zoo.detect.results.write_picture`); returns their paths. ``class_names``: no background."""
-    from ssd_zoo.detect.results import write_picture
-
     names = ["__background__", *class_names]
     paths = []
     for index, (image_id, det) in enumerate(detections[:count]):
