@@ -14,7 +14,6 @@ import gc
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from ssd_zoo.deploy.cpu import cpu_model, int8_isa
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository root
 SAMPLES = ROOT / "assets"  # real VOC 2007 photos, shipped with the repository
@@ -82,18 +83,11 @@ def autocast(precision: str, device: str) -> contextlib.AbstractContextManager:
 
 
 def machine() -> dict[str, str]:
-    """CPU model, cores, torch threads, load average, torch/torchvision versions; the GPU's name and TF32 state."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """CPU model and its int8 instruction set, cores, torch threads, load average, torch/torchvision versions;
+    the GPU's name."""
     import torchvision
 
-    info = {"cpu": cpu, "cores": str(os.cpu_count()), "threads": str(torch.get_num_threads()),
+    info = {"cpu": f"{cpu_model()} ({int8_isa()})", "cores": str(os.cpu_count()), "threads": str(torch.get_num_threads()),
             "load": f"{os.getloadavg()[0]:.1f}", "torch": torch.__version__, "torchvision": torchvision.__version__}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
